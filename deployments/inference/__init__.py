@@ -1,0 +1,1 @@
+"""Inference: engine interface, engines, the shared OpenAI layer and the LLM deployment."""

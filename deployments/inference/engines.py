@@ -1,0 +1,16 @@
+"""Engine registry: engine type name -> constructor, imported lazily (vLLM is optional)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deployments.inference.engine import Engine
+from serve.config import EngineConfig
+
+
+def build_engine(cfg: EngineConfig, checkpoint: Path) -> Engine:
+    if cfg.type == "meta-reference":
+        from deployments.inference.meta_reference.engine import MetaReferenceEngine
+
+        return MetaReferenceEngine.from_checkpoint(checkpoint, cfg)
+    raise ValueError(f"unknown engine type {cfg.type!r}")

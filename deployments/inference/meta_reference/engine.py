@@ -1,0 +1,210 @@
+"""Meta-reference engine: the step loop. step() = schedule -> run model (prefill, decode) -> postprocess.
+
+Scheduling and postprocessing run on the event loop; the model runs in a worker thread (torch releases the
+GIL), so streams keep flowing while a step computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import torch
+
+from deployments.inference.engine import EngineOutput, EngineRequest, EngineStats
+from deployments.inference.meta_reference.kv_cache import PagedKVCache
+from deployments.inference.meta_reference.loader import load_checkpoint, read_hf_config
+from deployments.inference.meta_reference.model import BatchView, LlamaForCausalLM
+from deployments.inference.meta_reference.scheduler import Scheduler, Sequence, StepPlan
+from deployments.inference.sampling import SampledToken, apply_constraints, apply_penalties, sample
+from serve.config import EngineConfig
+from serve.errors import InvalidRequestError, OverloadedError
+
+logger = logging.getLogger("stackserve.engine")
+
+
+def eos_ids_from_config(hf_config: dict, checkpoint: Path | None = None) -> list[int]:
+    ids: list[int] = []
+    sources = [hf_config]
+    gen = checkpoint / "generation_config.json" if checkpoint else None
+    if gen and gen.exists():
+        import json
+
+        sources.append(json.loads(gen.read_text()))
+    for src in sources:
+        e = src.get("eos_token_id")
+        for i in [e] if isinstance(e, int) else (e or []):
+            if i not in ids:
+                ids.append(i)
+    return ids
+
+
+class MetaReferenceEngine:
+    def __init__(self, model: LlamaForCausalLM, cfg: EngineConfig, eos_token_ids: list[int]):
+        if cfg.num_threads or cfg.device == "cpu":
+            torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+        self.model = model
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        a = model.args
+        self.vocab_size = a.vocab_size
+        self.eos_token_ids = eos_token_ids
+        num_blocks = -(-cfg.kv_cache_tokens // cfg.kv_block_size) + 1  # +1: the scratch block
+        self.cache = PagedKVCache(a.num_hidden_layers, num_blocks, cfg.kv_block_size, a.num_key_value_heads,
+                                  a.head_dim, next(model.parameters()).dtype, self.device)
+        capacity = self.cache.usable_blocks * cfg.kv_block_size
+        self.max_model_len = min(cfg.max_model_len or a.max_position_embeddings, a.max_position_embeddings, capacity)
+        self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len))
+        self._stats = EngineStats(max_num_seqs=cfg.max_num_seqs, total_kv_blocks=self.cache.usable_blocks)
+        self._wakeup: asyncio.Event | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._loop_error: BaseException | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, cfg: EngineConfig) -> MetaReferenceEngine:
+        model = load_checkpoint(checkpoint, cfg.device, cfg.dtype)
+        return cls(model, cfg, eos_ids_from_config(read_hf_config(checkpoint), checkpoint))
+
+    # ---- public interface -------------------------------------------------------------------------------
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        n_prompt = len(request.prompt_token_ids)
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        if n_prompt + request.params.max_tokens > self.max_model_len:
+            raise InvalidRequestError(
+                f"prompt ({n_prompt} tokens) plus max_tokens ({request.params.max_tokens}) exceeds the model's "
+                f"context length of {self.max_model_len} tokens", param="max_tokens", code="context_length_exceeded")
+        if len(self.scheduler.waiting) >= self.cfg.max_queued_requests:
+            raise OverloadedError("too many requests are queued for this model, retry later",
+                                  code="queue_full", headers={"Retry-After": "1"})
+        self._ensure_loop()
+        seq = Sequence(request, request.params.make_generator())
+        self.scheduler.waiting.append(seq)
+        self._wakeup.set()
+        try:
+            while True:
+                item = await seq.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            if not seq.finished:
+                seq.aborted = True  # the scheduler frees its blocks at the next step
+                self._wakeup.set()
+
+    def stats(self) -> EngineStats:
+        s = self._stats
+        s.running, s.waiting = len(self.scheduler.running), len(self.scheduler.waiting)
+        s.free_kv_blocks = self.cache.free_blocks
+        return s
+
+    async def check_health(self) -> None:
+        if self._loop_error is not None:
+            raise RuntimeError(f"engine loop died: {self._loop_error!r}")
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._wakeup = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._run_loop())
+
+    async def _run_loop(self) -> None:
+        try:
+            while True:
+                if not self.scheduler.has_work():
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                plan = self.scheduler.schedule()
+                if not plan.prefill and not plan.decode:
+                    await asyncio.sleep(0.001)  # only aborted sequences were dropped
+                    continue
+                try:
+                    results = await asyncio.to_thread(self._execute, plan)
+                except Exception as e:  # a failed step fails its sequences, not the engine
+                    logger.exception("engine step failed")
+                    for seq in plan.prefill + plan.decode:
+                        self.scheduler.finish(seq)
+                        seq.queue.put_nowait(e)
+                    continue
+                self._postprocess(results)
+        except BaseException as e:
+            self._loop_error = e
+            raise
+
+    def _execute(self, plan: StepPlan) -> list[tuple[Sequence, SampledToken]]:
+        results = []
+        with torch.inference_mode():
+            if plan.prefill:
+                results += self._forward_and_sample(plan.prefill, [s.all_ids for s in plan.prefill])
+            if plan.decode:
+                results += self._forward_and_sample(plan.decode, [s.all_ids[-1:] for s in plan.decode])
+        bs = len(plan.prefill) + len(plan.decode)
+        self._stats.max_batch_size_seen = max(self._stats.max_batch_size_seen, bs)
+        self._stats.steps += 1
+        return results
+
+    def _forward_and_sample(self, seqs: list[Sequence], inputs: list[list[int]]) -> list[tuple[Sequence, SampledToken]]:
+        view, tokens, last = self._batch_view(seqs, inputs)
+        logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
+        params = [s.request.params for s in seqs]
+        apply_penalties(logits, params, [s.output_ids for s in seqs])
+        apply_constraints(logits, params)
+        sampled = sample(logits, params, [s.generator for s in seqs])
+        for s, x in zip(seqs, inputs, strict=True):
+            s.num_cached += len(x)
+        return list(zip(seqs, sampled, strict=True))
+
+    def _batch_view(self, seqs: list[Sequence], inputs: list[list[int]]):
+        """Pad rows to the longest input; build positions, cache slots, block tables and the attention mask."""
+        bs = self.cache.block_size
+        S = max(len(x) for x in inputs)
+        tokens, positions, slots, tables = [], [], [], []
+        for seq, x in zip(seqs, inputs, strict=True):
+            start, pad = seq.num_cached, S - len(x)
+            pos = list(range(start, start + len(x)))
+            tokens.append(x + [0] * pad)
+            positions.append(pos + [pos[-1]] * pad)
+            slots.append([seq.blocks[p // bs] * bs + p % bs for p in pos] + [0] * pad)  # padding -> scratch
+        nb = max(self.cache.blocks_for(seq.num_cached + len(x)) for seq, x in zip(seqs, inputs, strict=True))
+        for seq in seqs:
+            row = seq.blocks[:nb]
+            tables.append(row + [0] * (nb - len(row)))
+        dev = self.device
+        pos_t = torch.tensor(positions, device=dev)
+        keys = torch.arange(nb * bs, device=dev)
+        view = BatchView(
+            positions=pos_t,
+            slot_ids=torch.tensor(slots, device=dev),
+            block_table=torch.tensor(tables, device=dev),
+            valid=keys.view(1, 1, -1) <= pos_t.unsqueeze(-1),
+            block_size=bs,
+        )
+        last = torch.tensor([len(x) - 1 for x in inputs], device=dev)
+        return view, torch.tensor(tokens, device=dev), last
+
+    def _postprocess(self, results: list[tuple[Sequence, SampledToken]]) -> None:
+        for seq, tok in results:
+            if seq.aborted or seq.finished:
+                continue
+            p = seq.request.params
+            seq.output_ids.append(tok.token_id)
+            if p.constraint is not None:
+                p.constraint.advance(tok.token_id)
+            self._stats.generated_tokens += 1
+            reason = None
+            stop_ids = p.stop_token_ids if p.ignore_eos else [*self.eos_token_ids, *p.stop_token_ids]
+            if tok.token_id in stop_ids or (p.constraint is not None and p.constraint.is_terminated()):
+                reason = "stop"
+            elif len(seq.output_ids) >= p.max_tokens or len(seq.all_ids) >= self.max_model_len:
+                reason = "length"
+            if reason is not None:
+                self.scheduler.finish(seq)
+            seq.queue.put_nowait(EngineOutput([tok], reason, len(seq.request.prompt_token_ids)))

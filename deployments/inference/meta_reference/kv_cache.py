@@ -1,0 +1,43 @@
+"""Paged KV cache: fixed-size blocks per layer, handed out to sequences by a free list.
+
+Block 0 is reserved as scratch: padded prefill tokens write there and padded block-table entries point there,
+so padding never touches a live sequence's cache.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class PagedKVCache:
+    def __init__(self, num_layers: int, num_blocks: int, block_size: int, n_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        if num_blocks < 2:
+            raise ValueError("the KV cache needs at least 2 blocks")
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        shape = (num_blocks * block_size, n_kv_heads, head_dim)
+        # layers: list of (k, v), each [num_blocks * block_size, n_kv_heads, head_dim]
+        self.layers = [(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+                       for _ in range(num_layers)]
+        self._free = list(range(num_blocks - 1, 0, -1))  # pop() hands out low ids first
+
+    @property
+    def free_blocks(self) -> int:
+        return len(self._free)
+
+    @property
+    def usable_blocks(self) -> int:
+        return self.num_blocks - 1
+
+    def blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def allocate(self, n: int) -> list[int] | None:
+        if n > len(self._free):
+            return None
+        return [self._free.pop() for _ in range(n)]
+
+    def release(self, blocks: list[int]) -> None:
+        self._free.extend(reversed(blocks))
+        blocks.clear()

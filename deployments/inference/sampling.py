@@ -1,0 +1,125 @@
+"""Sampling parameters and the batched sampler (pure torch, engine-independent).
+
+Every row of a batch samples with its own parameters and its own random generator, so a seeded request gives
+the same tokens whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+class TokenConstraint(Protocol):
+    """Per-request decoding constraint (structured output, tool calls): which tokens may come next."""
+
+    def allowed(self, vocab_size: int) -> torch.Tensor | None:
+        """Bool mask [vocab_size] of allowed next tokens, or None when anything may follow."""
+
+    def advance(self, token_id: int) -> None:
+        """Record the sampled token."""
+
+    def is_terminated(self) -> bool:
+        """True when the constrained structure is complete (the request ends with finish_reason stop)."""
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 or -1: disabled
+    seed: int | None = None
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: int | None = None  # None: no logprobs; k: the sampled token's logprob plus the top k
+    constraint: TokenConstraint | None = None
+
+    def make_generator(self, device: torch.device | str = "cpu") -> torch.Generator:
+        g = torch.Generator(device="cpu")
+        if self.seed is not None:
+            g.manual_seed(self.seed & 0xFFFF_FFFF_FFFF_FFFF)
+        else:
+            g.seed()
+        return g
+
+
+@dataclass
+class SampledToken:
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] | None = None
+
+
+def apply_penalties(logits: torch.Tensor, params: list[SamplingParams], output_ids: list[list[int]]) -> None:
+    """In place: OpenAI presence/frequency penalties over each row's generated tokens, then logit_bias."""
+    for row, (p, ids) in enumerate(zip(params, output_ids, strict=True)):
+        if (p.presence_penalty or p.frequency_penalty) and ids:
+            uniq, counts = torch.tensor(ids, device=logits.device).unique(return_counts=True)
+            logits[row, uniq] -= p.frequency_penalty * counts.to(logits.dtype) + p.presence_penalty
+        if p.logit_bias:
+            idx = torch.tensor(list(p.logit_bias.keys()), device=logits.device)
+            logits[row, idx] += torch.tensor(list(p.logit_bias.values()), device=logits.device, dtype=logits.dtype)
+
+
+def apply_constraints(logits: torch.Tensor, params: list[SamplingParams]) -> None:
+    """In place: forbid tokens a row's constraint does not allow."""
+    for row, p in enumerate(params):
+        if p.constraint is not None:
+            mask = p.constraint.allowed(logits.shape[-1])
+            if mask is not None:
+                logits[row].masked_fill_(~mask.to(logits.device), float("-inf"))
+
+
+def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    # logits: [B, V] already divided by temperature; top_k: [B] (0 = off); top_p: [B]
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(logits.shape[-1], device=logits.device).unsqueeze(0)
+    k = torch.where(top_k > 0, top_k, logits.shape[-1]).unsqueeze(1)
+    drop = ranks >= k
+    probs = sorted_logits.softmax(dim=-1)
+    cum_before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
+    drop |= cum_before >= top_p.unsqueeze(1)
+    drop[:, 0] = False  # the most likely token always stays
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter_(1, order, sorted_logits)
+
+
+def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]) -> list[SampledToken]:
+    """Sample one token per row. logits: [B, V] fp32 after penalties and constraints."""
+    B = logits.shape[0]
+    dev = logits.device
+    temps = torch.tensor([p.temperature for p in params], device=dev, dtype=logits.dtype)
+    greedy = temps <= 1e-5
+    scaled = logits / torch.where(greedy, 1.0, temps).unsqueeze(1)
+    if any(p.top_p < 1.0 or p.top_k > 0 for p in params):
+        top_k = torch.tensor([max(p.top_k, 0) for p in params], device=dev)
+        top_p = torch.tensor([p.top_p for p in params], device=dev, dtype=logits.dtype)
+        scaled = _filter_top_k_top_p(scaled, top_k, top_p)
+    probs = scaled.softmax(dim=-1)
+    # Inverse-CDF sampling with one uniform draw per row from that row's own generator.
+    u = torch.tensor([torch.rand(1, generator=g).item() for g in generators], device=dev, dtype=probs.dtype)
+    cdf = probs.cumsum(dim=-1)
+    drawn = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp_(max=logits.shape[-1] - 1)
+    chosen = torch.where(greedy, logits.argmax(dim=-1), drawn)
+
+    want = [p.logprobs for p in params]
+    out: list[SampledToken] = []
+    logp = logits.log_softmax(dim=-1) if any(w is not None for w in want) else None
+    chosen_list = chosen.tolist()
+    for row in range(B):
+        tok = chosen_list[row]
+        if logp is None or want[row] is None:
+            out.append(SampledToken(tok))
+            continue
+        top = None
+        if want[row] > 0:
+            vals, idx = logp[row].topk(want[row])
+            top = list(zip(idx.tolist(), vals.tolist(), strict=True))
+        out.append(SampledToken(tok, float(logp[row, tok]), top))
+    return out

@@ -1,0 +1,298 @@
+"""The OpenAI layer over any engine: chat/completions and completions, streamed or not.
+
+Requests come in as protocol models; prompts are built with the model's chat template; engine token streams
+become text through the incremental detokenizer and stop-string matcher; responses and SSE chunks are plain
+dicts in the OpenAI shapes. Nothing here depends on which engine runs underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployments.inference.chat_template import encode_prompt, render_chat_prompt, to_template_messages
+from deployments.inference.detokenizer import IncrementalDetokenizer, StopStringMatcher
+from deployments.inference.engine import Engine, EngineRequest
+from deployments.inference.sampling import SampledToken, SamplingParams
+from serve.errors import InvalidRequestError
+from serve.protocol.openai_chat import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    _SamplingFields,
+    new_id,
+    now,
+)
+
+
+@dataclass
+class ChoiceDelta:
+    index: int
+    text: str
+    tokens: list[SampledToken] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass
+class _Job:
+    """One prompt x n choices, and what it costs."""
+
+    prompt_ids: list[int]
+    params: list[SamplingParams]
+    first_index: int
+
+
+class OpenAIServing:
+    def __init__(self, engine: Engine, tokenizer: Any, model_id: str):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+
+    # ---- request -> engine parameters --------------------------------------------------------------------
+
+    def _sampling(self, req: _SamplingFields, max_tokens: int, logprobs: int | None) -> list[SamplingParams]:
+        bias: dict[int, float] = {}
+        for key, value in (req.logit_bias or {}).items():
+            tok = int(key)
+            if not 0 <= tok < self.engine.vocab_size:
+                raise InvalidRequestError(f"logit_bias token id {tok} is outside the vocabulary", param="logit_bias")
+            bias[tok] = value
+        return [
+            SamplingParams(
+                max_tokens=max_tokens,
+                temperature=1.0 if req.temperature is None else req.temperature,
+                top_p=1.0 if req.top_p is None else req.top_p,
+                top_k=req.top_k or 0,
+                seed=None if req.seed is None else req.seed + i,
+                presence_penalty=req.presence_penalty,
+                frequency_penalty=req.frequency_penalty,
+                logit_bias=bias,
+                logprobs=logprobs,
+            )
+            for i in range(req.n)
+        ]
+
+    def _budget(self, prompt_len: int, requested: int | None, param: str) -> int:
+        room = self.engine.max_model_len - prompt_len
+        if room <= 0:
+            raise InvalidRequestError(
+                f"the prompt is {prompt_len} tokens, which leaves no room in the model's context length of "
+                f"{self.engine.max_model_len} tokens", param="messages", code="context_length_exceeded")
+        if requested is None:
+            return room
+        if requested > room:
+            raise InvalidRequestError(
+                f"{param}={requested} is too large: the prompt is {prompt_len} tokens and the model's context "
+                f"length is {self.engine.max_model_len} tokens", param=param, code="context_length_exceeded")
+        return requested
+
+    def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+        if req.tools or req.response_format and req.response_format.get("type") not in (None, "text"):
+            raise InvalidRequestError("tools and structured response_format are not supported yet by this server",
+                                      param="tools" if req.tools else "response_format")
+        prompt = render_chat_prompt(self.tokenizer, to_template_messages(req.messages))
+        ids = encode_prompt(self.tokenizer, prompt)
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        budget = self._budget(len(ids), req.output_budget(), param)
+        logprobs = (req.top_logprobs or 0) if req.logprobs else None
+        return _Job(ids, self._sampling(req, budget, logprobs), 0)
+
+    def _completion_jobs(self, req: CompletionRequest) -> list[_Job]:
+        if req.suffix:
+            raise InvalidRequestError("suffix is not supported", param="suffix")
+        if req.best_of is not None and req.best_of != req.n:
+            raise InvalidRequestError("best_of other than n is not supported", param="best_of")
+        jobs = []
+        for i, p in enumerate(req.prompts()):
+            if isinstance(p, str):
+                ids = list(self.tokenizer.encode(p, add_special_tokens=True))
+            else:
+                bad = [t for t in p if not 0 <= t < self.engine.vocab_size]
+                if bad:
+                    raise InvalidRequestError(f"prompt token id {bad[0]} is outside the vocabulary", param="prompt")
+                ids = p
+            if not ids:
+                raise InvalidRequestError("the prompt is empty", param="prompt")
+            budget = self._budget(len(ids), req.max_tokens, "max_tokens")
+            jobs.append(_Job(ids, self._sampling(req, budget, req.logprobs), i * req.n))
+        return jobs
+
+    # ---- engine streams -> choice deltas ---------------------------------------------------------------
+
+    async def _choice(self, index: int, prompt_ids: list[int], params: SamplingParams,
+                      stops: list[str] | None) -> AsyncIterator[ChoiceDelta]:
+        detok = IncrementalDetokenizer(self.tokenizer)
+        matcher = StopStringMatcher(stops)
+        request = EngineRequest(f"{index}-{uuid.uuid4().hex[:12]}", prompt_ids, params)
+        async with aclosing(self.engine.generate(request)) as stream:
+            async for out in stream:
+                text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
+                if matcher.stopped:
+                    yield ChoiceDelta(index, text, out.tokens, "stop")
+                    return  # closing the engine stream aborts the request and frees its slot
+                if out.finish_reason is not None:
+                    text += matcher.flush()
+                yield ChoiceDelta(index, text, out.tokens, out.finish_reason)
+
+    async def _merged(self, jobs: list[_Job], stops: list[str] | None) -> AsyncIterator[ChoiceDelta]:
+        """Interleave every choice of every job as deltas arrive; closing this closes them all."""
+        streams = [self._choice(job.first_index + i, job.prompt_ids, p, stops)
+                   for job in jobs for i, p in enumerate(job.params)]
+        if len(streams) == 1:
+            async with aclosing(streams[0]) as s:
+                async for d in s:
+                    yield d
+            return
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(stream: AsyncIterator[ChoiceDelta]) -> None:
+            try:
+                async with aclosing(stream) as s:
+                    async for d in s:
+                        await queue.put(d)
+            except Exception as e:
+                await queue.put(e)
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(s)) for s in streams]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                item = await queue.get()
+                if item is None:
+                    remaining -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    # ---- chat ---------------------------------------------------------------------------------------------
+
+    async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        job = self._chat_job(req)
+        texts, tokens, reasons = await self._collect([job], req.stop, req.n)
+        choices = []
+        for i in range(req.n):
+            choice = {"index": i, "message": {"role": "assistant", "content": texts[i]},
+                      "finish_reason": reasons[i], "logprobs": None}
+            if req.logprobs:
+                choice["logprobs"] = {"content": [self._chat_logprob(t) for t in tokens[i]]}
+            choices.append(choice)
+        return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": self.model_id,
+                "choices": choices, "usage": _usage(len(job.prompt_ids), tokens), "system_fingerprint": None}
+
+    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        job = self._chat_job(req)  # validation errors surface before the first chunk
+        cid, created = new_id("chatcmpl"), now()
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
+            c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
+                 "choices": choices, "system_fingerprint": None}
+            if include_usage:
+                c["usage"] = usage
+            return c
+
+        for i in range(req.n):
+            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                          "finish_reason": None}])
+        n_out = 0
+        async with aclosing(self._merged([job], req.stop)) as deltas:
+            async for d in deltas:
+                n_out += len(d.tokens)
+                logprobs = {"content": [self._chat_logprob(t) for t in d.tokens]} if req.logprobs else None
+                if d.text or logprobs:
+                    yield chunk([{"index": d.index, "delta": {"content": d.text}, "logprobs": logprobs,
+                                  "finish_reason": None}])
+                if d.finish_reason:
+                    yield chunk([{"index": d.index, "delta": {}, "logprobs": None, "finish_reason": d.finish_reason}])
+        if include_usage:
+            p = len(job.prompt_ids)
+            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+
+    # ---- completions --------------------------------------------------------------------------------------
+
+    async def completion(self, req: CompletionRequest) -> dict[str, Any]:
+        jobs = self._completion_jobs(req)
+        texts, tokens, reasons = await self._collect(jobs, req.stop, len(jobs) * req.n)
+        choices = []
+        for i in range(len(texts)):
+            prefix = self._echo(req, jobs[i // req.n])
+            choices.append({"index": i, "text": prefix + texts[i], "finish_reason": reasons[i],
+                            "logprobs": self._completion_logprobs(tokens[i], len(prefix))
+                            if req.logprobs is not None else None})
+        prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
+        return {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": self.model_id,
+                "choices": choices, "usage": _usage(prompt_tokens, tokens), "system_fingerprint": None}
+
+    async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        jobs = self._completion_jobs(req)
+        cid, created = new_id("cmpl"), now()
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
+            c = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
+                 "choices": choices, "system_fingerprint": None}
+            if include_usage:
+                c["usage"] = usage
+            return c
+
+        if req.echo:
+            for job in jobs:
+                for i in range(req.n):
+                    yield chunk([{"index": job.first_index + i, "text": self._echo(req, job), "logprobs": None,
+                                  "finish_reason": None}])
+        n_out = 0
+        async with aclosing(self._merged(jobs, req.stop)) as deltas:
+            async for d in deltas:
+                n_out += len(d.tokens)
+                logprobs = self._completion_logprobs(d.tokens, 0) if req.logprobs is not None else None
+                yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs, "finish_reason": d.finish_reason}])
+        if include_usage:
+            p = sum(len(j.prompt_ids) for j in jobs)
+            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+
+    async def _collect(self, jobs: list[_Job], stops: list[str] | None, n_choices: int):
+        texts, tokens, reasons = [""] * n_choices, [[] for _ in range(n_choices)], [None] * n_choices
+        async with aclosing(self._merged(jobs, stops)) as deltas:
+            async for d in deltas:
+                texts[d.index] += d.text
+                tokens[d.index].extend(d.tokens)
+                reasons[d.index] = d.finish_reason or reasons[d.index]
+        return texts, tokens, reasons
+
+    def _echo(self, req: CompletionRequest, job: _Job) -> str:
+        return self.tokenizer.decode(job.prompt_ids, skip_special_tokens=False) if req.echo else ""
+
+    def _token_str(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+    def _chat_logprob(self, t: SampledToken) -> dict[str, Any]:
+        s = self._token_str(t.token_id)
+        return {"token": s, "logprob": t.logprob, "bytes": list(s.encode()),
+                "top_logprobs": [{"token": (ts := self._token_str(i)), "logprob": lp, "bytes": list(ts.encode())}
+                                 for i, lp in (t.top_logprobs or [])]}
+
+    def _completion_logprobs(self, tokens: list[SampledToken], offset: int) -> dict[str, Any]:
+        strs = [self._token_str(t.token_id) for t in tokens]
+        offsets, pos = [], offset
+        for s in strs:
+            offsets.append(pos)
+            pos += len(s)
+        return {"tokens": strs, "token_logprobs": [t.logprob for t in tokens],
+                "top_logprobs": [{self._token_str(i): lp for i, lp in (t.top_logprobs or [])} for t in tokens],
+                "text_offset": offsets}
+
+
+def _usage(prompt_tokens: int, tokens: list[list[SampledToken]]) -> dict[str, int]:
+    completion = sum(len(t) for t in tokens)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}

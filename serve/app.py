@@ -1,0 +1,90 @@
+"""The FastAPI app behind the ingress deployment: middleware, the one error mapper, routers under both prefixes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.auth import OPEN_PATHS, key_is_valid
+from serve.context import get_stack
+from serve.errors import APIError, AuthenticationError, InvalidRequestError, NotFoundError, PayloadTooLargeError, \
+    to_api_error
+
+logger = logging.getLogger("stackserve.ingress")
+
+OPENAI_PREFIXES = ("/v1", "/v1/openai/v1")
+
+
+def error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.envelope(), status_code=err.status_code, headers=err.headers or None)
+
+
+def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError(f"could not parse the JSON body of your request: {first.get('msg')}",
+                                   code="invalid_json")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        msg = "is a required property"
+    detail = f"'{param}': {msg}" if param else msg
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return InvalidRequestError(f"Invalid request: {detail}{more}", param=param, code="invalid_value")
+
+
+def create_app() -> FastAPI:
+    from serve.routers import inference, meta, models
+
+    app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        stack = get_stack()
+        keys = stack.config.resolved_api_keys()
+        if keys and request.url.path not in OPEN_PATHS and not key_is_valid(request.headers.get("authorization"), keys):
+            return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
+                                                      code="invalid_api_key"))
+        length = request.headers.get("content-length")
+        limit = stack.config.server.max_request_bytes
+        if length and length.isdigit() and int(length) > limit:
+            return error_response(PayloadTooLargeError(f"request body of {length} bytes exceeds the limit of {limit}",
+                                                       code="request_too_large"))
+        return await call_next(request)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError):
+        return error_response(to_api_error(exc))  # unwraps Ray's RayTaskError(APIError) copies
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError):
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return error_response(NotFoundError(f"no route for {request.method} {request.url.path}", code="not_found"))
+        if exc.status_code == 405:
+            err = InvalidRequestError(f"method {request.method} is not allowed on {request.url.path}",
+                                      code="method_not_allowed")
+            err.status_code = 405
+            return error_response(err)
+        err = APIError(str(exc.detail))
+        err.status_code = exc.status_code
+        return error_response(err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        return error_response(to_api_error(exc))
+
+    for prefix in OPENAI_PREFIXES:
+        app.include_router(models.router, prefix=prefix)
+        app.include_router(inference.router, prefix=prefix)
+    app.include_router(meta.router, prefix="/v1")
+    return app

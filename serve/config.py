@@ -1,0 +1,162 @@
+"""The one config file format: a YAML stack description validated by pydantic.
+
+A config names the models to serve (each on its own LLM deployment with its own engine and Ray Serve options),
+the ingress options, the server address, the data directory and optional API keys. `load_config` is the one
+loader; its errors name the bad key path (e.g. `models.0.engine.max_num_seqs`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be loaded; the message names the file and the bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DeploymentOptions(_Strict):
+    """Ray Serve options for one deployment, passed to `Deployment.options(...)`."""
+
+    num_replicas: int | Literal["auto"] | None = None
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    max_queued_requests: int = Field(default=-1, ge=-1)
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1})
+    autoscaling_config: dict[str, Any] | None = None
+    health_check_period_s: float | None = Field(default=None, gt=0)
+    health_check_timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> DeploymentOptions:
+        if self.autoscaling_config is not None and isinstance(self.num_replicas, int):
+            raise ValueError("set either num_replicas or autoscaling_config, not both")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class EngineConfig(_Strict):
+    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `vllm` comes with its issue."""
+
+    type: Literal["meta-reference"] = "meta-reference"
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    max_num_seqs: int = Field(default=16, ge=1, le=1024)
+    max_model_len: int | None = Field(default=None, ge=16)
+    kv_cache_tokens: int = Field(default=32768, ge=256)
+    kv_block_size: int = Field(default=16, ge=1, le=1024)
+    max_prefill_tokens: int = Field(default=4096, ge=16)
+    max_queued_requests: int = Field(default=256, ge=0)
+    num_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "cpu" and not v.startswith("cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {v!r}")
+        return v
+
+
+class ModelConfig(_Strict):
+    """One served model. `source` is a local HF checkpoint directory or a built-in name (see model_store)."""
+
+    model_id: str
+    source: str
+    provider_id: str | None = None
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 1}))
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        if not v.strip() or v != v.strip():
+            raise ValueError("model_id must be a non-empty string without surrounding spaces")
+        return v
+
+    @property
+    def provider(self) -> str:
+        return self.provider_id or self.engine.type
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8321, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+
+class StackConfig(_Strict):
+    """The whole stack: what `stackserve run --config FILE` serves."""
+
+    version: int = 1
+    data_dir: str | None = None
+    model_cache_dir: str | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> StackConfig:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.model_id in seen:
+                raise ValueError(f"duplicate model_id {m.model_id!r}")
+            seen.add(m.model_id)
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        raw = os.environ.get("STACKSERVE_DATA_DIR") or self.data_dir or "~/.stackserve"
+        return Path(raw).expanduser()
+
+    def resolved_model_cache_dir(self) -> Path:
+        raw = os.environ.get("STACKSERVE_MODEL_CACHE") or self.model_cache_dir or "~/.cache/stackserve/models"
+        return Path(raw).expanduser()
+
+    def resolved_api_keys(self) -> list[str]:
+        """Keys from the config plus `STACKSERVE_API_KEYS` (comma separated)."""
+        env = [k.strip() for k in os.environ.get("STACKSERVE_API_KEYS", "").split(",") if k.strip()]
+        return [*self.server.api_keys, *env]
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> StackConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: invalid config\n{_format_errors(e)}") from None
+
+
+def load_config(path: str | os.PathLike) -> StackConfig:
+    """Read and validate a YAML config file. Raises ConfigError with the file and key named."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_config(data, str(p))

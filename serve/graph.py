@@ -1,0 +1,35 @@
+"""The graph builder: a StackConfig -> a Ray Serve application (ingress -> one LLM deployment per model).
+
+`build_app` is also a Ray Serve application builder, so a Serve config file can name it:
+`serve run serve.graph:build_app config=configs/local.yaml`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ray.serve import Application
+
+from serve.config import StackConfig, load_config
+
+
+def deployment_name(model_id: str) -> str:
+    return "LLM:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
+
+
+def build_graph(config: StackConfig) -> Application:
+    from deployments.inference.deployment import LLMServer
+    from serve.ingress import Ingress
+
+    cache = str(config.resolved_model_cache_dir())
+    handles = {
+        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(m, cache)
+        for m in config.models
+    }
+    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, handles)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Ray Serve application builder: `args["config"]` is the path of a stackserve config file."""
+    return build_graph(load_config(args.get("config", "configs/local.yaml")))

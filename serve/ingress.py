@@ -1,0 +1,21 @@
+"""The Ingress deployment: the FastAPI app served by Ray Serve, holding a handle per model deployment."""
+
+from __future__ import annotations
+
+import time
+
+from ray import serve
+
+from serve.app import create_app
+from serve.config import StackConfig
+from serve.context import ServedModel, Stack, set_stack
+
+app = create_app()
+
+
+@serve.deployment
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, config: StackConfig, llm_handles: dict):
+        self._models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
+        set_stack(Stack(config, self._models, started_at=int(time.time())))

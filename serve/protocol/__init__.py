@@ -1,0 +1,1 @@
+"""Protocol types (pydantic) owned by stackserve: OpenAI and Llama Stack schemas. Never imported from engines."""

@@ -1,0 +1,36 @@
+"""POST /chat/completions and /completions: validated by the protocol models, run on the model's LLM deployment."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from serve.context import get_stack
+from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
+from serve.sse import sse_stream
+
+router = APIRouter(tags=["inference"])
+
+
+async def _call(method: str, body: ChatCompletionRequest | CompletionRequest):
+    handle = get_stack().model(body.model).handle
+    if not body.stream:
+        return await getattr(handle, method).remote(body)
+    stream = getattr(handle.options(stream=True), f"{method}_stream").remote(body)
+    try:
+        first = await stream.__anext__()  # validation errors arrive here, before any header is sent
+    except BaseException:
+        stream.cancel()
+        raise
+    return StreamingResponse(sse_stream(first, stream), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest):
+    return await _call("chat", body)
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest):
+    return await _call("completion", body)

@@ -1,0 +1,70 @@
+"""Stack-level routes: health, version, route inspection, providers (Llama Stack 0.2 shapes)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from serve.context import get_stack
+from serve.errors import NotFoundError
+
+try:
+    VERSION = version("stackserve")
+except PackageNotFoundError:  # running from a source tree without install
+    VERSION = "0.0.0"
+
+router = APIRouter(tags=["stack"])
+
+PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm"}
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "OK"}
+
+
+@router.get("/version")
+async def get_version() -> dict[str, str]:
+    return {"version": VERSION}
+
+
+def _providers() -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for m in get_stack().models.values():
+        pid = m.config.provider
+        entry = seen.setdefault(pid, {"api": "inference", "provider_id": pid,
+                                      "provider_type": PROVIDER_TYPES[m.config.engine.type],
+                                      "config": {"models": []}, "health": {"status": "OK"}})
+        entry["config"]["models"].append(m.config.model_id)
+    return list(seen.values())
+
+
+@router.get("/providers")
+async def list_providers() -> dict[str, Any]:
+    return {"data": _providers()}
+
+
+@router.get("/providers/{provider_id}")
+async def get_provider(provider_id: str) -> dict[str, Any]:
+    for p in _providers():
+        if p["provider_id"] == provider_id:
+            return p
+    raise NotFoundError(f"provider '{provider_id}' not found", param="provider_id")
+
+
+@router.get("/inspect/routes")
+async def list_routes(request: Request) -> dict[str, Any]:
+    types = sorted({p["provider_type"] for p in _providers()})
+    data = []
+    for route in request.app.routes:
+        methods = sorted(getattr(route, "methods", None) or [])
+        path = getattr(route, "path", "")
+        if not path.startswith("/v1") or not methods:
+            continue
+        for method in methods:
+            if method != "HEAD":
+                data.append({"route": path, "method": method,
+                             "provider_types": types if "completions" in path else []})
+    return {"data": data}

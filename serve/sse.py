@@ -1,0 +1,30 @@
+"""The one SSE writer: `data: {json}\\n\\n` events, `data: [DONE]` at the end, an error event if a stream fails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from serve.errors import to_api_error
+
+
+def sse_event(data: Any) -> str:
+    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+async def sse_stream(first: Any, rest: AsyncIterator[Any], done_marker: bool = True) -> AsyncIterator[str]:
+    """Write `first` then every item of `rest`; a failure mid-stream becomes an OpenAI error event."""
+    try:
+        yield sse_event(first)
+        async for item in rest:
+            yield sse_event(item)
+    except Exception as e:  # headers are sent: the error travels as an event the SDKs raise on
+        yield sse_event(to_api_error(e).envelope())
+        return
+    finally:
+        cancel = getattr(rest, "cancel", None)
+        if cancel is not None:
+            cancel()  # client gone or stream done: stop the replica's generator (frees engine capacity)
+    if done_marker:
+        yield "data: [DONE]\n\n"
