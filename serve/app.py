@@ -11,8 +11,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.auth import OPEN_PATHS, key_is_valid
 from serve.context import get_stack
-from serve.errors import APIError, AuthenticationError, InvalidRequestError, NotFoundError, PayloadTooLargeError, \
-    to_api_error
+from serve.errors import (
+    APIError,
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    to_api_error,
+)
 
 logger = logging.getLogger("stackserve.ingress")
 
@@ -48,7 +54,8 @@ def create_app() -> FastAPI:
     async def guard(request: Request, call_next):
         stack = get_stack()
         keys = stack.config.resolved_api_keys()
-        if keys and request.url.path not in OPEN_PATHS and not key_is_valid(request.headers.get("authorization"), keys):
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
+        if keys and path not in OPEN_PATHS and not key_is_valid(request.headers.get("authorization"), keys):
             return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
                                                       code="invalid_api_key"))
         length = request.headers.get("content-length")

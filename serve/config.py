@@ -52,7 +52,7 @@ class EngineConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_num_seqs: int = Field(default=16, ge=1, le=1024)
     max_model_len: int | None = Field(default=None, ge=16)
-    kv_cache_tokens: int = Field(default=32768, ge=256)
+    kv_cache_tokens: int = Field(default=32768, ge=64)
     kv_block_size: int = Field(default=16, ge=1, le=1024)
     max_prefill_tokens: int = Field(default=4096, ge=16)
     max_queued_requests: int = Field(default=256, ge=0)

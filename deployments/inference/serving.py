@@ -254,7 +254,8 @@ class OpenAIServing:
             async for d in deltas:
                 n_out += len(d.tokens)
                 logprobs = self._completion_logprobs(d.tokens, 0) if req.logprobs is not None else None
-                yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs, "finish_reason": d.finish_reason}])
+                yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs,
+                              "finish_reason": d.finish_reason}])
         if include_usage:
             p = sum(len(j.prompt_ids) for j in jobs)
             yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})

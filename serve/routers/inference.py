@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from serve.context import get_stack
@@ -12,7 +12,13 @@ from serve.sse import sse_stream
 router = APIRouter(tags=["inference"])
 
 
-async def _call(method: str, body: ChatCompletionRequest | CompletionRequest):
+def _wants_done_marker(request: Request) -> bool:
+    # llama-stack-client 0.x's SSE reader json-decodes every event and fails on `data: [DONE]`;
+    # the Llama Stack server never sends it to them, so neither do we.
+    return "LlamaStackClient/Python 0." not in request.headers.get("user-agent", "")
+
+
+async def _call(method: str, body: ChatCompletionRequest | CompletionRequest, request: Request):
     handle = get_stack().model(body.model).handle
     if not body.stream:
         return await getattr(handle, method).remote(body)
@@ -22,15 +28,15 @@ async def _call(method: str, body: ChatCompletionRequest | CompletionRequest):
     except BaseException:
         stream.cancel()
         raise
-    return StreamingResponse(sse_stream(first, stream), media_type="text/event-stream",
+    return StreamingResponse(sse_stream(first, stream, _wants_done_marker(request)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest):
-    return await _call("chat", body)
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    return await _call("chat", body, request)
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest):
-    return await _call("completion", body)
+async def completions(body: CompletionRequest, request: Request):
+    return await _call("completion", body, request)

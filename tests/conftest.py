@@ -1,0 +1,115 @@
+"""Shared fixtures. Graph tests share one Ray + Serve per session: the real SmolLM2 graph at `/`, and a second
+application with API keys on a tiny random model at `/secure`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+TINY = "tiny-random-llama"
+API_KEY = "sk-test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir() -> Path:
+    return Path(os.environ.get("STACKSERVE_MODEL_CACHE", "~/.cache/stackserve/models")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(model_cache_dir) -> Path:
+    from deployments.inference.model_store import resolve_checkpoint
+
+    return resolve_checkpoint(SMOLLM2, model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A randomly initialised 2-layer Llama (head_dim 64) with SmolLM2's tokenizer: noise text, real machinery."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=2048,
+                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None):
+    from serve.config import parse_config
+
+    models = [{
+        "model_id": SMOLLM2, "source": SMOLLM2,
+        "engine": {"max_num_seqs": 16, "max_model_len": 2048, "kv_cache_tokens": 16384, "max_queued_requests": 64},
+        "deployment": {"max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.5}},
+    }]
+    if tiny_model_dir is not None:
+        models = [{
+            "model_id": TINY, "source": str(tiny_model_dir),
+            "engine": {"max_num_seqs": 8, "max_model_len": 1024, "kv_cache_tokens": 8192},
+            "deployment": {"ray_actor_options": {"num_cpus": 0.1}},
+        }]
+    return parse_config({
+        "model_cache_dir": str(model_cache_dir),
+        "server": {"api_keys": api_keys or []},
+        "ingress": {"max_ongoing_requests": 200, "ray_actor_options": {"num_cpus": 0.1}},
+        "models": models,
+    })
+
+
+@pytest.fixture(scope="session")
+def ray_serve():
+    import ray
+    from ray import serve
+
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_serve, model_cache_dir, smollm2_dir) -> str:
+    """The SmolLM2 graph (ingress -> LLM deployment), served at the root."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    serve.run(build_graph(graph_config(model_cache_dir)), name="stackserve", route_prefix="/")
+    return ray_serve
+
+
+@pytest.fixture(scope="session")
+def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
+    """A second application with API keys on, serving the tiny model under /secure."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY])
+    serve.run(build_graph(cfg), name="secure", route_prefix="/secure")
+    return f"{ray_serve}/secure"

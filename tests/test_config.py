@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from serve.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.models
+
+
+def test_local_default(tmp_path, monkeypatch):
+    cfg = load_config(ROOT / "configs/local.yaml")
+    assert cfg.server.port == 8321
+    assert cfg.models[0].model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert cfg.models[0].deployment.ray_actor_options["num_cpus"] <= 1
+    monkeypatch.setenv("STACKSERVE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STACKSERVE_API_KEYS", "a, b")
+    assert cfg.resolved_data_dir() == tmp_path
+    assert cfg.resolved_api_keys() == ["a", "b"]
+
+
+def _write(tmp_path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = _write(tmp_path, "models:\n  - model_id: m\n    source: /x\n    engine: {max_num_seq: 4}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "models.0.engine.max_num_seq" in str(e.value) and "unknown key" in str(e.value)
+
+
+def test_bad_value_is_named(tmp_path):
+    p = _write(tmp_path, "models:\n  - model_id: m\n    source: /x\n    engine: {max_num_seqs: 0}\n")
+    with pytest.raises(ConfigError, match=r"models\.0\.engine\.max_num_seqs"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("models: [", "not valid YAML"),
+    ("- a\n- b\n", "mapping"),
+    ("server: {port: 8321}\n", "models"),
+    ("models:\n  - {model_id: m, source: /x}\n  - {model_id: m, source: /y}\n", "duplicate model_id"),
+    ("models:\n  - {model_id: m, source: /x, engine: {device: tpu}}\n", "device"),
+    ("models:\n  - model_id: m\n    source: /x\n    deployment: {num_replicas: 2, autoscaling_config: {}}\n",
+     "either num_replicas or autoscaling_config"),
+])
+def test_bad_files(tmp_path, text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config("/nonexistent/stack.yaml")
+
+
+def test_serve_options_pass_through():
+    cfg = parse_config({"models": [{"model_id": "m", "source": "/x", "deployment": {
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 4}, "max_ongoing_requests": 8}}]})
+    opts = cfg.models[0].deployment.serve_options()
+    assert opts["autoscaling_config"]["max_replicas"] == 4
+    assert opts["max_ongoing_requests"] == 8
+    assert "num_replicas" not in opts
