@@ -42,12 +42,11 @@ def _run(args: argparse.Namespace) -> int:
         nonlocal stop
         stop = True
 
+    # Explicit handlers: a shell that starts us in the background ignores SIGINT, and Ctrl-C must still stop us.
     signal.signal(signal.SIGTERM, _stop)
-    try:
-        while not stop:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    signal.signal(signal.SIGINT, _stop)
+    while not stop:
+        time.sleep(0.5)
     print("stopping stackserve ...", flush=True)
     serve.shutdown()
     ray.shutdown()
