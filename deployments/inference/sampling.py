@@ -15,11 +15,15 @@ import torch
 class TokenConstraint(Protocol):
     """Per-request decoding constraint (structured output, tool calls): which tokens may come next."""
 
-    def allowed(self, vocab_size: int) -> torch.Tensor | None:
-        """Bool mask [vocab_size] of allowed next tokens, or None when anything may follow."""
+    def apply(self, logits: torch.Tensor, remaining: int) -> None:
+        """Mask one row of logits ([vocab], in place) to the allowed next tokens; `remaining` is the token budget
+        left including this token, so a constraint can close its structure in time."""
+
+    def confirm(self, token_id: int, remaining: int) -> int:
+        """The token to emit given the sampled one (a constraint may replace it to finish within budget)."""
 
     def advance(self, token_id: int) -> None:
-        """Record the sampled token."""
+        """Record the emitted token."""
 
     def is_terminated(self) -> bool:
         """True when the constrained structure is complete (the request ends with finish_reason stop)."""
@@ -67,13 +71,20 @@ def apply_penalties(logits: torch.Tensor, params: list[SamplingParams], output_i
             logits[row, idx] += torch.tensor(list(p.logit_bias.values()), device=logits.device, dtype=logits.dtype)
 
 
-def apply_constraints(logits: torch.Tensor, params: list[SamplingParams]) -> None:
+def apply_constraints(logits: torch.Tensor, params: list[SamplingParams], remaining: list[int]) -> None:
     """In place: forbid tokens a row's constraint does not allow."""
     for row, p in enumerate(params):
         if p.constraint is not None:
-            mask = p.constraint.allowed(logits.shape[-1])
-            if mask is not None:
-                logits[row].masked_fill_(~mask.to(logits.device), float("-inf"))
+            p.constraint.apply(logits[row], remaining[row])
+
+
+def confirm_constraints(sampled: list[SampledToken], params: list[SamplingParams], remaining: list[int]) -> None:
+    """In place: let each row's constraint replace a sampled token that would break its budget."""
+    for t, p, r in zip(sampled, params, remaining, strict=True):
+        if p.constraint is not None:
+            tok = p.constraint.confirm(t.token_id, r)
+            if tok != t.token_id:
+                t.token_id, t.logprob, t.top_logprobs = tok, None if t.logprob is None else 0.0, t.top_logprobs
 
 
 def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

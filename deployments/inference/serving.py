@@ -18,6 +18,18 @@ from deployments.inference.chat_template import encode_prompt, render_chat_promp
 from deployments.inference.detokenizer import IncrementalDetokenizer, StopStringMatcher
 from deployments.inference.engine import Engine, EngineRequest
 from deployments.inference.sampling import SampledToken, SamplingParams
+from deployments.inference.structured import GrammarCompiler
+from deployments.inference.tool_calls import (
+    ToolSpec,
+    call_schema,
+    history_for_template,
+    parse_tool_calls,
+    parse_tools,
+    resolve_tool_choice,
+    template_supports_tools,
+    tools_system_prompt,
+)
+from deployments.inference.tool_stream import ToolCallStream
 from serve.errors import InvalidRequestError
 from serve.protocol.openai_chat import (
     ChatCompletionRequest,
@@ -43,6 +55,8 @@ class _Job:
     prompt_ids: list[int]
     params: list[SamplingParams]
     first_index: int
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_mode: str = "none"
 
 
 class OpenAIServing:
@@ -50,6 +64,7 @@ class OpenAIServing:
         self.engine = engine
         self.tokenizer = tokenizer
         self.model_id = model_id
+        self.grammars = GrammarCompiler(tokenizer, engine.vocab_size, engine.eos_token_ids)
 
     # ---- request -> engine parameters --------------------------------------------------------------------
 
@@ -71,6 +86,8 @@ class OpenAIServing:
                 frequency_penalty=req.frequency_penalty,
                 logit_bias=bias,
                 logprobs=logprobs,
+                ignore_eos=req.ignore_eos,
+                stop_token_ids=list(req.stop_token_ids or []),
             )
             for i in range(req.n)
         ]
@@ -89,16 +106,52 @@ class OpenAIServing:
                 f"length is {self.engine.max_model_len} tokens", param=param, code="context_length_exceeded")
         return requested
 
-    def _chat_job(self, req: ChatCompletionRequest) -> _Job:
-        if req.tools or req.response_format and req.response_format.get("type") not in (None, "text"):
-            raise InvalidRequestError("tools and structured response_format are not supported yet by this server",
-                                      param="tools" if req.tools else "response_format")
-        prompt = render_chat_prompt(self.tokenizer, to_template_messages(req.messages))
-        ids = encode_prompt(self.tokenizer, prompt)
+    async def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+        specs = parse_tools(req.tools)
+        mode, name = resolve_tool_choice(req.tool_choice, specs)
+        native = template_supports_tools(self.tokenizer)
+        messages = history_for_template(to_template_messages(req.messages), native)
+        template_tools = None
+        if mode != "none" and specs:
+            if native:
+                template_tools = [s.as_openai() for s in specs]
+            else:
+                messages = _with_system(messages, tools_system_prompt(specs))
+        ids = encode_prompt(self.tokenizer, render_chat_prompt(self.tokenizer, messages, template_tools))
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         budget = self._budget(len(ids), req.output_budget(), param)
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
-        return _Job(ids, self._sampling(req, budget, logprobs), 0)
+        params = self._sampling(req, budget, logprobs)
+        compiled = await self._grammar(req, specs, mode, name)
+        if compiled is not None:
+            for p in params:
+                p.constraint = self.grammars.constraint(compiled)
+            shortest = params[0].constraint.closing_path(limit=budget)
+            if shortest is None:
+                raise InvalidRequestError(
+                    f"{param}={budget} is too small for any output that satisfies the required format",
+                    param=param, code="max_tokens_too_small")
+        return _Job(ids, params, 0, specs, mode)
+
+    async def _grammar(self, req: ChatCompletionRequest, specs: list[ToolSpec], mode: str, name: str | None):
+        """The compiled grammar the output must follow, if any: a forced tool call or a response_format."""
+        if mode in ("required", "named"):
+            return await asyncio.to_thread(self.grammars.compile, call_schema(specs, mode, name), "tools")
+        fmt = req.response_format or {"type": "text"}
+        kind = fmt.get("type")
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return await asyncio.to_thread(self.grammars.compile, None)
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise InvalidRequestError("response_format json_schema needs a 'schema' object",
+                                          param="response_format.json_schema.schema")
+            return await asyncio.to_thread(self.grammars.compile, spec["schema"],
+                                           "response_format.json_schema.schema")
+        raise InvalidRequestError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)",
+                                  param="response_format.type")
 
     def _completion_jobs(self, req: CompletionRequest) -> list[_Job]:
         if req.suffix:
@@ -176,12 +229,16 @@ class OpenAIServing:
     # ---- chat ---------------------------------------------------------------------------------------------
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        job = self._chat_job(req)
+        job = await self._chat_job(req)
         texts, tokens, reasons = await self._collect([job], req.stop, req.n)
         choices = []
         for i in range(req.n):
-            choice = {"index": i, "message": {"role": "assistant", "content": texts[i]},
-                      "finish_reason": reasons[i], "logprobs": None}
+            message: dict[str, Any] = {"role": "assistant", "content": texts[i]}
+            calls = parse_tool_calls(texts[i], job.tools) if job.tools and job.tool_mode != "none" else None
+            if calls:
+                message = {"role": "assistant", "content": None, "tool_calls": calls}
+                reasons[i] = "tool_calls"
+            choice = {"index": i, "message": message, "finish_reason": reasons[i], "logprobs": None}
             if req.logprobs:
                 choice["logprobs"] = {"content": [self._chat_logprob(t) for t in tokens[i]]}
             choices.append(choice)
@@ -189,7 +246,7 @@ class OpenAIServing:
                 "choices": choices, "usage": _usage(len(job.prompt_ids), tokens), "system_fingerprint": None}
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        job = self._chat_job(req)  # validation errors surface before the first chunk
+        job = await self._chat_job(req)  # validation errors surface before the first chunk
         cid, created = new_id("chatcmpl"), now()
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -204,15 +261,21 @@ class OpenAIServing:
             yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None}])
         n_out = 0
+        tool_streams = [ToolCallStream(job.tools, job.tool_mode) for _ in range(req.n)]
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
                 logprobs = {"content": [self._chat_logprob(t) for t in d.tokens]} if req.logprobs else None
-                if d.text or logprobs:
-                    yield chunk([{"index": d.index, "delta": {"content": d.text}, "logprobs": logprobs,
+                text = tool_streams[d.index].feed(d.text)
+                if text or logprobs:
+                    yield chunk([{"index": d.index, "delta": {"content": text}, "logprobs": logprobs,
                                   "finish_reason": None}])
                 if d.finish_reason:
-                    yield chunk([{"index": d.index, "delta": {}, "logprobs": None, "finish_reason": d.finish_reason}])
+                    tail, reason = tool_streams[d.index].finish()
+                    for delta in tail:
+                        yield chunk([{"index": d.index, "delta": delta, "logprobs": None, "finish_reason": None}])
+                    yield chunk([{"index": d.index, "delta": {}, "logprobs": None,
+                                  "finish_reason": reason or d.finish_reason}])
         if include_usage:
             p = len(job.prompt_ids)
             yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
@@ -292,6 +355,12 @@ class OpenAIServing:
         return {"tokens": strs, "token_logprobs": [t.logprob for t in tokens],
                 "top_logprobs": [{self._token_str(i): lp for i, lp in (t.top_logprobs or [])} for t in tokens],
                 "text_offset": offsets}
+
+
+def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
 
 
 def _usage(prompt_tokens: int, tokens: list[list[SampledToken]]) -> dict[str, int]:

@@ -63,6 +63,9 @@ class _SamplingFields(_Lenient):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # vLLM-style extensions
+    ignore_eos: bool = False
+    stop_token_ids: list[int] | None = None
 
     @field_validator("stop")
     @classmethod

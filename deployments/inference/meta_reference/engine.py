@@ -20,7 +20,13 @@ from deployments.inference.meta_reference.kv_cache import PagedKVCache
 from deployments.inference.meta_reference.loader import load_checkpoint, read_hf_config
 from deployments.inference.meta_reference.model import BatchView, LlamaForCausalLM
 from deployments.inference.meta_reference.scheduler import Scheduler, Sequence, StepPlan
-from deployments.inference.sampling import SampledToken, apply_constraints, apply_penalties, sample
+from deployments.inference.sampling import (
+    SampledToken,
+    apply_constraints,
+    apply_penalties,
+    confirm_constraints,
+    sample,
+)
 from serve.config import EngineConfig
 from serve.errors import InvalidRequestError, OverloadedError
 
@@ -170,8 +176,11 @@ class MetaReferenceEngine:
         logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
         params = [s.request.params for s in seqs]
         apply_penalties(logits, params, [s.output_ids for s in seqs])
-        apply_constraints(logits, params)
+        remaining = [min(s.request.params.max_tokens - len(s.output_ids), self.max_model_len - len(s.all_ids))
+                     for s in seqs]
+        apply_constraints(logits, params, remaining)
         sampled = sample(logits, params, [s.generator for s in seqs])
+        confirm_constraints(sampled, params, remaining)
         for s, x in zip(seqs, inputs, strict=True):
             s.num_cached += len(x)
         return list(zip(seqs, sampled, strict=True))
