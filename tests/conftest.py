@@ -67,7 +67,8 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
     if tiny_model_dir is not None:
         models = [{
             "model_id": TINY, "source": str(tiny_model_dir),
-            "engine": {"max_num_seqs": 8, "max_model_len": 1024, "kv_cache_tokens": 8192},
+            # small on purpose: 2 running + 2 queued, so the queue bound is testable
+            "engine": {"max_num_seqs": 2, "max_model_len": 1024, "kv_cache_tokens": 8192, "max_queued_requests": 2},
             "deployment": {"ray_actor_options": {"num_cpus": 0.1}},
         }]
     return parse_config({
@@ -105,7 +106,7 @@ def base_url(ray_serve, model_cache_dir, smollm2_dir) -> str:
 
 @pytest.fixture(scope="session")
 def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
-    """A second application with API keys on, serving the tiny model under /secure."""
+    """A second application with API keys on, serving the tiny random model under /secure."""
     from ray import serve
 
     from serve.graph import build_graph
@@ -113,3 +114,12 @@ def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
     cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY])
     serve.run(build_graph(cfg), name="secure", route_prefix="/secure")
     return f"{ray_serve}/secure"
+
+
+def llm_stats(app: str, model_id: str) -> dict:
+    """The engine's counters, read through the LLM deployment's handle."""
+    from ray import serve
+
+    from serve.graph import deployment_name
+
+    return serve.get_deployment_handle(deployment_name(model_id), app_name=app).stats.remote().result()

@@ -159,7 +159,7 @@ class GrammarConstraint:
     """Per-request grammar state: masks logits, advances on sampled tokens, closes the structure in budget."""
 
     CHECK_EVERY = 16
-    MARGIN = 8  # within this many tokens of the closing path's length, sampled tokens are checked
+    MARGIN = 64  # within this many tokens of the closing path's length, structural tokens are checked
 
     def __init__(self, compiled: Any, compiler: GrammarCompiler):
         import xgrammar as xgr
@@ -201,27 +201,23 @@ class GrammarConstraint:
                 return None
             forced = m.find_jump_forward_string()  # e.g. the rest of a required key: take it whole
             toks = self.tokenizer.encode(forced, add_special_tokens=False) if forced else []
-            if not toks or not all(m.accept_token(t) for t in toks[:1]):
+            trial = m.fork()
+            if toks and all(trial.accept_token(t) for t in toks):
+                m = trial
+            else:
                 tok = self._pick(m, depth)
                 if tok is None or not m.accept_token(tok):
                     return None
                 toks = [tok]
-            else:
-                for t in toks[1:]:
-                    if not m.accept_token(t):
-                        return None
             for t in toks:
                 depth.feed(self.strings[t])
             path.extend(toks)
         return path
 
-    def _danger(self, remaining: int) -> bool:
-        return self._close_len is not None and remaining <= self._close_len + self.MARGIN
-
     def apply(self, logits: torch.Tensor, remaining: int) -> None:
         """Mask `logits` ([V], in place) to the grammar; with `remaining` tokens left, force the closing path."""
         self._path = None
-        if self._close_len is None or self._steps % self.CHECK_EVERY == 0 or self._danger(remaining):
+        if self._close_len is None or self._steps % self.CHECK_EVERY == 0 or remaining <= self._close_len + 1:
             self._path = self.closing_path(limit=max(remaining, 1) + 64)
             if self._path is not None:
                 self._close_len = len(self._path)
@@ -234,19 +230,31 @@ class GrammarConstraint:
         self._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask.to(logits.device))
 
     def confirm(self, token_id: int, remaining: int) -> int:
-        """The token to emit: the sampled one, unless near the budget it would leave no room to close."""
-        if not self._path or not self._danger(remaining):
+        """The token to emit: the sampled one, unless near the budget it would leave no room to close.
+
+        One token can lengthen the way out a lot (`},{"` opens an array item with required keys), so near the
+        budget every token that may change the structure is checked by closing the structure after it.
+        """
+        if self._close_len is None or remaining > self._close_len + self.MARGIN:
             return token_id
+        text = self.strings[token_id]
+        if self.depth.in_string and not any(c in text for c in '"\\\ufffd'):
+            return token_id  # more string content (whole characters): the way out stays the same
         m, depth = self.matcher.fork(), self.depth.copy()
         saved = self.matcher, self.depth
         try:
-            if not m.accept_token(token_id):
-                return self._path[0]
-            self.matcher, self.depth = m, depth.feed(self.strings[token_id])
-            after = [] if m.is_completed() else self.closing_path(limit=remaining)
+            if m.accept_token(token_id):
+                self.matcher, self.depth = m, depth.feed(text)
+                after = [] if m.is_completed() else self.closing_path(limit=remaining)
+            else:
+                after = None
         finally:
             self.matcher, self.depth = saved
-        return token_id if after is not None and 1 + len(after) <= remaining else self._path[0]
+        if after is not None and 1 + len(after) <= remaining:
+            self._close_len = len(after)
+            return token_id
+        path = self._path or self.closing_path(limit=remaining + 64)
+        return path[0] if path else token_id
 
     def advance(self, token_id: int) -> None:
         if not self.matcher.is_terminated():

@@ -98,7 +98,8 @@ class MetaReferenceEngine:
             raise InvalidRequestError(
                 f"prompt ({n_prompt} tokens) plus max_tokens ({request.params.max_tokens}) exceeds the model's "
                 f"context length of {self.max_model_len} tokens", param="max_tokens", code="context_length_exceeded")
-        if len(self.scheduler.waiting) >= self.cfg.max_queued_requests:
+        free_slots = max(0, self.cfg.max_num_seqs - len(self.scheduler.running))
+        if len(self.scheduler.waiting) >= self.cfg.max_queued_requests + free_slots:
             raise OverloadedError("too many requests are queued for this model, retry later",
                                   code="queue_full", headers={"Retry-After": "1"})
         self._ensure_loop()
