@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,8 +28,10 @@ from deployments.inference.sampling import (
     confirm_constraints,
     sample,
 )
-from serve.config import EngineConfig
 from serve.errors import InvalidRequestError, OverloadedError
+
+if TYPE_CHECKING:  # the engine reads plain attributes, so torch-only scripts can pass a dataclass
+    from serve.config import EngineConfig
 
 logger = logging.getLogger("stackserve.engine")
 
@@ -64,6 +67,10 @@ class MetaReferenceEngine:
     def __init__(self, model: LlamaForCausalLM, cfg: EngineConfig, eos_token_ids: list[int],
                  executor: ThreadPoolExecutor | None = None):
         self._executor = executor or torch_thread(cfg)
+        if cfg.device.startswith("cuda"):
+            # cuDNN attention builds a plan per new key length (seen on an H200: decode at half speed while the
+            # context grows); the memory-efficient kernel takes our masks without that cost.
+            torch.backends.cuda.enable_cudnn_sdp(False)
         self.model = model
         self.cfg = cfg
         self.device = torch.device(cfg.device)

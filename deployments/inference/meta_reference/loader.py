@@ -63,4 +63,5 @@ def load_checkpoint(checkpoint: Path, device: str = "cpu", dtype: str = "float32
     if missing:
         raise CheckpointError(f"{checkpoint}: missing weights {sorted(missing)[:5]}")
     model.tie_weights()
+    model.fuse_projections()
     return model

@@ -78,6 +78,22 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).type_as(x)
 
 
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Masked attention with grouped KV heads, without copying K/V per query head.
+
+    q: [B, S, H, D]; k, v: [B, L, KV, D]; valid: [B, S, L]. The g = H / KV query heads sharing a KV head are
+    folded into the query length, so the fused (memory-efficient / flash) kernels run on plain shapes; SDPA's
+    enable_gqa with a mask falls back to the math kernel on CUDA (measured on an H200: most of a decode step).
+    """
+    B, S, H, D = q.shape
+    kv = k.shape[2]
+    g = H // kv
+    q = q.view(B, S, kv, g, D).permute(0, 2, 3, 1, 4).reshape(B, kv, g * S, D)
+    mask = valid.unsqueeze(1).unsqueeze(2).expand(B, 1, g, S, valid.shape[-1]).reshape(B, 1, g * S, -1)
+    out = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.view(B, kv, g, S, D).permute(0, 3, 1, 2, 4).reshape(B, S, H, D)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -114,22 +130,33 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(a.hidden_size, a.num_key_value_heads * a.head_dim, bias=a.attention_bias)
         self.o_proj = nn.Linear(a.num_attention_heads * a.head_dim, a.hidden_size, bias=a.attention_bias)
 
+    def fuse(self) -> None:
+        """One [q; k; v] projection instead of three (fewer, larger matmuls; a third of the kernel launches)."""
+        parts = [self.q_proj, self.k_proj, self.v_proj]
+        self.qkv_proj = nn.Linear(1, 1, bias=parts[0].bias is not None, device="meta")
+        self.qkv_proj.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
+        if parts[0].bias is not None:
+            self.qkv_proj.bias = nn.Parameter(torch.cat([p.bias for p in parts]), requires_grad=False)
+        del self.q_proj, self.k_proj, self.v_proj
+
     def forward(self, x, cos, sin, view: BatchView, k_cache, v_cache):
         # x: [B, S, hidden]; k_cache/v_cache: [num_blocks * block_size, n_kv, head_dim]
         B, S, _ = x.shape
-        q = apply_rope(self.q_proj(x).view(B, S, self.n_heads, self.head_dim), cos, sin)
-        k = apply_rope(self.k_proj(x).view(B, S, self.n_kv, self.head_dim), cos, sin)
-        v = self.v_proj(x).view(B, S, self.n_kv, self.head_dim)
+        nq, nkv = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        if hasattr(self, "qkv_proj"):
+            q, k, v = self.qkv_proj(x).split([nq, nkv, nkv], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = apply_rope(q.view(B, S, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rope(k.view(B, S, self.n_kv, self.head_dim), cos, sin)
+        v = v.reshape(B, S, self.n_kv, self.head_dim)
         k_cache[view.slot_ids.flatten()] = k.reshape(B * S, self.n_kv, self.head_dim)
         v_cache[view.slot_ids.flatten()] = v.reshape(B * S, self.n_kv, self.head_dim)
         # gather each row's keys in position order: [B, L, n_kv, D] with L = NB * block_size
         keys = k_cache.view(-1, view.block_size, self.n_kv, self.head_dim)[view.block_table].flatten(1, 2)
         vals = v_cache.view(-1, view.block_size, self.n_kv, self.head_dim)[view.block_table].flatten(1, 2)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), keys.transpose(1, 2), vals.transpose(1, 2),
-            attn_mask=view.valid.unsqueeze(1), enable_gqa=self.n_kv != self.n_heads,
-        )  # [B, H, S, D]
-        return self.o_proj(out.transpose(1, 2).reshape(B, S, self.n_heads * self.head_dim))
+        out = grouped_attention(q, keys, vals, view.valid)  # [B, S, H, D]
+        return self.o_proj(out.reshape(B, S, self.n_heads * self.head_dim))
 
 
 class MLP(nn.Module):
@@ -139,8 +166,22 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(a.hidden_size, a.intermediate_size, bias=a.mlp_bias)
         self.down_proj = nn.Linear(a.intermediate_size, a.hidden_size, bias=a.mlp_bias)
 
+    def fuse(self) -> None:
+        """One [gate; up] projection instead of two."""
+        self.gate_up_proj = nn.Linear(1, 1, bias=self.gate_proj.bias is not None, device="meta")
+        self.gate_up_proj.weight = nn.Parameter(torch.cat([self.gate_proj.weight, self.up_proj.weight]),
+                                                requires_grad=False)
+        if self.gate_proj.bias is not None:
+            self.gate_up_proj.bias = nn.Parameter(torch.cat([self.gate_proj.bias, self.up_proj.bias]),
+                                                  requires_grad=False)
+        del self.gate_proj, self.up_proj
+
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if hasattr(self, "gate_up_proj"):
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -171,6 +212,12 @@ class LlamaForCausalLM(nn.Module):
         self.model = LlamaBody(args)
         self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
         self.register_buffer("inv_freq", rope_inv_freq(args), persistent=False)
+
+    def fuse_projections(self) -> None:
+        """After loading HF weights: fuse q/k/v and gate/up projections (identical results, fewer kernels)."""
+        for layer in self.model.layers:
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
 
     def tie_weights(self) -> None:
         if self.args.tie_word_embeddings:
