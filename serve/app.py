@@ -46,7 +46,7 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 
 def create_app() -> FastAPI:
-    from serve.routers import inference, meta, models
+    from serve.routers import embeddings, files, inference, meta, models, vector_io_llama, vector_stores
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
 
@@ -60,6 +60,8 @@ def create_app() -> FastAPI:
                                                       code="invalid_api_key"))
         length = request.headers.get("content-length")
         limit = stack.config.server.max_request_bytes
+        if path.endswith("/files") and request.method == "POST" and stack.config.vector_io is not None:
+            limit = max(limit, stack.config.vector_io.max_file_bytes + 65536)  # the file limit governs uploads
         if length and length.isdigit() and int(length) > limit:
             return error_response(PayloadTooLargeError(f"request body of {length} bytes exceeds the limit of {limit}",
                                                        code="request_too_large"))
@@ -91,7 +93,8 @@ def create_app() -> FastAPI:
         return error_response(to_api_error(exc))
 
     for prefix in OPENAI_PREFIXES:
-        app.include_router(models.router, prefix=prefix)
-        app.include_router(inference.router, prefix=prefix)
+        for family in (models, inference, embeddings, files, vector_stores):
+            app.include_router(family.router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
+    app.include_router(vector_io_llama.router, prefix="/v1")
     return app

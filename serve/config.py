@@ -73,7 +73,8 @@ class ModelConfig(_Strict):
     source: str
     provider_id: str | None = None
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 1}))
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 1}))
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model_id")
@@ -86,6 +87,50 @@ class ModelConfig(_Strict):
     @property
     def provider(self) -> str:
         return self.provider_id or self.engine.type
+
+
+class EmbeddingModelConfig(_Strict):
+    """One embedding model on its own Embeddings deployment (sentence-transformers, dynamic batching)."""
+
+    model_id: str
+    source: str  # a local sentence-transformers directory or a built-in (see deployments/vector_io/embedding_model)
+    provider_id: str = "sentence-transformers"
+    device: str = "cpu"
+    num_threads: int | None = Field(default=None, ge=1)
+    max_batch_size: int = Field(default=64, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=1)
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.5}))
+
+    @property
+    def provider(self) -> str:
+        return self.provider_id
+
+
+class IndexConfig(_Strict):
+    """FAISS index per vector store: exact inner product, or IVF / HNSW for large stores."""
+
+    type: Literal["flat", "ivf", "hnsw"] = "flat"
+    nlist: int = Field(default=1024, ge=1)  # ivf: clusters (trained once the store holds train_min_vectors)
+    nprobe: int = Field(default=16, ge=1)
+    train_min_vectors: int = Field(default=10000, ge=100)
+    m: int = Field(default=32, ge=4, le=128)  # hnsw: neighbours per node
+    ef_construction: int = Field(default=200, ge=8)
+    ef_search: int = Field(default=128, ge=8)
+    device: str = "cpu"  # "cuda" moves indexes to the GPU through faiss-gpu
+
+
+class VectorIOConfig(_Strict):
+    enabled: bool = True
+    default_embedding_model: str | None = None  # defaults to the first embedding model
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.2}))
+
+
+class StorageConfig(_Strict):
+    url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
 
 
 class ServerConfig(_Strict):
@@ -102,17 +147,34 @@ class StackConfig(_Strict):
     data_dir: str | None = None
     model_cache_dir: str | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
-    models: list[ModelConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(default_factory=list)
+    embedding_models: list[EmbeddingModelConfig] = Field(default_factory=list)
+    vector_io: VectorIOConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StackConfig:
         seen: set[str] = set()
-        for m in self.models:
+        for m in [*self.models, *self.embedding_models]:
             if m.model_id in seen:
                 raise ValueError(f"duplicate model_id {m.model_id!r}")
             seen.add(m.model_id)
+        if not seen:
+            raise ValueError("the config serves no models: add `models` or `embedding_models`")
+        if self.vector_io is not None and self.vector_io.enabled:
+            if not self.embedding_models:
+                raise ValueError("vector_io needs at least one entry in embedding_models")
+            default = self.vector_io.default_embedding_model
+            if default is not None and default not in {m.model_id for m in self.embedding_models}:
+                raise ValueError(f"vector_io.default_embedding_model {default!r} is not in embedding_models")
         return self
+
+    def database_url(self) -> str:
+        from serve.storage.sql import default_database_url
+
+        return os.environ.get("STACKSERVE_DATABASE_URL") or self.storage.url or default_database_url(
+            self.resolved_data_dir())
 
     def resolved_data_dir(self) -> Path:
         raw = os.environ.get("STACKSERVE_DATA_DIR") or self.data_dir or "~/.stackserve"

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve.config import ModelConfig, StackConfig
-from serve.errors import NotFoundError
+from serve.config import EmbeddingModelConfig, ModelConfig, StackConfig
+from serve.errors import InvalidRequestError, NotFoundError
 
 
 @dataclass
 class ServedModel:
-    config: ModelConfig
-    handle: Any  # ray.serve.handle.DeploymentHandle to its LLM deployment
+    config: ModelConfig | EmbeddingModelConfig
+    handle: Any  # ray.serve.handle.DeploymentHandle to its LLM or Embeddings deployment
+    model_type: str = "llm"  # "llm" | "embedding"
     info: dict[str, Any] = field(default_factory=dict)  # filled from the deployment (context length, ...)
 
 
@@ -25,12 +26,21 @@ class Stack:
     config: StackConfig
     models: dict[str, ServedModel]
     started_at: int = 0
+    vector_io: Any = None  # DeploymentHandle of the VectorIO deployment, when configured
 
-    def model(self, model_id: str, param: str = "model") -> ServedModel:
+    def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
         m = self.models.get(model_id)
         if m is None:
             raise NotFoundError(f"The model '{model_id}' does not exist", param=param, code="model_not_found")
+        if model_type is not None and m.model_type != model_type:
+            raise InvalidRequestError(f"The model '{model_id}' is an {m.model_type} model, not an {model_type} "
+                                      "model", param=param, code="wrong_model_type")
         return m
+
+    def vector_io_handle(self) -> Any:
+        if self.vector_io is None:
+            raise NotFoundError("vector IO is not enabled in this stack's config", code="not_enabled")
+        return self.vector_io
 
 
 _stack: Stack | None = None

@@ -14,20 +14,33 @@ from ray.serve import Application
 from serve.config import StackConfig, load_config
 
 
-def deployment_name(model_id: str) -> str:
-    return "LLM:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
+def deployment_name(model_id: str, prefix: str = "LLM") -> str:
+    return f"{prefix}:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
 
 
 def build_graph(config: StackConfig) -> Application:
     from deployments.inference.deployment import LLMServer
+    from deployments.vector_io.embeddings_deployment import EmbeddingsServer
     from serve.ingress import Ingress
 
     cache = str(config.resolved_model_cache_dir())
-    handles = {
+    llms = {
         m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(m, cache)
         for m in config.models
     }
-    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, handles)
+    embedders = {
+        m.model_id: EmbeddingsServer.options(name=deployment_name(m.model_id, "Embeddings"),
+                                             **m.deployment.serve_options()).bind(m)
+        for m in config.embedding_models
+    }
+    vector_io = None
+    if config.vector_io is not None and config.vector_io.enabled:
+        from deployments.vector_io.deployment import VectorIOServer
+
+        vector_io = VectorIOServer.options(name="VectorIO", **config.vector_io.deployment.serve_options()).bind(
+            config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
+            config.database_url())
+    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io)
 
 
 def build_app(args: dict[str, Any]) -> Application:

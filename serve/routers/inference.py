@@ -19,7 +19,7 @@ def _wants_done_marker(request: Request) -> bool:
 
 
 async def _call(method: str, body: ChatCompletionRequest | CompletionRequest, request: Request):
-    handle = get_stack().model(body.model).handle
+    handle = get_stack().model(body.model, model_type="llm").handle
     if not body.stream:
         return await getattr(handle, method).remote(body)
     stream = getattr(handle.options(stream=True), f"{method}_stream").remote(body)

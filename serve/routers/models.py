@@ -23,7 +23,7 @@ def model_object(m: ServedModel, created: int) -> dict[str, Any]:
         "identifier": cfg.model_id,
         "provider_id": cfg.provider,
         "provider_resource_id": cfg.source,
-        "model_type": "llm",
+        "model_type": m.model_type,
         "type": "model",
         "metadata": {**m.info, **cfg.metadata},
     }

@@ -1,0 +1,159 @@
+"""The VectorIO deployment: files, vector stores, search and the Llama Stack vector-io routes.
+
+State lives in the shared SQL database and blob store, so any number of replicas serve the same stores (each keeps
+its own in-memory FAISS/BM25 index per store, synced by version; see index.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve.config import EmbeddingModelConfig, VectorIOConfig
+from serve.errors import InvalidRequestError
+
+
+@serve.deployment
+class VectorIOServer:
+    # the service methods the ingress may call through `call`
+    EXPOSED = {
+        "files": {"create", "list", "get", "content"},
+        "stores": {"create_store", "get_store", "list_stores", "update_store", "delete_store", "attach_file",
+                   "get_file", "list_files", "update_file", "delete_file", "file_content", "create_batch",
+                   "get_batch", "cancel_batch", "search"},
+    }
+
+    def __init__(self, cfg: VectorIOConfig, embedding_models: list[EmbeddingModelConfig], embedders: dict,
+                 data_dir: str, database_url: str):
+        from transformers import AutoTokenizer
+
+        import deployments.vector_io.tables  # noqa: F401  (registers the tables)
+        from deployments.vector_io.embedding_model import resolve_embedding_source
+        from deployments.vector_io.files import FileService
+        from deployments.vector_io.store import EmbeddingModelInfo, VectorStoreService
+        from serve.storage import BlobStore, Database
+
+        self.db = Database(database_url)
+        self.embedders = embedders
+        self.files = FileService(self.db, BlobStore(Path(data_dir) / "files"), cfg.max_file_bytes)
+        self._model_cfgs = embedding_models
+        self._infos: dict[str, Any] = {}
+        self._tokenizers = {m.model_id: AutoTokenizer.from_pretrained(resolve_embedding_source(m.source))
+                            for m in embedding_models}
+        self._info_cls = EmbeddingModelInfo
+        self.stores = VectorStoreService(self.db, self.files, self._embed, self._infos,
+                                         cfg.default_embedding_model or embedding_models[0].model_id,
+                                         cfg.index.model_dump())
+
+    async def _ensure_infos(self) -> None:
+        for m in self._model_cfgs:
+            if m.model_id not in self._infos:
+                info = await self.embedders[m.model_id].model_info.remote()
+                self._infos[m.model_id] = self._info_cls(m.model_id, info["embedding_dimension"],
+                                                         info["context_length"], self._tokenizers[m.model_id])
+
+    async def _embed(self, model_id: str, texts: list[str]) -> np.ndarray:
+        return await self.embedders[model_id].embed.remote(texts)
+
+    async def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method not in self.EXPOSED.get(service, ()):
+            raise InvalidRequestError(f"unknown vector-io operation {service}.{method}")
+        await self._ensure_infos()
+        target = getattr(self.files if service == "files" else self.stores, method)
+        if asyncio.iscoroutinefunction(target):
+            return await target(*args, **kwargs)
+        return await asyncio.to_thread(target, *args, **kwargs)  # blocking SQL / disk work
+
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Deleting a file also takes it (and its vectors) out of every vector store."""
+        await asyncio.to_thread(self.files.get, file_id)
+        await self.stores.forget_file_everywhere(file_id)
+        return await asyncio.to_thread(self.files.delete, file_id)
+
+    # ---- Llama Stack 0.2 --------------------------------------------------------------------------------------
+
+    async def register_vector_db(self, req) -> dict[str, Any]:
+        from deployments.vector_io.llama_stack import vector_db_object
+        from serve.protocol.vector_io import CreateVectorStoreRequest
+
+        await self._ensure_infos()
+        store = await self.stores.create_store(
+            CreateVectorStoreRequest(name=req.vector_db_id, embedding_model=req.embedding_model,
+                                     embedding_dimension=req.embedding_dimension, provider_id=req.provider_id),
+            store_id=req.vector_db_id)
+        return vector_db_object(store)
+
+    async def list_vector_dbs(self) -> list[dict[str, Any]]:
+        from deployments.vector_io.llama_stack import vector_db_object
+
+        page = await self.stores.list_stores(None, None, 100, "asc")
+        out = [vector_db_object(s) for s in page["data"]]
+        while page["has_more"]:
+            page = await self.stores.list_stores(page["last_id"], None, 100, "asc")
+            out += [vector_db_object(s) for s in page["data"]]
+        return out
+
+    async def get_vector_db(self, vector_db_id: str) -> dict[str, Any]:
+        from deployments.vector_io.llama_stack import vector_db_object
+
+        return vector_db_object(await self.stores.get_store(vector_db_id))
+
+    async def unregister_vector_db(self, vector_db_id: str) -> None:
+        await self.stores.delete_store(vector_db_id)
+
+    async def insert_chunks(self, req) -> None:
+        from deployments.vector_io.llama_stack import content_text
+
+        await self._ensure_infos()
+        texts = [content_text(c.content, f"chunks.{i}.content") for i, c in enumerate(req.chunks)]
+        await self.stores.insert_chunks(req.vector_db_id, texts, [c.metadata for c in req.chunks],
+                                        [c.embedding for c in req.chunks])
+
+    async def query_chunks(self, req) -> dict[str, Any]:
+        from deployments.vector_io.llama_stack import content_text
+
+        await self._ensure_infos()
+        params = req.params or {}
+        k = int(params.get("max_chunks", 3))
+        threshold = float(params.get("score_threshold", 0.0))
+        mode = params.get("mode", "vector")
+        if mode not in ("vector", "keyword", "hybrid"):
+            raise InvalidRequestError("params.mode must be vector, keyword or hybrid", param="params.mode")
+        found = await self.stores.ranked_chunks(req.vector_db_id, [content_text(req.query, "query")], k, mode, None)
+        found = [f for f in found if f[1] >= threshold]
+        return {"chunks": [{"content": r.text, "metadata": r.metadata or {}} for r, _, _ in found],
+                "scores": [float(s) for _, s, _ in found]}
+
+    async def rag_insert(self, req) -> None:
+        from deployments.vector_io.chunking import chunk_text
+        from deployments.vector_io.llama_stack import content_text
+
+        await self._ensure_infos()
+        store = await self.stores.get_store(req.vector_db_id)
+        tok = self._tokenizers[store["embedding_model"]]
+        texts, metas = [], []
+        for i, doc in enumerate(req.documents):
+            text = content_text(doc.content, f"documents.{i}.content")
+            pieces = await asyncio.to_thread(chunk_text, text, tok, req.chunk_size_in_tokens,
+                                             req.chunk_size_in_tokens // 4)
+            texts += pieces
+            metas += [{**doc.metadata, "document_id": doc.document_id}] * len(pieces)
+        if texts:
+            await self.stores.insert_chunks(req.vector_db_id, texts, metas, [None] * len(texts))
+
+    async def rag_query(self, req) -> dict[str, Any]:
+        from deployments.vector_io.llama_stack import content_text, rag_query_result
+
+        await self._ensure_infos()
+        cfg = req.query_config or {}
+        k = int(cfg.get("max_chunks", 5))
+        mode = cfg.get("mode", "vector")
+        query = content_text(req.content, "content")
+        found = []
+        for vdb in req.vector_db_ids:
+            found += await self.stores.ranked_chunks(vdb, [query], k, mode, None)
+        return rag_query_result(found, k)

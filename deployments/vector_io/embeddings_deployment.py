@@ -1,0 +1,93 @@
+"""The Embeddings deployment: one sentence-transformers model, dynamic batching across concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve.config import EmbeddingModelConfig
+from serve.errors import InvalidRequestError
+from serve.protocol.vector_io import EmbeddingRequest
+
+
+@serve.deployment
+class EmbeddingsServer:
+    def __init__(self, cfg: EmbeddingModelConfig):
+        import os
+
+        import torch
+
+        from deployments.vector_io.embedding_model import EmbeddingModel
+
+        # all torch work on one thread: OpenMP teams are per calling thread (see the LLM engine)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="embed-torch")
+        self._executor.submit(torch.set_num_threads, cfg.num_threads or os.cpu_count() or 1).result()
+        self.model = self._executor.submit(EmbeddingModel, cfg.source, cfg.device).result()
+        self.model_id = cfg.model_id
+        self.encode_batch.set_max_batch_size(cfg.max_batch_size)
+        self.encode_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self.batches_seen: list[int] = []
+
+    async def model_info(self) -> dict[str, Any]:
+        return {"embedding_dimension": self.model.dimension, "context_length": self.model.max_seq_length}
+
+    async def stats(self) -> dict[str, Any]:
+        sizes = self.batches_seen[-1000:]
+        return {"batches": len(self.batches_seen), "max_batch_texts": max(sizes, default=0)}
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def encode_batch(self, requests: list[list[str]]) -> list[tuple[np.ndarray, list[int]]]:
+        """Concurrent requests' texts go through the model in one forward pass, then are split back."""
+        texts = [t for r in requests for t in r]
+        self.batches_seen.append(len(texts))
+        loop = asyncio.get_running_loop()
+        vecs, counts = await loop.run_in_executor(self._executor, self._encode, texts)
+        out, i = [], 0
+        for r in requests:
+            out.append((vecs[i:i + len(r)], counts[i:i + len(r)]))
+            i += len(r)
+        return out
+
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        return self.model.encode(texts), self.model.count_tokens(texts)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Raw vectors for internal callers (vector stores): [len(texts), dim] float32, normalized."""
+        vecs, _ = await self.encode_batch(texts)
+        return vecs
+
+    async def embeddings(self, req: EmbeddingRequest) -> dict[str, Any]:
+        """The OpenAI `POST /v1/embeddings` response."""
+        texts = self._texts(req)
+        if req.dimensions is not None and req.dimensions != self.model.dimension:
+            raise InvalidRequestError(f"this model produces {self.model.dimension}-dimensional embeddings; "
+                                      f"dimensions={req.dimensions} is not supported", param="dimensions")
+        vecs, counts = await self.encode_batch(texts)
+        data = []
+        for i, v in enumerate(vecs):
+            v = np.asarray(v, dtype=np.float32)
+            emb: Any = base64.b64encode(v.tobytes()).decode() if req.encoding_format == "base64" else v.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        n = int(sum(counts))
+        return {"object": "list", "data": data, "model": self.model_id,
+                "usage": {"prompt_tokens": n, "total_tokens": n}}
+
+    def _texts(self, req: EmbeddingRequest) -> list[str]:
+        inp = req.input
+        if isinstance(inp, str):
+            texts = [inp]
+        elif inp and all(isinstance(x, str) for x in inp):
+            texts = list(inp)
+        else:
+            raise InvalidRequestError("this embedding model takes text input (a string or a list of strings), "
+                                      "not token ids", param="input")
+        if not texts or len(texts) > 2048:
+            raise InvalidRequestError("input must hold between 1 and 2048 texts", param="input")
+        if any(not t for t in texts):
+            raise InvalidRequestError("input texts must not be empty", param="input")
+        return texts

@@ -1,0 +1,74 @@
+"""The Files service: OpenAI file objects in SQL, their bytes in the blob store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from deployments.vector_io.tables import files
+from serve.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from serve.pagination import paginate
+from serve.storage import BlobStore, Database
+
+PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+
+
+def file_object(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "object": "file", "bytes": row.bytes, "created_at": row.created_at,
+            "filename": row.filename, "purpose": row.purpose, "status": "processed", "expires_at": None,
+            "status_details": None}
+
+
+class FileService:
+    def __init__(self, db: Database, blobs: BlobStore, max_bytes: int):
+        self.db = db
+        self.blobs = blobs
+        self.max_bytes = max_bytes
+
+    def create(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        if purpose not in PURPOSES:
+            raise InvalidRequestError(f"purpose must be one of {', '.join(sorted(PURPOSES))}", param="purpose")
+        if len(data) > self.max_bytes:
+            raise PayloadTooLargeError(f"file of {len(data)} bytes exceeds the limit of {self.max_bytes} bytes",
+                                       param="file", code="file_too_large")
+        if not data:
+            raise InvalidRequestError("the file is empty", param="file")
+        name = (filename or "upload").replace("/", "_").replace("\\", "_")[-255:]
+        fid = f"file-{uuid.uuid4().hex[:24]}"
+        self.blobs.put(fid, data)  # bytes first: a row never points at missing bytes
+        with self.db.begin() as c:
+            c.execute(files.insert().values(id=fid, filename=name, purpose=purpose, bytes=len(data),
+                                            created_at=int(time.time())))
+        return self.get(fid)
+
+    def _row(self, file_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(files).where(files.c.id == file_id)).first()
+        if row is None:
+            raise NotFoundError(f"No file with id '{file_id}' found", param="file_id", code="file_not_found")
+        return row
+
+    def get(self, file_id: str) -> dict[str, Any]:
+        return file_object(self._row(file_id))
+
+    def content(self, file_id: str) -> tuple[str, bytes]:
+        row = self._row(file_id)
+        return row.filename, self.blobs.get(file_id)
+
+    def list(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
+        q = sa.select(files).order_by(files.c.seq)
+        if purpose:
+            q = q.where(files.c.purpose == purpose)
+        with self.db.connect() as c:
+            rows = [file_object(r) for r in c.execute(q)]
+        return paginate(rows, after=after, limit=limit, order=order)
+
+    def delete(self, file_id: str) -> dict[str, Any]:
+        self._row(file_id)
+        with self.db.begin() as c:
+            c.execute(files.delete().where(files.c.id == file_id))
+        self.blobs.delete(file_id)
+        return {"id": file_id, "object": "file", "deleted": True}

@@ -1,0 +1,53 @@
+"""OpenAI file-attribute filters: comparison (eq, ne, gt, gte, lt, lte, in, nin) and compound (and, or)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serve.errors import InvalidRequestError
+
+COMPARISONS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
+
+
+def validate_filter(f: Any, path: str = "filters") -> None:
+    if not isinstance(f, dict) or "type" not in f:
+        raise InvalidRequestError("a filter is an object with a 'type'", param=path)
+    kind = f["type"]
+    if kind in ("and", "or"):
+        subs = f.get("filters")
+        if not isinstance(subs, list) or not subs:
+            raise InvalidRequestError(f"a compound '{kind}' filter needs a non-empty 'filters' list", param=path)
+        for i, sub in enumerate(subs):
+            validate_filter(sub, f"{path}.filters.{i}")
+        return
+    if kind not in COMPARISONS:
+        raise InvalidRequestError(f"unknown filter type '{kind}' (comparison: {', '.join(sorted(COMPARISONS))}; "
+                                  "compound: and, or)", param=f"{path}.type")
+    if not isinstance(f.get("key"), str) or "value" not in f:
+        raise InvalidRequestError("a comparison filter needs 'key' (string) and 'value'", param=path)
+    value = f["value"]
+    if kind in ("in", "nin"):
+        if not isinstance(value, list):
+            raise InvalidRequestError(f"'{kind}' needs a list value", param=f"{path}.value")
+    elif not isinstance(value, str | int | float | bool):
+        raise InvalidRequestError("comparison values are strings, numbers or booleans", param=f"{path}.value")
+
+
+def matches(f: dict[str, Any], attrs: dict[str, Any]) -> bool:
+    kind = f["type"]
+    if kind == "and":
+        return all(matches(s, attrs) for s in f["filters"])
+    if kind == "or":
+        return any(matches(s, attrs) for s in f["filters"])
+    if f["key"] not in attrs:
+        return kind in ("ne", "nin")
+    have, want = attrs[f["key"]], f["value"]
+    try:
+        return {
+            "eq": lambda: have == want, "ne": lambda: have != want,
+            "gt": lambda: have > want, "gte": lambda: have >= want,
+            "lt": lambda: have < want, "lte": lambda: have <= want,
+            "in": lambda: have in want, "nin": lambda: have not in want,
+        }[kind]()
+    except TypeError:  # comparing a string attribute with a number: no match, not an error
+        return False

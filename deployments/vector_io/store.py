@@ -1,0 +1,474 @@
+"""The vector-store service: OpenAI vector stores (files attached, chunked, embedded, indexed, searched).
+
+Plain Python over the storage layer; embeddings come through an injected async `embed(model_id, texts)`.
+Blocking work (SQL, extraction, chunking, FAISS) runs in worker threads so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from deployments.vector_io.chunking import chunk_text, resolve_chunking
+from deployments.vector_io.extract import UnsupportedFileError, extract_text
+from deployments.vector_io.files import FileService
+from deployments.vector_io.filters import matches, validate_filter
+from deployments.vector_io.index import VectorStoreIndex, reciprocal_rank_fusion
+from deployments.vector_io.tables import chunks, file_batches, vector_store_files, vector_stores
+from serve.errors import InvalidRequestError, NotFoundError
+from serve.pagination import paginate
+from serve.protocol.vector_io import (
+    AttachFileRequest,
+    CreateVectorStoreRequest,
+    FileBatchRequest,
+    SearchRequest,
+    UpdateVectorStoreRequest,
+)
+from serve.storage import Database
+
+logger = logging.getLogger("stackserve.vector_io")
+
+Embed = Callable[[str, list[str]], Awaitable[np.ndarray]]
+EMBED_BATCH = 32
+
+
+@dataclass
+class EmbeddingModelInfo:
+    model_id: str
+    dimension: int
+    max_tokens: int
+    tokenizer: Any
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class VectorStoreService:
+    def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
+                 default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4):
+        self.db = db
+        self.files = files
+        self.embed = embed
+        self.models = models
+        self.default_model = default_model
+        self.index_config = index_config
+        self.indexes: dict[str, VectorStoreIndex] = {}
+        self._ingest_slots = asyncio.Semaphore(max_concurrent_ingests)
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- SQL helpers (blocking) -----------------------------------------------------------------------------
+
+    def _store_row(self, store_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(vector_stores).where(vector_stores.c.id == store_id)).first()
+        if row is None:
+            raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
+                                code="vector_store_not_found")
+        return row
+
+    def _file_row(self, store_id: str, file_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(vector_store_files).where(
+                vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id)).first()
+        if row is None:
+            raise NotFoundError(f"File '{file_id}' is not in vector store '{store_id}'", param="file_id",
+                                code="file_not_found")
+        return row
+
+    def _store_object(self, row: Any) -> dict[str, Any]:
+        with self.db.connect() as c:
+            counts = dict(c.execute(sa.select(vector_store_files.c.status, sa.func.count())
+                                    .where(vector_store_files.c.vector_store_id == row.id)
+                                    .group_by(vector_store_files.c.status)).all())
+            usage = c.execute(sa.select(sa.func.coalesce(sa.func.sum(vector_store_files.c.usage_bytes), 0))
+                              .where(vector_store_files.c.vector_store_id == row.id)).scalar()
+        fc = {k: counts.get(k, 0) for k in ("in_progress", "completed", "failed", "cancelled")}
+        fc["total"] = sum(fc.values())
+        return {"id": row.id, "object": "vector_store", "created_at": row.created_at, "name": row.name,
+                "usage_bytes": int(usage), "file_counts": fc,
+                "status": "in_progress" if fc["in_progress"] else "completed",
+                "expires_after": row.expires_after, "expires_at": None, "last_active_at": row.last_active_at,
+                "metadata": row.metadata or {},
+                # Llama Stack extensions
+                "embedding_model": row.embedding_model, "embedding_dimension": row.embedding_dimension,
+                "provider_id": row.provider_id}
+
+    @staticmethod
+    def _file_object(row: Any) -> dict[str, Any]:
+        return {"id": row.file_id, "object": "vector_store.file", "usage_bytes": row.usage_bytes,
+                "created_at": row.created_at, "vector_store_id": row.vector_store_id, "status": row.status,
+                "last_error": row.last_error, "chunking_strategy": row.chunking, "attributes": row.attributes or {}}
+
+    def _bump(self, conn, store_id: str, column: str) -> None:
+        conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
+                     .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()}))
+
+    # ---- stores -----------------------------------------------------------------------------------------------
+
+    def _model(self, model_id: str | None) -> EmbeddingModelInfo:
+        mid = model_id or self.default_model
+        if mid not in self.models:
+            raise InvalidRequestError(f"unknown embedding model '{mid}' (served: {', '.join(self.models)})",
+                                      param="embedding_model")
+        return self.models[mid]
+
+    async def create_store(self, req: CreateVectorStoreRequest, store_id: str | None = None) -> dict[str, Any]:
+        model = self._model(req.embedding_model)
+        if req.embedding_dimension is not None and req.embedding_dimension != model.dimension:
+            raise InvalidRequestError(f"{model.model_id} produces {model.dimension}-dimensional vectors",
+                                      param="embedding_dimension")
+        for fid in req.file_ids:
+            await asyncio.to_thread(self.files.get, fid)  # 404 before anything is created
+        chunking = resolve_chunking(req.chunking_strategy, model.max_tokens)
+        index_cfg = {**self.index_config, **(req.index or {})}
+        if index_cfg.get("type") not in ("flat", "ivf", "hnsw"):
+            raise InvalidRequestError("index.type must be flat, ivf or hnsw", param="index.type")
+        sid = store_id or f"vs_{uuid.uuid4().hex[:24]}"
+
+        def insert() -> None:
+            try:
+                with self.db.begin() as c:
+                    c.execute(vector_stores.insert().values(
+                        id=sid, name=req.name, created_at=_now(), last_active_at=_now(), metadata=req.metadata or {},
+                        expires_after=req.expires_after, embedding_model=model.model_id,
+                        embedding_dimension=model.dimension, chunking=chunking, index_config=index_cfg,
+                        provider_id=req.provider_id or "faiss", add_version=0, del_version=0))
+            except sa.exc.IntegrityError:
+                from serve.errors import ConflictError
+
+                raise ConflictError(f"vector store '{sid}' already exists", param="vector_store_id") from None
+
+        await asyncio.to_thread(insert)
+        for fid in req.file_ids:
+            await self.attach_file(sid, AttachFileRequest(file_id=fid, chunking_strategy=req.chunking_strategy))
+        return await self.get_store(sid)
+
+    async def get_store(self, store_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self._store_object(self._store_row(store_id)))
+
+    async def list_stores(self, after: str | None, before: str | None, limit: int, order: str) -> dict[str, Any]:
+        def run() -> list[dict]:
+            with self.db.connect() as c:
+                rows = list(c.execute(sa.select(vector_stores).order_by(vector_stores.c.seq)))
+            return [self._store_object(r) for r in rows]
+
+        return paginate(await asyncio.to_thread(run), after=after, before=before, limit=limit, order=order)
+
+    async def update_store(self, store_id: str, req: UpdateVectorStoreRequest) -> dict[str, Any]:
+        def run() -> None:
+            self._store_row(store_id)
+            values: dict[str, Any] = {"last_active_at": _now()}
+            for field in ("name", "metadata", "expires_after"):
+                if field in req.model_fields_set:
+                    values[field] = getattr(req, field)
+            with self.db.begin() as c:
+                c.execute(vector_stores.update().where(vector_stores.c.id == store_id).values(values))
+
+        await asyncio.to_thread(run)
+        return await self.get_store(store_id)
+
+    async def delete_store(self, store_id: str) -> dict[str, Any]:
+        def run() -> None:
+            self._store_row(store_id)
+            with self.db.begin() as c:
+                c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id))
+                c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id))
+                c.execute(file_batches.delete().where(file_batches.c.vector_store_id == store_id))
+                c.execute(vector_stores.delete().where(vector_stores.c.id == store_id))
+
+        await asyncio.to_thread(run)
+        self.indexes.pop(store_id, None)
+        return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
+
+    # ---- files in stores ------------------------------------------------------------------------------------
+
+    async def attach_file(self, store_id: str, req: AttachFileRequest, batch_id: str | None = None) -> dict[str, Any]:
+        store = await asyncio.to_thread(self._store_row, store_id)
+        await asyncio.to_thread(self.files.get, req.file_id)
+        model = self._model(store.embedding_model)
+        chunking = (resolve_chunking(req.chunking_strategy, model.max_tokens) if req.chunking_strategy
+                    else store.chunking)
+
+        def insert() -> None:
+            with self.db.begin() as c:
+                c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
+                                                            vector_store_files.c.file_id == req.file_id))
+                c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
+                                                chunks.c.file_id == req.file_id))
+                c.execute(vector_store_files.insert().values(
+                    vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
+                    last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
+                    batch_id=batch_id))
+                self._bump(c, store_id, "del_version")  # re-attaching replaces the file's old chunks
+
+        await asyncio.to_thread(insert)
+        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await self.get_file(store_id, req.file_id)
+
+    async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo) -> None:
+        """extract -> chunk -> embed -> insert; the file's row ends completed or failed with last_error."""
+        async with self._ingest_slots:
+            error = None
+            try:
+                filename, data = await asyncio.to_thread(self.files.content, file_id)
+                text = await asyncio.to_thread(extract_text, filename, data)
+                spec = chunking["static"]
+                pieces = await asyncio.to_thread(chunk_text, text, model.tokenizer, spec["max_chunk_size_tokens"],
+                                                 spec["chunk_overlap_tokens"])
+                if not pieces:
+                    raise UnsupportedFileError("no text could be extracted from the file")
+                vectors = await self._embed_all(model.model_id, pieces)
+                await asyncio.to_thread(self._insert_chunks, store_id, file_id, pieces, vectors,
+                                        [{"file_id": file_id, "filename": filename}] * len(pieces))
+            except UnsupportedFileError as e:
+                error = {"code": "unsupported_file", "message": str(e)}
+            except NotFoundError as e:
+                error = {"code": "invalid_file", "message": e.message}
+            except Exception as e:  # the file fails, the service goes on
+                logger.exception("ingesting %s into %s failed", file_id, store_id)
+                error = {"code": "server_error", "message": f"{type(e).__name__}: {e}"}
+            await asyncio.to_thread(self._finish_file, store_id, file_id, error)
+
+    async def _embed_all(self, model_id: str, texts: list[str]) -> np.ndarray:
+        parts = await asyncio.gather(*[self.embed(model_id, texts[i:i + EMBED_BATCH])
+                                       for i in range(0, len(texts), EMBED_BATCH)])
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+
+    def _insert_chunks(self, store_id: str, file_id: str, texts: list[str], vectors: np.ndarray,
+                       metas: list[dict]) -> None:
+        rows = [{"vector_store_id": store_id, "file_id": file_id, "chunk_index": i, "text": t,
+                 "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
+                for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
+        with self.db.begin() as c:
+            if file_id is not None:
+                exists = c.execute(sa.select(vector_stores.c.id).where(vector_stores.c.id == store_id)).first()
+                if exists is None:
+                    return  # the store was deleted while this file was being processed
+            c.execute(chunks.insert(), rows)
+            self._bump(c, store_id, "add_version")
+
+    def _finish_file(self, store_id: str, file_id: str, error: dict | None) -> None:
+        with self.db.begin() as c:
+            usage = c.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(chunks.c.text)), 0))
+                              .where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id)).scalar()
+            c.execute(vector_store_files.update().where(
+                vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id,
+                vector_store_files.c.status == "in_progress").values(
+                status="failed" if error else "completed", last_error=error, usage_bytes=int(usage or 0)))
+
+    async def get_file(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self._file_object(self._file_row(store_id, file_id)))
+
+    async def list_files(self, store_id: str, status: str | None, after: str | None, before: str | None,
+                         limit: int, order: str, batch_id: str | None = None) -> dict[str, Any]:
+        if status is not None and status not in ("in_progress", "completed", "failed", "cancelled"):
+            raise InvalidRequestError("filter must be in_progress, completed, failed or cancelled", param="filter")
+
+        def run() -> list[dict]:
+            self._store_row(store_id)
+            q = (sa.select(vector_store_files).where(vector_store_files.c.vector_store_id == store_id)
+                 .order_by(vector_store_files.c.seq))
+            if status:
+                q = q.where(vector_store_files.c.status == status)
+            if batch_id:
+                q = q.where(vector_store_files.c.batch_id == batch_id)
+            with self.db.connect() as c:
+                return [self._file_object(r) for r in c.execute(q)]
+
+        return paginate(await asyncio.to_thread(run), after=after, before=before, limit=limit, order=order)
+
+    async def update_file(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        def run() -> None:
+            self._file_row(store_id, file_id)
+            with self.db.begin() as c:
+                c.execute(vector_store_files.update().where(
+                    vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id)
+                    .values(attributes=attributes))
+
+        await asyncio.to_thread(run)
+        return await self.get_file(store_id, file_id)
+
+    async def delete_file(self, store_id: str, file_id: str) -> dict[str, Any]:
+        def run() -> None:
+            self._file_row(store_id, file_id)
+            with self.db.begin() as c:
+                c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id))
+                c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
+                                                            vector_store_files.c.file_id == file_id))
+                self._bump(c, store_id, "del_version")
+
+        await asyncio.to_thread(run)
+        return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+
+    async def forget_file_everywhere(self, file_id: str) -> None:
+        """A deleted file leaves every store it was attached to (its vectors leave the indexes)."""
+        def stores() -> list[str]:
+            with self.db.connect() as c:
+                return [r[0] for r in c.execute(sa.select(vector_store_files.c.vector_store_id)
+                                                .where(vector_store_files.c.file_id == file_id))]
+
+        for sid in await asyncio.to_thread(stores):
+            await self.delete_file(sid, file_id)
+
+    async def file_content(self, store_id: str, file_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            row = self._file_row(store_id, file_id)
+            with self.db.connect() as c:
+                texts = [r[0] for r in c.execute(sa.select(chunks.c.text).where(
+                    chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id).order_by(chunks.c.chunk_index))]
+            try:
+                filename = self.files.get(file_id)["filename"]
+            except NotFoundError:
+                filename = None
+            return {"file_id": file_id, "filename": filename, "attributes": row.attributes or {},
+                    "content": [{"type": "text", "text": t} for t in texts]}
+
+        return await asyncio.to_thread(run)
+
+    # ---- file batches -----------------------------------------------------------------------------------------
+
+    def _batch_object(self, row: Any) -> dict[str, Any]:
+        with self.db.connect() as c:
+            counts = dict(c.execute(sa.select(vector_store_files.c.status, sa.func.count())
+                                    .where(vector_store_files.c.batch_id == row.id)
+                                    .group_by(vector_store_files.c.status)).all())
+        fc = {k: counts.get(k, 0) for k in ("in_progress", "completed", "failed", "cancelled")}
+        fc["total"] = sum(fc.values())
+        status = "cancelled" if row.cancelled else ("in_progress" if fc["in_progress"] else "completed")
+        return {"id": row.id, "object": "vector_store.files_batch", "created_at": row.created_at,
+                "vector_store_id": row.vector_store_id, "status": status, "file_counts": fc}
+
+    def _batch_row(self, store_id: str, batch_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(file_batches).where(file_batches.c.id == batch_id,
+                                                          file_batches.c.vector_store_id == store_id)).first()
+        if row is None:
+            raise NotFoundError(f"No file batch '{batch_id}' in vector store '{store_id}'", param="batch_id")
+        return row
+
+    async def create_batch(self, store_id: str, req: FileBatchRequest) -> dict[str, Any]:
+        await asyncio.to_thread(self._store_row, store_id)
+        for fid in req.file_ids:
+            await asyncio.to_thread(self.files.get, fid)
+        bid = f"vsfb_{uuid.uuid4().hex[:24]}"
+
+        def insert() -> None:
+            with self.db.begin() as c:
+                c.execute(file_batches.insert().values(id=bid, vector_store_id=store_id, created_at=_now(),
+                                                       cancelled=False))
+
+        await asyncio.to_thread(insert)
+        for fid in req.file_ids:
+            await self.attach_file(store_id, AttachFileRequest(file_id=fid, attributes=req.attributes,
+                                                               chunking_strategy=req.chunking_strategy), bid)
+        return await self.get_batch(store_id, bid)
+
+    async def get_batch(self, store_id: str, batch_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self._batch_object(self._batch_row(store_id, batch_id)))
+
+    async def cancel_batch(self, store_id: str, batch_id: str) -> dict[str, Any]:
+        def run() -> None:
+            self._batch_row(store_id, batch_id)
+            with self.db.begin() as c:
+                c.execute(file_batches.update().where(file_batches.c.id == batch_id).values(cancelled=True))
+                c.execute(vector_store_files.update().where(vector_store_files.c.batch_id == batch_id,
+                                                            vector_store_files.c.status == "in_progress")
+                          .values(status="cancelled"))
+
+        await asyncio.to_thread(run)
+        return await self.get_batch(store_id, batch_id)
+
+    # ---- search -----------------------------------------------------------------------------------------------
+
+    async def _index(self, store: Any) -> VectorStoreIndex:
+        index = self.indexes.get(store.id)
+        if index is None or index.dim != store.embedding_dimension:
+            index = self.indexes[store.id] = VectorStoreIndex(store.id, store.embedding_dimension, store.index_config)
+        await asyncio.to_thread(index.sync, self.db, store.add_version, store.del_version)
+        return index
+
+    def _attributes(self, store_id: str) -> dict[str, dict[str, Any]]:
+        with self.db.connect() as c:
+            return {r.file_id: r.attributes or {} for r in c.execute(
+                sa.select(vector_store_files.c.file_id, vector_store_files.c.attributes)
+                .where(vector_store_files.c.vector_store_id == store_id))}
+
+    async def ranked_chunks(self, store_id: str, queries: list[str], k: int, mode: str,
+                            filters: dict | None) -> list[tuple[Any, float, dict]]:
+        """[(chunk row, score, file attributes)] best first, for the OpenAI and Llama Stack search shapes."""
+        if filters is not None:
+            validate_filter(filters)
+        store = await asyncio.to_thread(self._store_row, store_id)
+        index = await self._index(store)
+        attrs = await asyncio.to_thread(self._attributes, store_id)
+        allowed = None if filters is None else {f for f, a in attrs.items() if matches(filters, a)}
+        deep = k * 3 if mode == "hybrid" else k
+        vector, keyword = [], []
+        if mode in ("vector", "hybrid"):
+            qv = await self.embed(store.embedding_model, queries)
+            vector = await asyncio.to_thread(index.vector_search, np.asarray(qv), deep, allowed)
+        if mode in ("keyword", "hybrid"):
+            keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, allowed)
+        ranked = reciprocal_rank_fusion(vector, keyword) if mode == "hybrid" else (vector or keyword)
+        ranked = ranked[:k]
+        if mode == "keyword" and ranked:  # BM25 scores are unbounded: scale to (0, 1] for score_threshold
+            top = ranked[0][1] or 1.0
+            ranked = [(cid, s / top) for cid, s in ranked]
+
+        def load() -> dict[int, Any]:
+            ids = [cid for cid, _ in ranked]
+            with self.db.connect() as c:
+                return {r.seq: r for r in c.execute(sa.select(chunks).where(chunks.c.seq.in_(ids)))}
+
+        rows = await asyncio.to_thread(load)
+        await asyncio.to_thread(self._touch, store_id)
+        return [(rows[cid], score, attrs.get(rows[cid].file_id, {})) for cid, score in ranked if cid in rows]
+
+    def _touch(self, store_id: str) -> None:
+        with self.db.begin() as c:
+            c.execute(vector_stores.update().where(vector_stores.c.id == store_id).values(last_active_at=_now()))
+
+    async def search(self, store_id: str, req: SearchRequest) -> dict[str, Any]:
+        queries = [req.query] if isinstance(req.query, str) else [q for q in req.query if q.strip()]
+        threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
+        found = await self.ranked_chunks(store_id, queries, req.max_num_results, req.search_mode, req.filters)
+        data = [{"file_id": row.file_id, "filename": (row.metadata or {}).get("filename", ""), "score": float(score),
+                 "attributes": attrs, "content": [{"type": "text", "text": row.text}]}
+                for row, score, attrs in found if score >= threshold]
+        return {"object": "vector_store.search_results.page", "search_query": queries, "data": data,
+                "has_more": False, "next_page": None}
+
+    # ---- Llama Stack vector-io chunks -------------------------------------------------------------------------
+
+    async def insert_chunks(self, store_id: str, texts: list[str], metas: list[dict],
+                            vectors: list[list[float] | None]) -> None:
+        store = await asyncio.to_thread(self._store_row, store_id)
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        computed = await self._embed_all(store.embedding_model, [texts[i] for i in missing]) if missing else []
+        out = np.zeros((len(texts), store.embedding_dimension), dtype=np.float32)
+        for j, i in enumerate(missing):
+            out[i] = computed[j]
+        for i, v in enumerate(vectors):
+            if v is not None:
+                if len(v) != store.embedding_dimension:
+                    raise InvalidRequestError(f"chunk {i} has a {len(v)}-dimensional embedding; the vector db "
+                                              f"uses {store.embedding_dimension}", param=f"chunks.{i}.embedding")
+                vec = np.asarray(v, dtype=np.float32)
+                out[i] = vec / (np.linalg.norm(vec) or 1.0)
+        by_doc: dict[str, list[int]] = {}
+        for i, m in enumerate(metas):
+            by_doc.setdefault(str(m.get("document_id", "")), []).append(i)
+        for doc, idx in by_doc.items():
+            await asyncio.to_thread(self._insert_chunks, store_id, doc, [texts[i] for i in idx], out[idx],
+                                    [metas[i] for i in idx])

@@ -1,0 +1,18 @@
+"""POST /embeddings: OpenAI embeddings from an Embeddings deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from serve.context import get_stack
+from serve.protocol.vector_io import EmbeddingRequest
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post("/embeddings")
+async def create_embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+    handle = get_stack().model(body.model, model_type="embedding").handle
+    return await handle.embeddings.remote(body)

@@ -1,0 +1,62 @@
+"""Llama Stack 0.2 routes on the same stores: vector-dbs, vector-io insert/query, rag-tool insert/query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from serve.context import get_stack
+from serve.protocol.vector_io import (
+    InsertChunksRequest,
+    QueryChunksRequest,
+    RagInsertRequest,
+    RagQueryRequest,
+    RegisterVectorDBRequest,
+)
+
+router = APIRouter(tags=["vector_io"])
+
+
+def _vio():
+    return get_stack().vector_io_handle()
+
+
+@router.post("/vector-dbs")
+async def register_vector_db(body: RegisterVectorDBRequest) -> dict[str, Any]:
+    return await _vio().register_vector_db.remote(body)
+
+
+@router.get("/vector-dbs")
+async def list_vector_dbs() -> dict[str, Any]:
+    return {"data": await _vio().list_vector_dbs.remote()}
+
+
+@router.get("/vector-dbs/{vector_db_id:path}")
+async def get_vector_db(vector_db_id: str) -> dict[str, Any]:
+    return await _vio().get_vector_db.remote(vector_db_id)
+
+
+@router.delete("/vector-dbs/{vector_db_id:path}")
+async def unregister_vector_db(vector_db_id: str) -> None:
+    await _vio().unregister_vector_db.remote(vector_db_id)
+
+
+@router.post("/vector-io/insert")
+async def insert_chunks(body: InsertChunksRequest) -> None:
+    await _vio().insert_chunks.remote(body)
+
+
+@router.post("/vector-io/query")
+async def query_chunks(body: QueryChunksRequest) -> dict[str, Any]:
+    return await _vio().query_chunks.remote(body)
+
+
+@router.post("/tool-runtime/rag-tool/insert")
+async def rag_insert(body: RagInsertRequest) -> None:
+    await _vio().rag_insert.remote(body)
+
+
+@router.post("/tool-runtime/rag-tool/query")
+async def rag_query(body: RagQueryRequest) -> dict[str, Any]:
+    return await _vio().rag_query.remote(body)
