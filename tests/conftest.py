@@ -56,7 +56,11 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
     return out
 
 
-def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None):
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,
+                 data_dir: Path | None = None):
     from serve.config import parse_config
 
     models = [{
@@ -71,11 +75,21 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
             "engine": {"max_num_seqs": 2, "max_model_len": 1024, "kv_cache_tokens": 8192, "max_queued_requests": 2},
             "deployment": {"ray_actor_options": {"num_cpus": 0.1}},
         }]
+    extra = {}
+    if data_dir is not None:  # the main graph also serves embeddings and vector IO (two VectorIO replicas)
+        extra = {
+            "data_dir": str(data_dir),
+            "embedding_models": [{"model_id": MINILM, "source": MINILM,
+                                  "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
+            "vector_io": {"max_file_bytes": 200_000,
+                          "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},
+        }
     return parse_config({
         "model_cache_dir": str(model_cache_dir),
         "server": {"api_keys": api_keys or []},
         "ingress": {"max_ongoing_requests": 200, "ray_actor_options": {"num_cpus": 0.1}},
         "models": models,
+        **extra,
     })
 
 
@@ -94,13 +108,23 @@ def ray_serve():
 
 
 @pytest.fixture(scope="session")
-def base_url(ray_serve, model_cache_dir, smollm2_dir) -> str:
-    """The SmolLM2 graph (ingress -> LLM deployment), served at the root."""
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stackserve-data")
+
+
+@pytest.fixture(scope="session")
+def main_config(model_cache_dir, data_dir):
+    return graph_config(model_cache_dir, data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_serve, main_config, smollm2_dir) -> str:
+    """The main graph served at the root: ingress -> SmolLM2 LLM deployment, MiniLM embeddings, 2x VectorIO."""
     from ray import serve
 
     from serve.graph import build_graph
 
-    serve.run(build_graph(graph_config(model_cache_dir)), name="stackserve", route_prefix="/")
+    serve.run(build_graph(main_config), name="stackserve", route_prefix="/")
     return ray_serve
 
 

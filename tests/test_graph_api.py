@@ -30,18 +30,20 @@ def prompt_tokens(tokenizer, messages) -> int:
 
 
 def test_models_list_openai(oai):
-    models = oai.models.list().data
-    assert [m.id for m in models] == [SMOLLM2]
-    assert models[0].owned_by == "stackserve"
+    models = {m.id: m for m in oai.models.list().data}
+    assert SMOLLM2 in models
+    assert models[SMOLLM2].owned_by == "stackserve"
     assert oai.models.retrieve(SMOLLM2).id == SMOLLM2  # the id contains a slash
 
 
 def test_models_list_llama_stack(lls):
-    models = lls.models.list()
-    assert models[0].identifier == SMOLLM2
-    assert models[0].api_model_type == "llm"
-    assert models[0].provider_id == "meta-reference"
-    assert models[0].metadata["context_length"] == 2048
+    models = {m.identifier: m for m in lls.models.list()}
+    assert models[SMOLLM2].api_model_type == "llm"
+    assert models[SMOLLM2].provider_id == "meta-reference"
+    assert models[SMOLLM2].metadata["context_length"] == 2048
+    embed = models["sentence-transformers/all-MiniLM-L6-v2"]
+    assert embed.api_model_type == "embedding"
+    assert embed.metadata["embedding_dimension"] == 384
     assert lls.models.retrieve(SMOLLM2).identifier == SMOLLM2
 
 
@@ -121,8 +123,8 @@ def test_llama_stack_client_inference(lls):
 def test_stack_routes(base_url, lls):
     assert lls.inspect.health().status == "OK"
     assert lls.inspect.version().version
-    providers = httpx.get(f"{base_url}/v1/providers").json()["data"]
-    assert providers[0]["provider_type"] == "inline::meta-reference"
+    providers = {p["provider_type"] for p in httpx.get(f"{base_url}/v1/providers").json()["data"]}
+    assert {"inline::meta-reference", "inline::sentence-transformers", "inline::faiss"} <= providers
     routes = {(r["route"], r["method"]) for r in httpx.get(f"{base_url}/v1/inspect/routes").json()["data"]}
     assert ("/v1/openai/v1/chat/completions", "POST") in routes
     assert ("/v1/models", "GET") in routes

@@ -68,6 +68,9 @@ class VectorIOServer:
             return await target(*args, **kwargs)
         return await asyncio.to_thread(target, *args, **kwargs)  # blocking SQL / disk work
 
+    async def replica_id(self) -> str:
+        return serve.get_replica_context().replica_id.unique_id
+
     async def delete_file(self, file_id: str) -> dict[str, Any]:
         """Deleting a file also takes it (and its vectors) out of every vector store."""
         await asyncio.to_thread(self.files.get, file_id)

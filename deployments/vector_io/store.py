@@ -331,8 +331,10 @@ class VectorStoreService:
                 filename = self.files.get(file_id)["filename"]
             except NotFoundError:
                 filename = None
-            return {"file_id": file_id, "filename": filename, "attributes": row.attributes or {},
-                    "content": [{"type": "text", "text": t} for t in texts]}
+            items = [{"type": "text", "text": t} for t in texts]
+            # the OpenAI page shape (data/has_more) plus Llama Stack 0.2's (file_id/filename/attributes/content)
+            return {"object": "vector_store.file_content.page", "data": items, "has_more": False, "next_page": None,
+                    "file_id": file_id, "filename": filename, "attributes": row.attributes or {}, "content": items}
 
         return await asyncio.to_thread(run)
 
@@ -443,9 +445,11 @@ class VectorStoreService:
         queries = [req.query] if isinstance(req.query, str) else [q for q in req.query if q.strip()]
         threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
         found = await self.ranked_chunks(store_id, queries, req.max_num_results, req.search_mode, req.filters)
-        data = [{"file_id": row.file_id, "filename": (row.metadata or {}).get("filename", ""), "score": float(score),
-                 "attributes": attrs, "content": [{"type": "text", "text": row.text}]}
-                for row, score, attrs in found if score >= threshold]
+        # cosine similarity can be negative for unrelated text; OpenAI scores are in [0, 1]
+        data = [{"file_id": row.file_id, "filename": (row.metadata or {}).get("filename", ""),
+                 "score": min(max(float(score), 0.0), 1.0), "attributes": attrs,
+                 "content": [{"type": "text", "text": row.text}]}
+                for row, score, attrs in found if threshold <= 0 or score >= threshold]
         return {"object": "vector_store.search_results.page", "search_query": queries, "data": data,
                 "has_more": False, "next_page": None}
 

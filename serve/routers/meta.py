@@ -31,14 +31,25 @@ async def get_version() -> dict[str, str]:
 
 
 def _providers() -> list[dict[str, Any]]:
+    stack = get_stack()
     seen: dict[str, dict[str, Any]] = {}
-    for m in get_stack().models.values():
+    for m in stack.models.values():
         pid = m.config.provider
-        entry = seen.setdefault(pid, {"api": "inference", "provider_id": pid,
-                                      "provider_type": PROVIDER_TYPES[m.config.engine.type],
+        ptype = (PROVIDER_TYPES[m.config.engine.type] if m.model_type == "llm"
+                 else "inline::sentence-transformers")
+        entry = seen.setdefault(pid, {"api": "inference", "provider_id": pid, "provider_type": ptype,
                                       "config": {"models": []}, "health": {"status": "OK"}})
         entry["config"]["models"].append(m.config.model_id)
-    return list(seen.values())
+    out = list(seen.values())
+    if stack.vector_io is not None:
+        index = stack.config.vector_io.index
+        out.append({"api": "vector_io", "provider_id": "faiss", "provider_type": "inline::faiss",
+                    "config": {"index": index.type, "device": index.device}, "health": {"status": "OK"}})
+        out.append({"api": "files", "provider_id": "localfs", "provider_type": "inline::localfs",
+                    "config": {}, "health": {"status": "OK"}})
+        out.append({"api": "tool_runtime", "provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
+                    "config": {}, "health": {"status": "OK"}})
+    return out
 
 
 @router.get("/providers")

@@ -1,0 +1,282 @@
+"""Files, embeddings and vector stores through the graph: real MiniLM, real FAISS, real SQL, real clients."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from llama_stack_client import LlamaStackClient
+from openai import OpenAI
+
+from tests.conftest import MINILM
+
+pytestmark = pytest.mark.graph
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+ATTRS = {
+    "honeybees.md": {"topic": "nature", "year": 2019},
+    "volcanoes.txt": {"topic": "nature", "year": 2021},
+    "chess.html": {"topic": "games", "year": 2018},
+    "sourdough.json": {"topic": "food", "year": 2022},
+    "lighthouses.pdf": {"topic": "history", "year": 2020},
+}
+QUESTIONS = [
+    ("How do honeybees tell each other where the flowers are?", "honeybees.md"),
+    ("Which volcanic hazard is the most deadly?", "volcanoes.txt"),
+    ("When is the king allowed to castle?", "chess.html"),
+    ("What gives sourdough bread its tangy flavour?", "sourdough.json"),
+    ("What does a Fresnel lens do in a lighthouse?", "lighthouses.pdf"),
+]
+
+
+@pytest.fixture(scope="module")
+def client(base_url) -> OpenAI:
+    return OpenAI(base_url=f"{base_url}/v1", api_key="none", max_retries=0)
+
+
+def wait_ingested(client: OpenAI, store_id: str, timeout: float = 120) -> list:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        files = client.vector_stores.files.list(store_id, limit=100).data
+        if files and all(f.status != "in_progress" for f in files):
+            return files
+        time.sleep(0.3)
+    raise TimeoutError("ingestion did not finish")
+
+
+@pytest.fixture(scope="module")
+def corpus_store(client):
+    ids = {}
+    for name in ATTRS:
+        with open(CORPUS / name, "rb") as fh:
+            ids[name] = client.files.create(file=(name, fh.read()), purpose="assistants").id
+    store = client.vector_stores.create(name="corpus", file_ids=[], metadata={"suite": "graph"})
+    for name, fid in ids.items():
+        client.vector_stores.files.create(store.id, file_id=fid, attributes=ATTRS[name])
+    files = wait_ingested(client, store.id)
+    assert {f.status for f in files} == {"completed"}, [f.last_error for f in files]
+    return store.id, ids
+
+
+def test_embeddings(client):
+    r = client.embeddings.create(model=MINILM, input=["The cat sat on the mat.", "A feline rested on a rug.",
+                                                      "Stock markets fell sharply today."])
+    vecs = np.array([d.embedding for d in r.data])
+    assert vecs.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2  # paraphrases are closer than unrelated text
+    assert r.usage.prompt_tokens > 10
+    b = httpx.post(f"{client.base_url}embeddings", json={"model": MINILM, "input": "The cat sat on the mat.",
+                                                          "encoding_format": "base64"}).json()
+    decoded = np.frombuffer(base64.b64decode(b["data"][0]["embedding"]), dtype=np.float32)
+    assert np.allclose(decoded, vecs[0], atol=1e-5)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=MINILM, input="x", dimensions=128)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="HuggingFaceTB/SmolLM2-135M-Instruct", input="x")
+
+
+def test_files_api(client):
+    f = client.files.create(file=("notes.txt", b"hello files"), purpose="user_data")
+    assert f.bytes == 11 and f.filename == "notes.txt"
+    assert client.files.retrieve(f.id).purpose == "user_data"
+    assert client.files.content(f.id).read() == b"hello files"
+    listed = client.files.list(purpose="user_data")
+    assert f.id in [x.id for x in listed.data]
+    assert client.files.delete(f.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(f.id)
+
+
+def test_files_bad_input(client, base_url):
+    with pytest.raises(openai.BadRequestError):
+        client.files.create(file=("a.txt", b"x"), purpose="nonsense")
+    r = httpx.post(f"{base_url}/v1/files", files={"file": ("big.txt", b"x" * 300_000)}, data={"purpose": "assistants"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError):
+        client.files.content("file-doesnotexist")
+
+
+@pytest.mark.parametrize("question,expected", QUESTIONS)
+def test_questions_find_their_chunk(client, corpus_store, question, expected):
+    store_id, ids = corpus_store
+    r = client.vector_stores.search(store_id, query=question, max_num_results=3)
+    assert ids[expected] in [d.file_id for d in r.data], [(d.filename, d.score) for d in r.data]
+    top = r.data[0]
+    assert top.content[0].text and 0 < top.score <= 1
+    assert top.attributes == ATTRS[top.filename]
+
+
+def test_search_filters(client, corpus_store):
+    store_id, ids = corpus_store
+    q = "an interesting fact"
+    games = client.vector_stores.search(store_id, query=q, filters={"type": "eq", "key": "topic", "value": "games"})
+    assert {d.file_id for d in games.data} == {ids["chess.html"]}
+    recent = client.vector_stores.search(store_id, query=q, max_num_results=20, filters={
+        "type": "and", "filters": [{"type": "eq", "key": "topic", "value": "nature"},
+                                   {"type": "gt", "key": "year", "value": 2020}]})
+    assert {d.file_id for d in recent.data} == {ids["volcanoes.txt"]}
+    either = client.vector_stores.search(store_id, query=q, max_num_results=20, filters={
+        "type": "or", "filters": [{"type": "eq", "key": "topic", "value": "food"},
+                                  {"type": "lte", "key": "year", "value": 2018}]})
+    assert {d.file_id for d in either.data} == {ids["sourdough.json"], ids["chess.html"]}
+    with pytest.raises(openai.BadRequestError):
+        client.vector_stores.search(store_id, query=q, filters={"type": "like", "key": "topic", "value": "x"})
+
+
+def test_score_threshold_and_modes(client, corpus_store, base_url):
+    store_id, ids = corpus_store
+    all_hits = client.vector_stores.search(store_id, query="waggle dance", max_num_results=10)
+    middle = (all_hits.data[0].score + all_hits.data[-1].score) / 2
+    strict = client.vector_stores.search(store_id, query="waggle dance", max_num_results=10,
+                                         ranking_options={"score_threshold": middle})
+    assert 0 < len(strict.data) < len(all_hits.data)
+    for mode in ("keyword", "hybrid"):
+        r = httpx.post(f"{base_url}/v1/vector_stores/{store_id}/search",
+                       json={"query": "waggle dance", "search_mode": mode, "max_num_results": 3}).json()
+        assert r["data"][0]["file_id"] == ids["honeybees.md"], mode
+        assert all(0 < d["score"] <= 1 for d in r["data"])
+    # a word that only keyword search can match exactly ranks the chess page first
+    r = httpx.post(f"{base_url}/v1/vector_stores/{store_id}/search",
+                   json={"query": "passant", "search_mode": "keyword"}).json()
+    assert r["data"][0]["file_id"] == ids["chess.html"] and len(r["data"]) == 1
+
+
+def test_store_listing_and_pagination(client, corpus_store):
+    store_id, ids = corpus_store
+    store = client.vector_stores.retrieve(store_id)
+    assert store.file_counts.completed == 5 and store.usage_bytes > 0 and store.metadata == {"suite": "graph"}
+    page = client.vector_stores.files.list(store_id, limit=2, order="asc")
+    assert len(page.data) == 2 and page.has_more
+    rest = client.vector_stores.files.list(store_id, limit=10, order="asc", after=page.data[-1].id)
+    assert len(rest.data) == 3 and not rest.has_more
+    assert {f.id for f in page.data + rest.data} == set(ids.values())
+    content = client.vector_stores.files.content(file_id=ids["chess.html"], vector_store_id=store_id)
+    text = " ".join(c.text for c in content)
+    assert "Castling" in text and "console.log" not in text
+    updated = client.vector_stores.files.update(file_id=ids["chess.html"], vector_store_id=store_id,
+                                                attributes={"topic": "board games", "year": 2018})
+    assert updated.attributes["topic"] == "board games"
+    client.vector_stores.files.update(file_id=ids["chess.html"], vector_store_id=store_id,
+                                      attributes=ATTRS["chess.html"])
+    renamed = client.vector_stores.update(store_id, name="corpus-renamed")
+    assert renamed.name == "corpus-renamed"
+    assert store_id in [s.id for s in client.vector_stores.list(limit=100).data]
+
+
+def test_static_chunking_and_batches(client):
+    with open(CORPUS / "volcanoes.txt", "rb") as fh:
+        fid = client.files.create(file=("volcanoes.txt", fh.read()), purpose="assistants").id
+    store = client.vector_stores.create(name="small-chunks", chunking_strategy={
+        "type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}})
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=[fid])
+    assert batch.object == "vector_store.files_batch"
+    wait_ingested(client, store.id)
+    assert client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id).file_counts.completed == 1
+    chunks = client.vector_stores.files.content(file_id=fid, vector_store_id=store.id)
+    assert len(list(chunks)) >= 2  # ~200 tokens of text in windows of 100
+    with pytest.raises(openai.BadRequestError):
+        client.vector_stores.create(chunking_strategy={"type": "static", "static": {
+            "max_chunk_size_tokens": 100, "chunk_overlap_tokens": 80}})
+    client.vector_stores.delete(store.id)
+
+
+def test_failed_file_reports_last_error(client):
+    fid = client.files.create(file=("blob.bin", b"\x00\x01\x02binary"), purpose="assistants").id
+    store = client.vector_stores.create(name="bad-files")
+    client.vector_stores.files.create(store.id, file_id=fid)
+    files = wait_ingested(client, store.id)
+    assert files[0].status == "failed" and files[0].last_error.code == "unsupported_file"
+    client.vector_stores.delete(store.id)
+
+
+def test_deletes_remove_vectors(client):
+    with open(CORPUS / "honeybees.md", "rb") as fh:
+        data = fh.read()
+    a = client.files.create(file=("bees-a.md", data), purpose="assistants").id
+    b = client.files.create(file=("bees-b.md", data), purpose="assistants").id
+    store = client.vector_stores.create(name="deletes", file_ids=[a, b])
+    wait_ingested(client, store.id)
+    hits = {d.file_id for d in client.vector_stores.search(store.id, query="waggle dance", max_num_results=10).data}
+    assert hits == {a, b}
+    client.vector_stores.files.delete(file_id=a, vector_store_id=store.id)
+    hits = {d.file_id for d in client.vector_stores.search(store.id, query="waggle dance", max_num_results=10).data}
+    assert hits == {b}
+    client.files.delete(b)  # deleting the file takes it out of the store too
+    assert client.vector_stores.search(store.id, query="waggle dance").data == []
+    assert client.vector_stores.files.list(store.id).data == []
+    assert client.vector_stores.delete(store.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+
+
+def test_unknown_ids_404(client):
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.search("vs_nope", query="x")
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.create("vs_nope", file_id="file-nope")
+    store = client.vector_stores.create(name="empty")
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.create(store.id, file_id="file-nope")
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.retrieve(file_id="file-nope", vector_store_id=store.id)
+    client.vector_stores.delete(store.id)
+
+
+def test_llama_stack_vector_io(base_url):
+    lls = LlamaStackClient(base_url=base_url, max_retries=0)
+    db = lls.vector_dbs.register(vector_db_id="kb-test", embedding_model=MINILM, embedding_dimension=384)
+    assert db.identifier == "kb-test" and db.embedding_dimension == 384
+    assert "kb-test" in [d.identifier for d in lls.vector_dbs.list()]
+    lls.vector_io.insert(vector_db_id="kb-test", chunks=[
+        {"content": "The Eiffel Tower is in Paris.", "metadata": {"document_id": "d1"}},
+        {"content": "Mount Kilimanjaro is the highest mountain in Africa.", "metadata": {"document_id": "d2"}},
+    ])
+    r = lls.vector_io.query(vector_db_id="kb-test", query="tallest African peak", params={"max_chunks": 1})
+    assert r.chunks[0].metadata["document_id"] == "d2" and len(r.scores) == 1
+    lls.tool_runtime.rag_tool.insert(vector_db_id="kb-test", chunk_size_in_tokens=64, documents=[
+        {"document_id": "bees", "content": (CORPUS / "honeybees.md").read_text(), "metadata": {}}])
+    out = lls.tool_runtime.rag_tool.query(vector_db_ids=["kb-test"], content="What is the waggle dance for?")
+    assert out.metadata["document_ids"][0] == "bees"
+    assert any("waggle" in item.text for item in out.content)
+    lls.vector_dbs.unregister("kb-test")
+    assert "kb-test" not in [d.identifier for d in lls.vector_dbs.list()]
+
+
+def test_two_replicas_share_state(client, corpus_store):
+    from ray import serve
+
+    handle = serve.get_deployment_handle("VectorIO", app_name="stackserve")
+    replicas = {handle.replica_id.remote().result() for _ in range(30)}
+    assert len(replicas) == 2
+    store_id, ids = corpus_store
+    fid = client.files.create(file=("fresh.txt", b"Axolotls can regrow their limbs and parts of their brain."),
+                              purpose="assistants").id
+    client.vector_stores.files.create(store_id, file_id=fid)
+    wait_ingested(client, store_id)
+    for _ in range(8):  # requests spread over both replicas; each must see the new chunk
+        hits = client.vector_stores.search(store_id, query="animal that regenerates limbs", max_num_results=1).data
+        assert hits[0].file_id == fid
+    client.vector_stores.files.delete(file_id=fid, vector_store_id=store_id)
+    client.files.delete(fid)
+
+
+def test_restart_loses_nothing(client, corpus_store, main_config, base_url):
+    """Tear the whole application down and deploy it again: stores, files and search results survive."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    store_id, ids = corpus_store
+    before = client.vector_stores.search(store_id, query=QUESTIONS[0][0], max_num_results=3)
+    serve.delete("stackserve")
+    serve.run(build_graph(main_config), name="stackserve", route_prefix="/")
+    after = client.vector_stores.search(store_id, query=QUESTIONS[0][0], max_num_results=3)
+    assert [(d.file_id, round(d.score, 4)) for d in after.data] == [(d.file_id, round(d.score, 4)) for d in before.data]
+    assert client.vector_stores.retrieve(store_id).file_counts.completed == 5
+    assert client.files.content(ids["chess.html"]).read() == (CORPUS / "chess.html").read_bytes()

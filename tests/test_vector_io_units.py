@@ -1,0 +1,120 @@
+"""Vector IO pieces without Ray: extraction, chunking, filters, BM25, rank fusion, pagination, the FAISS index."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deployments.vector_io.bm25 import BM25Index
+from deployments.vector_io.chunking import chunk_text, resolve_chunking
+from deployments.vector_io.extract import UnsupportedFileError, extract_text
+from deployments.vector_io.filters import matches, validate_filter
+from deployments.vector_io.index import reciprocal_rank_fusion
+from serve.errors import InvalidRequestError
+from serve.pagination import paginate
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    from deployments.vector_io.embedding_model import resolve_embedding_source
+
+    return AutoTokenizer.from_pretrained(resolve_embedding_source("all-MiniLM-L6-v2"))
+
+
+@pytest.mark.parametrize("name,needle,absent", [
+    ("chess.html", "Castling is a special move", "console.log"),
+    ("lighthouses.pdf", "Fresnel lens", None),
+    ("sourdough.json", "lactic acid", None),
+    ("honeybees.md", "waggle dance", None),
+])
+def test_extract(name, needle, absent):
+    text = extract_text(name, (CORPUS / name).read_bytes())
+    assert needle in text
+    if absent:
+        assert absent not in text
+
+
+def test_extract_rejects_binary():
+    with pytest.raises(UnsupportedFileError):
+        extract_text("x.bin", b"\x00\x01\x02\x03")
+
+
+def test_chunks_are_verbatim_windows_with_overlap(minilm_tokenizer):
+    text = (CORPUS / "volcanoes.txt").read_text().strip()
+    pieces = chunk_text(text, minilm_tokenizer, 40, 10)
+    assert len(pieces) > 3
+    assert all(p in text for p in pieces)
+    assert all(len(minilm_tokenizer(p, add_special_tokens=False)["input_ids"]) <= 40 for p in pieces)
+    assert pieces[0].split()[-1] in pieces[1]  # consecutive windows overlap
+    assert chunk_text("short text", minilm_tokenizer, 40, 10) == ["short text"]
+
+
+def test_auto_chunking_caps_to_the_model():
+    assert resolve_chunking(None, 256)["static"] == {"max_chunk_size_tokens": 256, "chunk_overlap_tokens": 128}
+    assert resolve_chunking({"type": "static", "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 50}},
+                            256)["static"]["max_chunk_size_tokens"] == 300
+
+
+def test_filters():
+    attrs = {"topic": "nature", "year": 2021}
+    assert matches({"type": "eq", "key": "topic", "value": "nature"}, attrs)
+    assert matches({"type": "and", "filters": [{"type": "gte", "key": "year", "value": 2021},
+                                               {"type": "in", "key": "topic", "value": ["nature", "x"]}]}, attrs)
+    assert not matches({"type": "gt", "key": "topic", "value": 3}, attrs)  # mixed types: no match, no error
+    assert matches({"type": "ne", "key": "missing", "value": 1}, attrs)
+    for bad in [{"type": "eq", "key": "a"}, {"type": "and", "filters": []}, {"type": "regex", "key": "a", "value": 1},
+                {"type": "in", "key": "a", "value": 3}, "nope"]:
+        with pytest.raises(InvalidRequestError):
+            validate_filter(bad)
+
+
+def test_bm25_and_fusion():
+    idx = BM25Index()
+    idx.add(1, "the quick brown fox")
+    idx.add(2, "the lazy dog sleeps")
+    idx.add(3, "a fox and a dog")
+    assert [c for c, _ in idx.search("fox", 5)] in ([1, 3], [3, 1])
+    assert idx.search("dog", 5, allowed={2})[0][0] == 2
+    fused = reciprocal_rank_fusion([(1, 0.9), (2, 0.5)], [(2, 3.0), (3, 1.0)])
+    assert fused[0][0] == 2 and fused[0][1] <= 1
+
+
+def test_pagination():
+    items = [{"id": f"x{i}"} for i in range(5)]
+    page = paginate(items, limit=2, order="asc")
+    assert [i["id"] for i in page["data"]] == ["x0", "x1"] and page["has_more"]
+    page = paginate(items, limit=2, order="asc", after="x1")
+    assert [i["id"] for i in page["data"]] == ["x2", "x3"]
+    page = paginate(items, limit=10, order="desc", before="x1")
+    assert [i["id"] for i in page["data"]] == ["x4", "x3", "x2"] and not page["has_more"]
+    with pytest.raises(InvalidRequestError):
+        paginate(items, after="nope")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_index_kinds_agree_on_the_nearest(tmp_path, kind):
+    import sqlalchemy as sa
+
+    from deployments.vector_io.index import VectorStoreIndex
+    from deployments.vector_io.tables import chunks
+    from serve.storage import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    with db.begin() as c:
+        c.execute(sa.insert(chunks), [{"vector_store_id": "s", "file_id": f"f{i % 3}", "chunk_index": i,
+                                       "text": f"t{i}", "embedding": v.tobytes(), "metadata": {}}
+                                      for i, v in enumerate(vecs)])
+    idx = VectorStoreIndex("s", 16, {"type": kind, "train_min_vectors": 100, "nlist": 4, "nprobe": 4})
+    idx.sync(db, 1, 0)
+    assert idx.kind == kind
+    hits = idx.vector_search(vecs[7:8], 3, None)
+    assert hits[0][0] == 8 and hits[0][1] == pytest.approx(1.0, abs=1e-4)  # seq = row + 1
+    only_f1 = idx.vector_search(vecs[7:8], 5, {"f1"})
+    assert all((seq - 1) % 3 == 1 for seq, _ in only_f1)
