@@ -96,6 +96,7 @@ class EmbeddingModelConfig(_Strict):
     source: str  # a local sentence-transformers directory or a built-in (see deployments/vector_io/embedding_model)
     provider_id: str = "sentence-transformers"
     device: str = "cpu"
+    metadata: dict[str, Any] = Field(default_factory=dict)
     num_threads: int | None = Field(default=None, ge=1)
     max_batch_size: int = Field(default=64, ge=1, le=1024)
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=1)
