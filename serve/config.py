@@ -45,9 +45,11 @@ class DeploymentOptions(_Strict):
 
 
 class EngineConfig(_Strict):
-    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `vllm` comes with its issue."""
+    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `scripted` answers by rules (tests,
+    demos: see deployments/inference/scripted.py); `vllm` comes with its issue."""
 
-    type: Literal["meta-reference"] = "meta-reference"
+    type: Literal["meta-reference", "scripted"] = "meta-reference"
+    script: list[dict[str, str]] = Field(default_factory=list)  # scripted: [{if_contains?, reply}]
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_num_seqs: int = Field(default=16, ge=1, le=1024)
@@ -130,6 +132,19 @@ class VectorIOConfig(_Strict):
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.2}))
 
 
+class ShieldConfig(_Strict):
+    shield_id: str
+    provider_id: Literal["llama-guard", "prompt-guard", "code-scanner"]
+    provider_shield_id: str | None = None  # llama-guard: a served model id; prompt-guard: a classifier directory
+    params: dict[str, Any] = Field(default_factory=dict)  # excluded_categories, mode, threshold, max_tokens
+
+
+class SafetyConfig(_Strict):
+    shields: list[ShieldConfig] = Field(default_factory=list)
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
 
@@ -153,6 +168,7 @@ class StackConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     embedding_models: list[EmbeddingModelConfig] = Field(default_factory=list)
     vector_io: VectorIOConfig | None = None
+    safety: SafetyConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StackConfig:
@@ -169,6 +185,16 @@ class StackConfig(_Strict):
             default = self.vector_io.default_embedding_model
             if default is not None and default not in {m.model_id for m in self.embedding_models}:
                 raise ValueError(f"vector_io.default_embedding_model {default!r} is not in embedding_models")
+        return self
+
+    @model_validator(mode="after")
+    def _shields_reference_models(self) -> StackConfig:
+        served = {m.model_id for m in self.models}
+        for i, s in enumerate(self.safety.shields if self.safety else []):
+            if s.provider_id == "llama-guard" and s.provider_shield_id not in served:
+                raise ValueError(f"safety.shields.{i}: llama-guard needs provider_shield_id naming a served model")
+            if s.provider_id == "prompt-guard" and not s.provider_shield_id:
+                raise ValueError(f"safety.shields.{i}: prompt-guard needs provider_shield_id (a classifier directory)")
         return self
 
     def database_url(self) -> str:

@@ -40,7 +40,15 @@ def build_graph(config: StackConfig) -> Application:
         vector_io = VectorIOServer.options(name="VectorIO", **config.vector_io.deployment.serve_options()).bind(
             config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
             config.database_url())
-    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io)
+    safety = None
+    if config.safety is not None:
+        from deployments.safety.deployment import SafetyServer
+
+        shields = [s.model_dump() for s in config.safety.shields]
+        safety = SafetyServer.options(name="Safety", **config.safety.deployment.serve_options()).bind(
+            shields, llms, config.database_url())
+    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
+                                                                                 safety)
 
 
 def build_app(args: dict[str, Any]) -> Application:

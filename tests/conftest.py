@@ -59,8 +59,12 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+GUARD_SCRIPTED = "guard-scripted"
+GUARD_TINY = "guard-tiny-random"
+
+
 def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,
-                 data_dir: Path | None = None):
+                 data_dir: Path | None = None, prompt_guard_dir: Path | None = None, secure: bool = False):
     from serve.config import parse_config
 
     models = [{
@@ -68,7 +72,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
         "engine": {"max_num_seqs": 16, "max_model_len": 2048, "kv_cache_tokens": 16384, "max_queued_requests": 64},
         "deployment": {"max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.5}},
     }]
-    if tiny_model_dir is not None:
+    if secure:
         models = [{
             "model_id": TINY, "source": str(tiny_model_dir),
             # small on purpose: 2 running + 2 queued, so the queue bound is testable
@@ -76,8 +80,30 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
             "deployment": {"ray_actor_options": {"num_cpus": 0.1}},
         }]
     extra = {}
-    if data_dir is not None:  # the main graph also serves embeddings and vector IO (two VectorIO replicas)
+    if data_dir is not None:
+        # The main graph also serves embeddings, vector IO (two VectorIO replicas) and safety: Llama Guard shields on
+        # a scripted engine (the verdict is the variable under test) and on the tiny random model (the verdict must
+        # still parse), Prompt Guard on a tiny random classifier, and the code scanner.
+        models += [
+            {"model_id": GUARD_SCRIPTED, "source": SMOLLM2,
+             "engine": {"type": "scripted", "script": [{"if_contains": "kill", "reply": "unsafe\nS1,S10"},
+                                                        {"if_contains": "gibberish", "reply": "maybe?"},
+                                                        {"reply": "safe"}]},
+             "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
+            {"model_id": GUARD_TINY, "source": str(tiny_model_dir),
+             "engine": {"max_num_seqs": 4, "max_model_len": 2048, "kv_cache_tokens": 8192},
+             "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
+        ]
         extra = {
+            "safety": {"shields": [
+                {"shield_id": "llama-guard", "provider_id": "llama-guard", "provider_shield_id": GUARD_SCRIPTED},
+                {"shield_id": "llama-guard-no-violence", "provider_id": "llama-guard",
+                 "provider_shield_id": GUARD_SCRIPTED, "params": {"excluded_categories": ["S1"]}},
+                {"shield_id": "llama-guard-random", "provider_id": "llama-guard", "provider_shield_id": GUARD_TINY},
+                {"shield_id": "prompt-guard", "provider_id": "prompt-guard",
+                 "provider_shield_id": str(prompt_guard_dir), "params": {"mode": "injection", "threshold": 0.0}},
+                {"shield_id": "code-scanner", "provider_id": "code-scanner"},
+            ], "deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
             "data_dir": str(data_dir),
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
@@ -113,8 +139,28 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def main_config(model_cache_dir, data_dir):
-    return graph_config(model_cache_dir, data_dir=data_dir)
+def prompt_guard_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised BERT classifier with Prompt Guard's labels (and MiniLM's tokenizer)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from deployments.vector_io.embedding_model import resolve_embedding_source
+
+    out = tmp_path_factory.mktemp("prompt-guard")
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(resolve_embedding_source("all-MiniLM-L6-v2"))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, num_labels=3, id2label={0: "BENIGN", 1: "INJECTION", 2: "JAILBREAK"},
+                     label2id={"BENIGN": 0, "INJECTION": 1, "JAILBREAK": 2})
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir):
+    return graph_config(model_cache_dir, tiny_model_dir=tiny_model_dir, data_dir=data_dir,
+                        prompt_guard_dir=prompt_guard_dir)
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +181,7 @@ def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
 
     from serve.graph import build_graph
 
-    cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY])
+    cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY], secure=True)
     serve.run(build_graph(cfg), name="secure", route_prefix="/secure")
     return f"{ray_serve}/secure"
 

@@ -26,7 +26,7 @@ class LLMServer:
 
         checkpoint = resolve_checkpoint(model.source, Path(model_cache_dir))
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        self.engine = build_engine(model.engine, checkpoint)
+        self.engine = build_engine(model.engine, checkpoint, tokenizer)
         self.serving = OpenAIServing(self.engine, tokenizer, model.model_id)
         self._info = {"context_length": self.engine.max_model_len, "engine": model.engine.type,
                       "max_num_seqs": model.engine.max_num_seqs, "device": model.engine.device,

@@ -137,6 +137,8 @@ class OpenAIServing:
         """The compiled grammar the output must follow, if any: a forced tool call or a response_format."""
         if mode in ("required", "named"):
             return await asyncio.to_thread(self.grammars.compile, call_schema(specs, mode, name), "tools")
+        if req.guided_regex is not None:
+            return await asyncio.to_thread(self.grammars.compile_regex, req.guided_regex, "guided_regex")
         fmt = req.response_format or {"type": "text"}
         kind = fmt.get("type")
         if kind == "text":

@@ -132,6 +132,19 @@ class GrammarCompiler:
                 self._cache.popitem(last=False)
             return compiled
 
+    def compile_regex(self, pattern: str, param: str) -> Any:
+        """Output constrained to a regular expression (e.g. a guard model's verdict)."""
+        key = "regex:" + pattern
+        with self._lock:
+            if key not in self._cache:
+                _, compiler = self._xgr()
+                try:
+                    self._cache[key] = compiler.compile_regex(pattern)
+                except Exception as e:
+                    raise InvalidRequestError(f"invalid guided_regex: {str(e).split('] ', 1)[-1]}", param=param,
+                                              code="invalid_regex") from None
+            return self._cache[key]
+
     def constraint(self, compiled: Any) -> GrammarConstraint:
         return GrammarConstraint(compiled, self)
 

@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 router = APIRouter(tags=["stack"])
 
-PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm"}
+PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm", "scripted": "inline::scripted"}
 
 
 @router.get("/health")
@@ -49,6 +49,10 @@ def _providers() -> list[dict[str, Any]]:
                     "config": {}, "health": {"status": "OK"}})
         out.append({"api": "tool_runtime", "provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
                     "config": {}, "health": {"status": "OK"}})
+    if stack.safety is not None:
+        for pid in sorted({s.provider_id for s in stack.config.safety.shields} | {"llama-guard", "code-scanner"}):
+            out.append({"api": "safety", "provider_id": pid, "provider_type": f"inline::{pid}", "config": {},
+                        "health": {"status": "OK"}})
     return out
 
 

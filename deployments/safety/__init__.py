@@ -1,0 +1,1 @@
+"""Safety: shields (Llama Guard, Prompt Guard, code scanner), their registry and the Safety deployment."""
