@@ -46,7 +46,17 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 
 def create_app() -> FastAPI:
-    from serve.routers import embeddings, files, inference, meta, models, safety, vector_io_llama, vector_stores
+    from serve.routers import (
+        embeddings,
+        files,
+        inference,
+        meta,
+        models,
+        responses,
+        safety,
+        vector_io_llama,
+        vector_stores,
+    )
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
 
@@ -93,7 +103,7 @@ def create_app() -> FastAPI:
         return error_response(to_api_error(exc))
 
     for prefix in OPENAI_PREFIXES:
-        for family in (models, inference, embeddings, files, vector_stores):
+        for family in (models, inference, embeddings, files, vector_stores, responses):
             app.include_router(family.router, prefix=prefix)
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")

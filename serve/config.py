@@ -145,6 +145,12 @@ class SafetyConfig(_Strict):
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 
 
+class AgentsConfig(_Strict):
+    enabled: bool = True
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
 
@@ -169,6 +175,7 @@ class StackConfig(_Strict):
     embedding_models: list[EmbeddingModelConfig] = Field(default_factory=list)
     vector_io: VectorIOConfig | None = None
     safety: SafetyConfig | None = None
+    agents: AgentsConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StackConfig:

@@ -28,6 +28,7 @@ class Stack:
     started_at: int = 0
     vector_io: Any = None  # DeploymentHandle of the VectorIO deployment, when configured
     safety: Any = None  # DeploymentHandle of the Safety deployment, when configured
+    agents: Any = None  # DeploymentHandle of the Agents deployment, when configured
 
     def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
         m = self.models.get(model_id)

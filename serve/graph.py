@@ -47,8 +47,14 @@ def build_graph(config: StackConfig) -> Application:
         shields = [s.model_dump() for s in config.safety.shields]
         safety = SafetyServer.options(name="Safety", **config.safety.deployment.serve_options()).bind(
             shields, llms, config.database_url())
+    agents = None
+    if config.agents is not None and config.agents.enabled and llms:
+        from deployments.agents.deployment import AgentsServer
+
+        agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
+            llms, vector_io, safety, config.database_url())
     return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
-                                                                                 safety)
+                                                                                 safety, agents)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -95,6 +95,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
         ]
         extra = {
+            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
             "safety": {"shields": [
                 {"shield_id": "llama-guard", "provider_id": "llama-guard", "provider_shield_id": GUARD_SCRIPTED},
                 {"shield_id": "llama-guard-no-violence", "provider_id": "llama-guard",

@@ -1,0 +1,101 @@
+"""The Agents deployment: runs Responses and serves Conversations, calling LLM, VectorIO and Safety handles.
+
+Stateless: responses and conversations live in the shared SQL store, so any replica continues any chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from serve.errors import InvalidRequestError, NotFoundError
+from serve.protocol.responses import CreateResponseRequest
+
+
+@serve.deployment
+class AgentsServer:
+    EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
+               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"}}
+
+    def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str):
+        import deployments.agents.tables  # noqa: F401  (registers the tables)
+        from deployments.agents.store import ConversationStore, ResponseStore
+        from serve.storage import Database
+
+        db = Database(database_url)
+        self.responses = ResponseStore(db)
+        self.conversations = ConversationStore(db)
+        self.llms = llm_handles
+        self.vector_io = vector_io
+        self.safety = safety
+
+    async def call(self, service: str, method: str, *args: Any) -> Any:
+        if method not in self.EXPOSED.get(service, ()):
+            raise InvalidRequestError(f"unknown agents operation {service}.{method}")
+        return await asyncio.to_thread(getattr(getattr(self, service), method), *args)
+
+    async def add_conversation_items(self, conversation_id: str, items: list[dict]) -> dict[str, Any]:
+        from deployments.agents.items import normalize_input
+
+        added = await asyncio.to_thread(self.conversations.append, conversation_id, normalize_input(items))
+        return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
+                "has_more": False}
+
+    async def _prepare(self, req: CreateResponseRequest):
+        from deployments.agents.items import new_id, normalize_input
+        from deployments.agents.orchestrator import ResponseRun
+
+        llm = self.llms.get(req.model)
+        if llm is None:
+            raise NotFoundError(f"The model '{req.model}' does not exist", param="model", code="model_not_found")
+        if any(t["type"] == "file_search" for t in req.tools) and self.vector_io is None:
+            raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
+        if req.guardrails and self.safety is None:
+            raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
+        history: list[dict] = []
+        if req.previous_response_id:
+            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+        conv = req.conversation_id()
+        if conv:
+            history = await asyncio.to_thread(self.conversations.items, conv)
+        items = normalize_input(req.input)
+        rid = new_id("resp")
+
+        async def cancelled() -> bool:
+            return req.store and await asyncio.to_thread(self.responses.status, rid) == "cancelled"
+
+        return ResponseRun(req, rid, history, items, llm, self.vector_io, self.safety, cancelled), items
+
+    async def stream(self, req: CreateResponseRequest) -> AsyncIterator[dict[str, Any]]:
+        """Responses events; the response is stored (when `store`) as it starts and when it ends."""
+        run, items = await self._prepare(req)
+        final = None
+        try:
+            async for event in run.events():
+                if event["type"] == "response.created" and req.store:
+                    await asyncio.to_thread(self.responses.save, event["response"], items, req.previous_response_id)
+                if event["type"] in ("response.completed", "response.incomplete", "response.failed",
+                                     "response.cancelled"):
+                    final = event["response"]
+                yield event
+        except Exception as e:
+            final = {**run._snapshot(), "status": "failed",
+                     "error": {"code": "server_error", "message": f"{type(e).__name__}: {e}"}}
+            yield {"type": "response.failed", "sequence_number": run.seq + 1, "response": final}
+        finally:
+            if final is not None:
+                if req.store and final["status"] != "cancelled":
+                    await asyncio.to_thread(self.responses.save, final, items, req.previous_response_id)
+                conv = req.conversation_id()
+                if conv and final["status"] in ("completed", "incomplete"):
+                    await asyncio.to_thread(self.conversations.append, conv, items + final["output"])
+
+    async def create(self, req: CreateResponseRequest) -> dict[str, Any]:
+        final = None
+        async for event in self.stream(req):
+            if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
+                final = event["response"]
+        return final

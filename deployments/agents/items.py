@@ -1,0 +1,111 @@
+"""Responses items: normalising input items, building output items, and turning items into chat messages."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from serve.errors import InvalidRequestError
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for p in content or []:
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append(str(p.get("text", "")))
+        elif kind == "refusal":
+            parts.append(str(p.get("refusal", "")))
+        else:
+            raise InvalidRequestError(f"content part type {kind!r} is not supported", param="input")
+    return "".join(parts)
+
+
+def normalize_input(inp: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input as stored items, each with an id: messages, function calls and their outputs, earlier outputs."""
+    if isinstance(inp, str):
+        return [{"type": "message", "id": new_id("msg"), "role": "user", "status": "completed",
+                 "content": [{"type": "input_text", "text": inp}]}]
+    items = []
+    for i, raw in enumerate(inp):
+        if not isinstance(raw, dict):
+            raise InvalidRequestError("input items must be objects", param=f"input.{i}")
+        kind = raw.get("type", "message")
+        if kind == "message":
+            role = raw.get("role")
+            if role not in ("user", "system", "developer", "assistant"):
+                raise InvalidRequestError(f"unknown message role {role!r}", param=f"input.{i}.role")
+            content = raw.get("content")
+            part = "output_text" if role == "assistant" else "input_text"
+            if isinstance(content, str):
+                content = [{"type": part, "text": content}]
+            _text_of(content)  # validates the parts
+            items.append({"type": "message", "id": raw.get("id") or new_id("msg"), "role": role,
+                          "status": "completed", "content": content})
+        elif kind == "function_call_output":
+            if not raw.get("call_id"):
+                raise InvalidRequestError("function_call_output needs call_id", param=f"input.{i}.call_id")
+            output = raw.get("output")
+            items.append({"type": kind, "id": raw.get("id") or new_id("fco"), "call_id": raw["call_id"],
+                          "output": output if isinstance(output, str) else json.dumps(output), "status": "completed"})
+        elif kind in ("function_call", "file_search_call"):
+            items.append({**raw, "id": raw.get("id") or new_id("fc")})
+        else:
+            raise InvalidRequestError(f"input item type {kind!r} is not supported", param=f"input.{i}.type")
+    return items
+
+
+def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items -> OpenAI chat messages (function calls become assistant tool_calls, outputs become tool messages)."""
+    msgs: list[dict[str, Any]] = []
+    for it in items:
+        kind = it.get("type", "message")
+        if kind == "message":
+            role = "system" if it["role"] == "developer" else it["role"]
+            msgs.append({"role": role, "content": _text_of(it.get("content"))})
+        elif kind in ("function_call", "file_search_call"):
+            name = it.get("name", "file_search")
+            args = it.get("arguments") or json.dumps({"query": " ".join(it.get("queries") or [])})
+            call = {"id": it.get("call_id") or it["id"], "type": "function", "function": {"name": name,
+                                                                                          "arguments": args}}
+            if msgs and msgs[-1]["role"] == "assistant" and msgs[-1].get("tool_calls") and not msgs[-1]["content"]:
+                msgs[-1]["tool_calls"].append(call)
+            else:
+                msgs.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            if kind == "file_search_call":
+                msgs.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": search_results_text(it.get("results") or [])})
+        elif kind == "function_call_output":
+            msgs.append({"role": "tool", "tool_call_id": it["call_id"], "content": it.get("output") or ""})
+    return msgs
+
+
+def search_results_text(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return "file_search found nothing relevant."
+    lines = [f"file_search found {len(results)} passages:"]
+    for i, r in enumerate(results, 1):
+        lines.append(f"[{i}] ({r.get('filename')}) {r.get('text', '')}")
+    return "\n".join(lines)
+
+
+def message_item(text: str, annotations: list[dict] | None = None, item_id: str | None = None) -> dict[str, Any]:
+    return {"type": "message", "id": item_id or new_id("msg"), "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}]}
+
+
+def refusal_item(text: str) -> dict[str, Any]:
+    return {"type": "message", "id": new_id("msg"), "role": "assistant", "status": "completed",
+            "content": [{"type": "refusal", "refusal": text}]}
+
+
+def output_text(items: list[dict[str, Any]]) -> str:
+    return "".join(p.get("text", "") for it in items if it.get("type") == "message"
+                   for p in it.get("content", []) if p.get("type") == "output_text")

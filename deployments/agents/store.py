@@ -1,0 +1,155 @@
+"""Stored responses and conversations (SQL): any orchestrator replica can continue any of them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from deployments.agents.items import new_id, normalize_input
+from deployments.agents.tables import conversation_items, conversations, responses
+from serve.errors import InvalidRequestError, NotFoundError
+from serve.pagination import paginate
+from serve.storage import Database
+
+
+class ResponseStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def save(self, body: dict[str, Any], input_items: list[dict[str, Any]], previous: str | None) -> None:
+        with self.db.begin() as c:
+            exists = c.execute(sa.select(responses.c.id).where(responses.c.id == body["id"])).first()
+            values = {"status": body["status"], "body": body, "model": body["model"]}
+            if exists:
+                c.execute(responses.update().where(responses.c.id == body["id"]).values(values))
+            else:
+                c.execute(responses.insert().values(id=body["id"], created_at=body["created_at"],
+                                                    input_items=input_items, previous_response_id=previous, **values))
+
+    def _row(self, response_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(responses).where(responses.c.id == response_id)).first()
+        if row is None:
+            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id",
+                                code="response_not_found")
+        return row
+
+    def get(self, response_id: str) -> dict[str, Any]:
+        return self._row(response_id).body
+
+    def status(self, response_id: str) -> str | None:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(responses.c.status).where(responses.c.id == response_id)).first()
+        return row[0] if row else None
+
+    def history(self, response_id: str) -> list[dict[str, Any]]:
+        """Every item of the chain ending at `response_id`: each response's input, then its output."""
+        chain, rid = [], response_id
+        while rid:
+            row = self._row(rid)
+            chain.append(row)
+            rid = row.previous_response_id
+        items: list[dict[str, Any]] = []
+        for row in reversed(chain):
+            items += row.input_items + [it for it in row.body.get("output", []) if it.get("type") != "reasoning"]
+        return items
+
+    def input_items(self, response_id: str, after: str | None, before: str | None, limit: int,
+                    order: str) -> dict[str, Any]:
+        row = self._row(response_id)
+        return paginate(row.input_items, after=after, before=before, limit=limit, order=order)
+
+    def list(self, after: str | None, limit: int, order: str, model: str | None) -> dict[str, Any]:
+        q = sa.select(responses.c.body).order_by(responses.c.seq)
+        if model:
+            q = q.where(responses.c.model == model)
+        with self.db.connect() as c:
+            rows = [r[0] for r in c.execute(q)]
+        return paginate(rows, after=after, limit=limit, order=order)
+
+    def delete(self, response_id: str) -> dict[str, Any]:
+        self._row(response_id)
+        with self.db.begin() as c:
+            c.execute(responses.delete().where(responses.c.id == response_id))
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    def cancel(self, response_id: str) -> dict[str, Any]:
+        row = self._row(response_id)
+        if row.status not in ("queued", "in_progress"):
+            raise InvalidRequestError(f"Cannot cancel a response with status '{row.status}'.", param="response_id")
+        body = {**row.body, "status": "cancelled"}
+        with self.db.begin() as c:
+            c.execute(responses.update().where(responses.c.id == response_id).values(status="cancelled", body=body))
+        return body
+
+
+class ConversationStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    @staticmethod
+    def _object(row: Any) -> dict[str, Any]:
+        return {"id": row.id, "object": "conversation", "created_at": row.created_at, "metadata": row.metadata or {}}
+
+    def _row(self, conversation_id: str) -> Any:
+        with self.db.connect() as c:
+            row = c.execute(sa.select(conversations).where(conversations.c.id == conversation_id)).first()
+        if row is None:
+            raise NotFoundError(f"Conversation '{conversation_id}' not found.", param="conversation_id",
+                                code="conversation_not_found")
+        return row
+
+    def create(self, items: list[dict[str, Any]] | None, metadata: dict | None) -> dict[str, Any]:
+        cid = new_id("conv")
+        with self.db.begin() as c:
+            c.execute(conversations.insert().values(id=cid, created_at=int(time.time()), metadata=metadata or {}))
+        if items:
+            self.append(cid, normalize_input(items))
+        return self.get(cid)
+
+    def get(self, conversation_id: str) -> dict[str, Any]:
+        return self._object(self._row(conversation_id))
+
+    def update(self, conversation_id: str, metadata: dict) -> dict[str, Any]:
+        self._row(conversation_id)
+        with self.db.begin() as c:
+            c.execute(conversations.update().where(conversations.c.id == conversation_id).values(metadata=metadata))
+        return self.get(conversation_id)
+
+    def delete(self, conversation_id: str) -> dict[str, Any]:
+        self._row(conversation_id)
+        with self.db.begin() as c:
+            c.execute(conversation_items.delete().where(conversation_items.c.conversation_id == conversation_id))
+            c.execute(conversations.delete().where(conversations.c.id == conversation_id))
+        return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+    def append(self, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._row(conversation_id)
+        with self.db.begin() as c:
+            for it in items:
+                c.execute(conversation_items.insert().values(conversation_id=conversation_id, id=it["id"], item=it,
+                                                             created_at=int(time.time())))
+        return items
+
+    def items(self, conversation_id: str) -> list[dict[str, Any]]:
+        self._row(conversation_id)
+        with self.db.connect() as c:
+            return [r[0] for r in c.execute(sa.select(conversation_items.c.item).where(
+                conversation_items.c.conversation_id == conversation_id).order_by(conversation_items.c.seq))]
+
+    def list_items(self, conversation_id: str, after: str | None, limit: int, order: str) -> dict[str, Any]:
+        return paginate(self.items(conversation_id), after=after, limit=limit, order=order)
+
+    def get_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        for it in self.items(conversation_id):
+            if it["id"] == item_id:
+                return it
+        raise NotFoundError(f"Item '{item_id}' not found in conversation '{conversation_id}'.", param="item_id")
+
+    def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        self.get_item(conversation_id, item_id)
+        with self.db.begin() as c:
+            c.execute(conversation_items.delete().where(conversation_items.c.id == item_id))
+        return self.get(conversation_id)

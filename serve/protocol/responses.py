@@ -1,0 +1,84 @@
+"""OpenAI Responses and Conversations request schemas (plus Llama Stack's extensions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+KNOWN_TOOLS = {"function", "file_search", "web_search", "web_search_preview", "mcp"}
+SUPPORTED_TOOLS = {"function", "file_search"}
+
+
+class CreateResponseRequest(_Lenient):
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    metadata: dict[str, str] | None = None
+    store: bool = True
+    stream: bool = False
+    previous_response_id: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    include: list[str] | None = None
+    guardrails: list[str | dict[str, Any]] | None = None
+    max_infer_iters: int = Field(default=10, ge=1, le=50)
+    seed: int | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, v: str | list) -> str | list:
+        if isinstance(v, str) and not v.strip() or isinstance(v, list) and not v:
+            raise ValueError("input must not be empty")
+        return v
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for t in v:
+            kind = t.get("type") if isinstance(t, dict) else None
+            if kind not in KNOWN_TOOLS:
+                raise ValueError(f"unknown tool type {kind!r}")
+            if kind not in SUPPORTED_TOOLS:
+                raise ValueError(f"tool type {kind!r} is not supported by this server yet")
+            if kind == "function" and not t.get("name"):
+                raise ValueError("function tools need a name")
+            if kind == "file_search" and not t.get("vector_store_ids"):
+                raise ValueError("file_search tools need vector_store_ids")
+        return v
+
+    @model_validator(mode="after")
+    def _one_context(self) -> CreateResponseRequest:
+        if self.previous_response_id and self.conversation:
+            raise ValueError("previous_response_id and conversation cannot be used together")
+        return self
+
+    def conversation_id(self) -> str | None:
+        if isinstance(self.conversation, dict):
+            return self.conversation.get("id")
+        return self.conversation
+
+
+class CreateConversationRequest(_Lenient):
+    items: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class UpdateConversationRequest(_Lenient):
+    metadata: dict[str, str]
+
+
+class ConversationItemsRequest(_Lenient):
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=20)

@@ -1,0 +1,111 @@
+"""OpenAI Responses and Conversations, run by the Agents deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from serve.context import get_stack
+from serve.errors import NotFoundError
+from serve.protocol.responses import (
+    ConversationItemsRequest,
+    CreateConversationRequest,
+    CreateResponseRequest,
+    UpdateConversationRequest,
+)
+from serve.sse import sse_stream
+
+router = APIRouter(tags=["responses"])
+
+
+def _agents():
+    stack = get_stack()
+    if stack.agents is None:
+        raise NotFoundError("agents are not enabled in this stack's config", code="not_enabled")
+    return stack.agents
+
+
+@router.post("/responses")
+async def create_response(body: CreateResponseRequest):
+    get_stack().model(body.model, model_type="llm")
+    agents = _agents()
+    if not body.stream:
+        return await agents.create.remote(body)
+    stream = agents.options(stream=True).stream.remote(body)
+    try:
+        first = await stream.__anext__()  # bad input fails here, before any SSE is sent
+    except BaseException:
+        stream.cancel()
+        raise
+    return StreamingResponse(sse_stream(first, stream, done_marker=False), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/responses")
+async def list_responses(after: str | None = None, limit: int = Query(50, ge=1, le=100), order: str = "desc",
+                         model: str | None = None) -> dict[str, Any]:
+    return await _agents().call.remote("responses", "list", after, limit, order, model)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("responses", "get", response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("responses", "delete", response_id)
+
+
+@router.post("/responses/{response_id}/cancel")
+async def cancel_response(response_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("responses", "cancel", response_id)
+
+
+@router.get("/responses/{response_id}/input_items")
+async def input_items(response_id: str, after: str | None = None, before: str | None = None,
+                      limit: int = Query(20, ge=1, le=100), order: str = "desc") -> dict[str, Any]:
+    return await _agents().call.remote("responses", "input_items", response_id, after, before, limit, order)
+
+
+@router.post("/conversations")
+async def create_conversation(body: CreateConversationRequest) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "create", body.items, body.metadata)
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(conversation_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "get", conversation_id)
+
+
+@router.post("/conversations/{conversation_id}")
+async def update_conversation(conversation_id: str, body: UpdateConversationRequest) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "update", conversation_id, body.metadata)
+
+
+@router.delete("/conversations/{conversation_id}")
+async def delete_conversation(conversation_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "delete", conversation_id)
+
+
+@router.get("/conversations/{conversation_id}/items")
+async def list_items(conversation_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=100),
+                     order: str = "desc") -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "list_items", conversation_id, after, limit, order)
+
+
+@router.post("/conversations/{conversation_id}/items")
+async def add_items(conversation_id: str, body: ConversationItemsRequest) -> dict[str, Any]:
+    return await _agents().add_conversation_items.remote(conversation_id, body.items)
+
+
+@router.get("/conversations/{conversation_id}/items/{item_id}")
+async def get_item(conversation_id: str, item_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "get_item", conversation_id, item_id)
+
+
+@router.delete("/conversations/{conversation_id}/items/{item_id}")
+async def delete_item(conversation_id: str, item_id: str) -> dict[str, Any]:
+    return await _agents().call.remote("conversations", "delete_item", conversation_id, item_id)
