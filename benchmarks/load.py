@@ -172,4 +172,8 @@ class LoadGenerator:
         out = RunOutcome(results, warm, started, finished, hit_time_limit=hit, wall_s=time.perf_counter() - t0)
         if hit:
             out.notes.append(f"hard time bound of {spec.max_time_s:g}s reached: in-flight requests were cancelled")
+        if failed := [r for r in warm if not r.ok]:
+            kinds = sorted({str(r.error_type) for r in failed})
+            out.notes.append(f"{len(failed)} of {len(warm)} warm-up requests failed ({', '.join(kinds)})"
+                             + ("; the time bound expired during warm-up: nothing was measured" if not results else ""))
         return out

@@ -154,7 +154,8 @@ def plot(out_dir: Path) -> list[Path]:
         ax.set_ylabel(f"{name} (ms)")
         ax.set_title(f"{name} vs throughput")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "throughput_latency.png", dpi=120)
     plt.close(fig)
