@@ -39,7 +39,7 @@ import aiohttp  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.bench import add_common_args, config_from_args, default_out_dir, run_sweep  # noqa: E402
 from benchmarks.ingress_overhead import free_port  # noqa: E402
-from benchmarks.workloads import DEFAULT_MODEL_CACHE  # noqa: E402
+from benchmarks.workloads import DEFAULT_MODEL_CACHE, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("vllm", "stackserve-vllm", "stackserve", "rayllm")
@@ -322,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in a.targets if t not in TARGETS]
     if unknown:
         print(f"error: unknown targets {unknown}; choose from {', '.join(TARGETS)}", file=sys.stderr)
+        return 2
+    try:
+        load_tokenizer(a.tokenizer)  # before any server starts: fail fast, and do not compete with their start-up
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out_dir = a.out_dir or default_out_dir("compare")
     out_dir.mkdir(parents=True, exist_ok=True)

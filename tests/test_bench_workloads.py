@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from benchmarks.load import LoadSpec, arrival_times
-from benchmarks.workloads import PromptMaker, WorkloadError, generate, parse_workload
+from benchmarks.workloads import PromptMaker, WorkloadError, generate, load_tokenizer, parse_workload
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_dir):
+    return load_tokenizer(str(smollm2_dir))  # the cached one `stackserve bench` uses (loaded once per session)
 
 
 @pytest.fixture(scope="module")
