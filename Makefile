@@ -29,6 +29,10 @@ run: install
 test: install
 	$(PY) -m pytest -q tests
 
+# e.g. make bench ARGS="--workload fixed:128:128 --concurrency 1,4,16 --num-requests 50" (stackserve bench --help)
+bench: install
+	$(VENV)/bin/stackserve bench $(ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check serve deployments tests benchmarks
 

@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--host", default=None)
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
+    sub.add_parser("bench", add_help=False, help="benchmarks: load generator, compare, ingress (bench --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from benchmarks.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
