@@ -149,7 +149,7 @@ async def run_sweep(cfg: BenchConfig, log=print) -> tuple[list[dict[str, Any]], 
     hw, sw = sysinfo.hardware(), sysinfo.software()
     opts = RequestOptions(model=model, stream=stream, ignore_eos=cfg.ignore_eos and scenario.generates,
                           temperature=cfg.temperature if scenario.generates else None, extra_body=cfg.extra_body)
-    url = base_url + scenario.path
+    url = base_url + scenario.route(opts)
     records, rows = [], []
     run_index = 0
     for wl in cfg.workloads:
