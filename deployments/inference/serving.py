@@ -50,7 +50,7 @@ class ChoiceDelta:
 
 @dataclass
 class _Job:
-    """One prompt x n choices, and what it costs."""
+    """One prompt, its n choices' sampling parameters, and the tools it may call."""
 
     prompt_ids: list[int]
     params: list[SamplingParams]

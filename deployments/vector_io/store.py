@@ -251,10 +251,9 @@ class VectorStoreService:
                  "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
                 for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
         with self.db.begin() as c:
-            if file_id is not None:
-                exists = c.execute(sa.select(vector_stores.c.id).where(vector_stores.c.id == store_id)).first()
-                if exists is None:
-                    return  # the store was deleted while this file was being processed
+            exists = c.execute(sa.select(vector_stores.c.id).where(vector_stores.c.id == store_id)).first()
+            if exists is None:
+                return  # the store was deleted while this file was being processed
             c.execute(chunks.insert(), rows)
             self._bump(c, store_id, "add_version")
 

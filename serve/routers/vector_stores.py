@@ -106,5 +106,4 @@ async def cancel_batch(store_id: str, batch_id: str) -> dict[str, Any]:
 async def list_batch_files(store_id: str, batch_id: str, after: str | None = None, before: str | None = None,
                            limit: int = Limit, order: str = "desc", filter: str | None = None) -> dict[str, Any]:
     await _stores("get_batch", store_id, batch_id)  # 404 for an unknown batch
-    return await get_stack().vector_io_handle().call.remote("stores", "list_files", store_id, filter, after, before,
-                                                            limit, order, batch_id)
+    return await _stores("list_files", store_id, filter, after, before, limit, order, batch_id)
