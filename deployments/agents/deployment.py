@@ -20,7 +20,7 @@ class AgentsServer:
     EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
                "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"}}
 
-    def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str):
+    def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
         import deployments.agents.tables  # noqa: F401  (registers the tables)
         from deployments.agents.store import ConversationStore, ResponseStore
         from serve.storage import Database
@@ -31,6 +31,7 @@ class AgentsServer:
         self.llms = llm_handles
         self.vector_io = vector_io
         self.safety = safety
+        self.config = config  # serve.config.AgentsConfig (web search provider, tool timeouts)
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED.get(service, ()):
