@@ -148,7 +148,7 @@ class ResponseRun:
             buffer = bool(self.req.guardrails)  # output guardrails judge the whole text before it is shown
             stream = self.llm.options(stream=True).chat_stream.remote(chat)
             checked = time.monotonic()
-            async for chunk in stream:
+            async for chunk in _chunks(stream):
                 if time.monotonic() - checked > CANCEL_POLL_S:  # a cancel stops generation mid-stream too
                     checked = time.monotonic()
                     if await self.is_cancelled():
@@ -389,3 +389,10 @@ def _merge_tool_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         c["function"]["name"] += fn.get("name") or ""
         c["function"]["arguments"] += fn.get("arguments") or ""
     return [calls[k] for k in sorted(calls)]
+
+
+async def _chunks(stream: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The LLM deployment streams lists of chat chunks; one chunk at a time."""
+    async for batch in stream:
+        for chunk in batch:
+            yield chunk

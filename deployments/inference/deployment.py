@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,47 @@ from serve.config import ModelConfig
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
 
 logger = logging.getLogger("stackserve.llm")
+
+
+async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
+    """Re-yields `source` as lists of every item ready at the time, never waiting to fill one.
+
+    Each yield of a streaming handle call is a Ray object sent across processes; under load a replica cannot send
+    one per token per stream, so tokens that pile up while it is busy travel together. At low load each list holds
+    one chunk and nothing waits. Closing this generator cancels the source (the engine frees the request).
+    """
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                queue.put_nowait(item)
+            queue.put_nowait(done)
+        except BaseException as e:  # noqa: BLE001  (handed to the consumer)
+            queue.put_nowait(e)
+
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            end = next((i for i, x in enumerate(batch) if x is done or isinstance(x, BaseException)), None)
+            if end is None:
+                yield batch
+                continue
+            if end:
+                yield batch[:end]
+            if isinstance(batch[end], BaseException):
+                raise batch[end]
+            return
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            await source.aclose()
 
 
 @serve.deployment
@@ -42,16 +84,17 @@ class LLMServer:
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
         return await self.serving.chat(req)
 
-    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in self.serving.chat_stream(req):
-            yield chunk
+    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
+        """Lists of chunks: whatever is ready when the caller asks (see `coalesce`)."""
+        async for chunks in coalesce(self.serving.chat_stream(req)):
+            yield chunks
 
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
         return await self.serving.completion(req)
 
-    async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in self.serving.completion_stream(req):
-            yield chunk
+    async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
+        async for chunks in coalesce(self.serving.completion_stream(req)):
+            yield chunks
 
     async def check_health(self) -> None:
         await self.engine.check_health()
