@@ -18,10 +18,16 @@ from serve.protocol.responses import CreateResponseRequest
 @serve.deployment
 class AgentsServer:
     EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
-               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"}}
+               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"},
+               # Llama Stack 0.2 tool groups, tool runtime, agents
+               "toolgroups": {"list", "get", "register", "unregister"},
+               "tool_runtime": {"list_tools", "get_tool", "list_runtime_tools", "invoke"},
+               "agents": {"get_agent", "list_agents", "delete_agent", "create_session", "get_session",
+                          "list_sessions", "delete_session", "get_turn", "get_step"}}
 
     def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
-        import deployments.agents.tables  # noqa: F401  (registers the tables)
+        import deployments.agents.llama_tables  # noqa: F401  (registers the tables)
+        import deployments.agents.tables  # noqa: F401
         from deployments.agents.store import ConversationStore, ResponseStore
         from serve.storage import Database
 
@@ -32,11 +38,26 @@ class AgentsServer:
         self.vector_io = vector_io
         self.safety = safety
         self.config = config  # serve.config.AgentsConfig (web search provider, tool timeouts)
+        self._init_llama_stack(db)
+
+    def _init_llama_stack(self, db: Any) -> None:
+        from deployments.agents.agent_turn import TurnRunner
+        from deployments.agents.llama_agents import AgentStore
+        from deployments.agents.tool_runtime import ToolRuntime
+        from deployments.agents.toolgroups import ToolGroupRegistry
+
+        self.toolgroups = ToolGroupRegistry(db, self.config.web_search if self.config is not None else None)
+        self.tool_runtime = ToolRuntime(self.toolgroups, self.vector_io, self.config)
+        self.agents = AgentStore(db)
+        self.turns = TurnRunner(self.agents, self.toolgroups, self._new_run)
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED.get(service, ()):
             raise InvalidRequestError(f"unknown agents operation {service}.{method}")
-        return await asyncio.to_thread(getattr(getattr(self, service), method), *args)
+        target = getattr(getattr(self, service), method)
+        if asyncio.iscoroutinefunction(target):
+            return await target(*args)
+        return await asyncio.to_thread(target, *args)  # blocking SQL
 
     async def add_conversation_items(self, conversation_id: str, items: list[dict]) -> dict[str, Any]:
         from deployments.agents.items import normalize_input
@@ -46,6 +67,16 @@ class AgentsServer:
                 "has_more": False}
 
     async def _prepare(self, req: CreateResponseRequest):
+        history: list[dict] = []
+        if req.previous_response_id:
+            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+        conv = req.conversation_id()
+        if conv:
+            history = await asyncio.to_thread(self.conversations.items, conv)
+        return await self._new_run(req, history, req.input)
+
+    async def _new_run(self, req: CreateResponseRequest, history: list[dict], inp: str | list[dict]):
+        """A ResponseRun of `req` continuing `history` (items); returns (run, the input as stored items)."""
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
 
@@ -56,13 +87,7 @@ class AgentsServer:
             raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
-        history: list[dict] = []
-        if req.previous_response_id:
-            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
-        conv = req.conversation_id()
-        if conv:
-            history = await asyncio.to_thread(self.conversations.items, conv)
-        items = normalize_input(req.input)
+        items = normalize_input(inp)
         rid = new_id("resp")
 
         async def cancelled() -> bool:
@@ -100,3 +125,29 @@ class AgentsServer:
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
+
+    # ---- Llama Stack 0.2 agents ---------------------------------------------------------------------------------
+
+    async def create_agent(self, config: Any) -> dict[str, Any]:
+        """Checks the config as its turns will use it (model, tool groups, tool choice), then stores it."""
+        if config.model not in self.llms:
+            raise NotFoundError(f"The model '{config.model}' does not exist", param="agent_config.model",
+                                code="model_not_found")
+        await self.turns.check(config)
+        return await asyncio.to_thread(self.agents.create_agent, config.model_dump(mode="json"))
+
+    async def agent_turn(self, agent_id: str, session_id: str, body: Any,
+                         turn_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Turn stream chunks of a new turn (CreateTurnRequest) or of a resumed one (turn_id, ResumeTurnRequest)."""
+        turn = (self.turns.create(agent_id, session_id, body) if turn_id is None
+                else self.turns.resume(agent_id, session_id, turn_id, body))
+        async for c in turn:
+            yield c
+
+    async def agent_turn_result(self, agent_id: str, session_id: str, body: Any,
+                                turn_id: str | None = None) -> dict[str, Any]:
+        """The finished Turn (stream=false)."""
+        last = None
+        async for c in self.agent_turn(agent_id, session_id, body, turn_id):
+            last = c
+        return last["event"]["payload"]["turn"]
