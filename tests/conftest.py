@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mcp_server import mcp_server_url  # noqa: F401  (a local MCP server for tool tests)
+
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY = "tiny-random-llama"
 API_KEY = "sk-test-key"
