@@ -1,7 +1,7 @@
 """A tiny MCP server (FastMCP, streamable HTTP, stateless JSON) on a loopback port, for tool tests.
 
-Tools: `add(a, b)`, `lookup_capital(country)` over a small fixed table, and `explode()`, which always fails.
-Registered as a pytest plugin in conftest.py: the `mcp_server_url` fixture gives its endpoint URL.
+Tools: `add(a, b)`, `lookup_capital(country)` over a small fixed table, and `explode(reason)`, which always
+fails. conftest.py imports the `mcp_server_url` fixture (its endpoint URL).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-CAPITALS = {"france": "Paris", "japan": "Tokyo", "kenya": "Nairobi", "peru": "Lima", "norway": "Oslo"}
+CAPITALS = {"france": "Paris", "japan": "Tokyo", "kenya": "Nairobi", "peru": "Lima"}
 
 
 def build_server():
@@ -28,15 +28,12 @@ def build_server():
     @mcp.tool()
     def lookup_capital(country: str) -> str:
         """The capital city of a country."""
-        capital = CAPITALS.get(country.strip().lower())
-        if capital is None:
-            raise ValueError(f"no capital known for {country!r}")
-        return capital
+        return CAPITALS.get(country.strip().lower(), f"unknown country: {country}")
 
     @mcp.tool()
-    def explode() -> str:
-        """A tool that always fails."""
-        raise RuntimeError("the explode tool always fails")
+    def explode(reason: str) -> str:
+        """Always fails (for error handling tests)."""
+        raise RuntimeError(f"exploded: {reason}")
 
     return mcp
 

@@ -68,7 +68,7 @@ def test_runtime_against_a_local_mcp_server(registry, mcp_server_url):
     assert asyncio.run(runtime.invoke("add", {"a": 2, "b": 40}))["content"] == [{"type": "text", "text": "42"}]
     capital = asyncio.run(runtime.invoke("lookup_capital", {"country": "Japan"}))
     assert capital["content"][0]["text"] == "Tokyo" and capital["error_code"] is None
-    failed = asyncio.run(runtime.invoke("explode", {}))
+    failed = asyncio.run(runtime.invoke("explode", {"reason": "always fails"}))
     assert failed["error_code"] == 1 and "always fails" in failed["error_message"]
     with pytest.raises(NotFoundError):
         asyncio.run(runtime.invoke("no_such_tool", {}))

@@ -181,22 +181,19 @@ def turn_items(turn: dict[str, Any]) -> list[dict[str, Any]]:
 
 # ---- the runner -------------------------------------------------------------------------------------------------
 
-NewRun = Callable[[CreateResponseRequest, list[dict], list[dict]], Awaitable[tuple[Any, list[dict]]]]
+NewRun = Callable[[CreateResponseRequest, list[dict]], Awaitable[tuple[Any, list[dict]]]]
 
 
 class TurnRunner:
     def __init__(self, store: AgentStore, registry: ToolGroupRegistry, new_run: NewRun):
         self.store = store
         self.registry = registry
-        self.new_run = new_run  # (request, history items, input items) -> (orchestrator ResponseRun, items)
+        self.new_run = new_run  # (request, history items) -> (orchestrator ResponseRun, input items)
 
     async def check(self, config: AgentConfig) -> None:
         """Raises the error a turn of this agent would raise for its tools, tool choice or response format."""
-        groups = {g["identifier"]: g for g in await asyncio.to_thread(self.registry.list)}
-        tools = agent_tools(config, None, groups)
-        if tools:
-            tool_choice(config, None, tools)
-        text_format(config.response_format)
+        probe = [{"type": "message", "role": "user", "content": "probe"}]
+        await self._request(config, probe, None, None, config.max_infer_iters, False)
 
     async def _request(self, config: AgentConfig, items: list[dict], turn_groups: list | None,
                        override: ToolConfig | None, iterations: int, resumed: bool) -> CreateResponseRequest:
@@ -223,11 +220,11 @@ class TurnRunner:
         messages = with_documents(body.messages, body.documents)
         items = message_items(messages)
         req = await self._request(config, items, body.toolgroups, body.tool_config, config.max_infer_iters, False)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], items)
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)])
         turn = {"turn_id": str(uuid.uuid4()), "session_id": session_id, "input_messages": messages, "steps": [],
                 "output_message": None, "output_attachments": [], "started_at": now_iso(), "completed_at": None}
         yield chunk({"event_type": "turn_start", "turn_id": turn["turn_id"]})
-        async for c in self._drive(run, turn):
+        async for c in self._drive(run, turn, config.max_infer_iters):
             yield c
 
     async def resume(self, agent_id: str, session_id: str, turn_id: str,
@@ -252,18 +249,20 @@ class TurnRunner:
         items = turn_items(turn)
         used = sum(s["step_type"] == "inference" for s in turn["steps"])
         req = await self._request(config, items, None, None, config.max_infer_iters - used, True)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], items)
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)])
         yield step_complete(step)
-        async for c in self._drive(run, turn):
+        async for c in self._drive(run, turn, config.max_infer_iters):
             yield c
 
-    async def _drive(self, run: Any, turn: dict[str, Any]) -> AsyncIterator[dict]:
+    async def _drive(self, run: Any, turn: dict[str, Any], max_infer_iters: int) -> AsyncIterator[dict]:
         events = TurnEvents(turn["turn_id"])
         async for event in run.events():
             for c in events.feed(event):
                 yield c
         turn = {**turn, "steps": turn["steps"] + events.steps, "output_message": events.output_message,
                 "completed_at": now_iso()}
+        if events.pending and sum(s["step_type"] == "inference" for s in turn["steps"]) >= max_infer_iters:
+            turn["output_message"]["stop_reason"] = "end_of_turn"  # as Llama Stack: clients stop resuming here
         await asyncio.to_thread(self.store.save_turn, turn, events.pending)
         kind = "turn_awaiting_input" if events.pending else "turn_complete"
         yield chunk({"event_type": kind, "turn": turn})

@@ -49,7 +49,7 @@ class AgentsServer:
         self.toolgroups = ToolGroupRegistry(db, self.config.web_search if self.config is not None else None)
         self.tool_runtime = ToolRuntime(self.toolgroups, self.vector_io, self.config)
         self.agents = AgentStore(db)
-        self.turns = TurnRunner(self.agents, self.toolgroups, self._new_run)
+        self.turns = TurnRunner(self.agents, self.toolgroups, self._prepare)
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED.get(service, ()):
@@ -66,17 +66,8 @@ class AgentsServer:
         return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
                 "has_more": False}
 
-    async def _prepare(self, req: CreateResponseRequest):
-        history: list[dict] = []
-        if req.previous_response_id:
-            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
-        conv = req.conversation_id()
-        if conv:
-            history = await asyncio.to_thread(self.conversations.items, conv)
-        return await self._new_run(req, history, req.input)
-
-    async def _new_run(self, req: CreateResponseRequest, history: list[dict], inp: str | list[dict]):
-        """A ResponseRun of `req` continuing `history` (items); returns (run, the input as stored items)."""
+    async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None):
+        """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns)."""
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
 
@@ -87,7 +78,14 @@ class AgentsServer:
             raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
-        items = normalize_input(inp)
+        if history is None:
+            history = []
+            if req.previous_response_id:
+                history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+            conv = req.conversation_id()
+            if conv:
+                history = await asyncio.to_thread(self.conversations.items, conv)
+        items = normalize_input(req.input)
         rid = new_id("resp")
 
         async def cancelled() -> bool:
