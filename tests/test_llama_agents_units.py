@@ -188,3 +188,8 @@ def test_events_client_tool_awaits_input_and_refusal_and_length():
     assert ev.output_message["content"] == "No."
     ev, _ = _translate(_events("cut", _answer("cut"), end="response.incomplete", reason="max_output_tokens"))
     assert ev.output_message["stop_reason"] == "out_of_tokens"
+    failed_mcp = {"type": "mcp_call", "id": "mcp_1", "server_label": "calc", "name": "explode", "arguments": "{}",
+                  "output": None, "error": {"type": "mcp_tool_execution_error", "content": "exploded: x"}}
+    ev, _ = _translate(_events(failed_mcp, _answer("It failed.")))
+    assert ev.steps[1]["tool_calls"][0]["tool_name"] == "explode"
+    assert ev.steps[1]["tool_responses"][0]["content"] == "exploded: x"

@@ -43,16 +43,19 @@ def tool_call(item: dict[str, Any]) -> dict[str, Any]:
 
 def tool_response(item: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
     """What a server-side tool returned, in Llama Stack's ToolResponse shape."""
-    metadata = None
-    if item["type"] == "file_search_call":
+    kind, metadata = item["type"], None
+    if kind == "file_search_call":
         result = knowledge_search_result([(r["file_id"], r["text"], r["score"]) for r in item.get("results") or []])
         content, metadata = result["content"], result["metadata"]
         if item.get("status") == "failed":
             content = f"knowledge_search failed: {item.get('error', 'unknown error')}"
-    else:
-        content = item.get("output") or item.get("error") or ""
-        if not isinstance(content, str):
-            content = json.dumps(content)
+    elif kind == "web_search_call":
+        sources = (item.get("action") or {}).get("sources") or []
+        content = "\n".join(s.get("url", "") for s in sources) or item.get("error") or "no results"
+        metadata = {"sources": sources}
+    else:  # mcp_call: its output, or its error ({"type": ..., "content": message})
+        error = item.get("error")
+        content = item.get("output") or (error.get("content") if isinstance(error, dict) else error) or ""
     return {"call_id": call["call_id"], "tool_name": call["tool_name"], "content": content, "metadata": metadata}
 
 
