@@ -34,11 +34,16 @@ class AgentStore:
     def _agent_object(row: Any) -> dict[str, Any]:
         return {"agent_id": row.id, "agent_config": row.config, "created_at": row.created_at}
 
-    def get_agent(self, agent_id: str) -> dict[str, Any]:
+    def _one(self, query: Any, what: str, param: str) -> Any:
         with self.db.connect() as c:
-            row = c.execute(sa.select(llama_agents).where(llama_agents.c.id == agent_id)).first()
+            row = c.execute(query).first()
         if row is None:
-            raise NotFoundError(f"Agent '{agent_id}' not found", param="agent_id", code="agent_not_found")
+            raise NotFoundError(f"{what} not found", param=param, code=f"{param.removesuffix('_id')}_not_found")
+        return row
+
+    def get_agent(self, agent_id: str) -> dict[str, Any]:
+        row = self._one(sa.select(llama_agents).where(llama_agents.c.id == agent_id), f"Agent '{agent_id}'",
+                        "agent_id")
         return self._agent_object(row)
 
     def list_agents(self, start_index: int | None, limit: int | None) -> dict[str, Any]:
@@ -66,13 +71,9 @@ class AgentStore:
 
     def _session_row(self, agent_id: str, session_id: str) -> Any:
         self.get_agent(agent_id)
-        with self.db.connect() as c:
-            row = c.execute(sa.select(agent_sessions).where(agent_sessions.c.id == session_id,
-                                                            agent_sessions.c.agent_id == agent_id)).first()
-        if row is None:
-            raise NotFoundError(f"Session '{session_id}' not found for agent '{agent_id}'", param="session_id",
-                                code="session_not_found")
-        return row
+        t = agent_sessions.c
+        query = sa.select(agent_sessions).where(t.id == session_id, t.agent_id == agent_id)
+        return self._one(query, f"Session '{session_id}' of agent '{agent_id}'", "session_id")
 
     def turns(self, session_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as c:
@@ -103,13 +104,8 @@ class AgentStore:
 
     def _turn_row(self, agent_id: str, session_id: str, turn_id: str) -> Any:
         self._session_row(agent_id, session_id)
-        with self.db.connect() as c:
-            row = c.execute(sa.select(agent_turns).where(agent_turns.c.id == turn_id,
-                                                         agent_turns.c.session_id == session_id)).first()
-        if row is None:
-            raise NotFoundError(f"Turn '{turn_id}' not found in session '{session_id}'", param="turn_id",
-                                code="turn_not_found")
-        return row
+        query = sa.select(agent_turns).where(agent_turns.c.id == turn_id, agent_turns.c.session_id == session_id)
+        return self._one(query, f"Turn '{turn_id}' in session '{session_id}'", "turn_id")
 
     def get_turn(self, agent_id: str, session_id: str, turn_id: str) -> dict[str, Any]:
         return self._turn_row(agent_id, session_id, turn_id).body
