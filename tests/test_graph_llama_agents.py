@@ -163,6 +163,29 @@ def test_agent_client_tool_round_trip(lls):
             {"call_id": pending.call_id, "tool_name": "get_weather", "content": "x"}])
 
 
+def test_raw_turn_resume(lls):
+    """The routes under the helper: a non-streamed turn that waits for a client tool, resumed without streaming."""
+    tool = {"name": "lookup", "description": "Look a word up.",
+            "parameters": [{"name": "word", "parameter_type": "str", "description": "the word", "required": True}]}
+    greedy = {"strategy": {"type": "greedy"}, "max_tokens": 30}
+    aid = lls.agents.create(agent_config={"model": GUARD_TINY, "instructions": "", "client_tools": [tool],
+                                          "tool_config": {"tool_choice": "lookup"}, "sampling_params": greedy}).agent_id
+    sid = lls.agents.session.create(agent_id=aid, session_name="raw").session_id
+    waiting = lls.agents.turn.create(session_id=sid, agent_id=aid, stream=False,
+                                     messages=[{"role": "user", "content": "Look up 'sea'."}])
+    call = waiting.output_message.tool_calls[0]
+    assert waiting.output_message.stop_reason == "end_of_message" and call.tool_name == "lookup"
+    with pytest.raises(BadRequestError):  # answers a call the turn did not make
+        lls.agents.turn.resume(turn_id=waiting.turn_id, session_id=sid, agent_id=aid, tool_responses=[
+            {"call_id": "call_other", "tool_name": "lookup", "content": "x"}])
+    done = lls.agents.turn.resume(turn_id=waiting.turn_id, session_id=sid, agent_id=aid, stream=False,
+                                  tool_responses=[{"call_id": call.call_id, "tool_name": "lookup",
+                                                   "content": "a large body of salt water"}])
+    assert done.turn_id == waiting.turn_id and not done.output_message.tool_calls
+    assert done.steps[1].tool_responses[0].content == "a large body of salt water"
+    assert len(lls.agents.session.retrieve(session_id=sid, agent_id=aid).turns) == 1
+
+
 def test_agent_history_documents_and_shields(lls, base_url):
     """On the scripted engine (it answers "maybe?" when the prompt holds "gibberish", else "safe"): a session's
     earlier turns and a turn's documents reach the model; an input shield's violation is a shield_call step."""

@@ -234,11 +234,10 @@ class TurnRunner:
         if not pending:
             raise InvalidRequestError(f"turn '{turn_id}' is not waiting for tool responses", param="turn_id")
         answers = {r.call_id: r for r in body.tool_responses}
-        missing = [c["call_id"] for c in pending if c["call_id"] not in answers]
-        unknown = [cid for cid in answers if cid not in {c["call_id"] for c in pending}]
-        if missing or unknown:
-            raise InvalidRequestError(f"tool_responses must answer exactly the pending calls {sorted(answers)}; "
-                                      f"missing {missing}, unknown {unknown}", param="tool_responses")
+        waiting = [c["call_id"] for c in pending]
+        if sorted(answers) != sorted(waiting):
+            raise InvalidRequestError(f"tool_responses must answer exactly the pending calls {waiting}, got "
+                                      f"{sorted(answers)}", param="tool_responses")
         config = AgentConfig.model_validate(agent["agent_config"])
         prior = [t for t in await asyncio.to_thread(self.store.session_turns, agent_id, session_id)
                  if t["turn_id"] != turn_id]
