@@ -18,7 +18,7 @@ from deployments.agents.llama_agents import AgentStore, now_iso
 from deployments.agents.tool_runtime import ToolRuntime
 from deployments.agents.toolgroups import ToolGroupRegistry
 from deployments.agents.turn_events import TurnEvents, chunk
-from serve.errors import ConflictError, InvalidRequestError, NotFoundError
+from serve.errors import ConflictError, FailedDependencyError, InvalidRequestError, NotFoundError
 from serve.pagination import paginate_records
 from serve.protocol.agents import AgentConfig
 
@@ -74,6 +74,14 @@ def test_runtime_against_a_local_mcp_server(registry, mcp_server_url):
         asyncio.run(runtime.invoke("no_such_tool", {}))
     with pytest.raises(InvalidRequestError):
         asyncio.run(runtime.invoke("knowledge_search", {"query": "bees"}))  # no vector_db_ids
+    dead = "http://127.0.0.1:1/mcp"  # nothing listens on port 1
+    with pytest.raises(FailedDependencyError):
+        asyncio.run(runtime.list_runtime_tools(None, dead))
+    registry.register("mcp::dead", "model-context-protocol", dead, None)
+    with pytest.raises(FailedDependencyError):
+        asyncio.run(runtime.list_tools("mcp::dead"))
+    everything = asyncio.run(runtime.list_tools())  # a dead server does not hide the others' tools
+    assert {"knowledge_search", "add"} <= {t["identifier"] for t in everything}
 
 
 def test_agent_store_and_offset_pagination(db):
