@@ -47,6 +47,7 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 def create_app() -> FastAPI:
     from serve.routers import (
+        agents,
         embeddings,
         files,
         inference,
@@ -54,6 +55,7 @@ def create_app() -> FastAPI:
         models,
         responses,
         safety,
+        tools,
         vector_io_llama,
         vector_stores,
     )
@@ -109,4 +111,6 @@ def create_app() -> FastAPI:
     app.include_router(meta.router, prefix="/v1")
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
+    app.include_router(tools.router, prefix="/v1")
+    app.include_router(agents.router, prefix="/v1")
     return app

@@ -44,6 +44,11 @@ class Stack:
             raise NotFoundError("vector IO is not enabled in this stack's config", code="not_enabled")
         return self.vector_io
 
+    def agents_handle(self) -> Any:
+        if self.agents is None:
+            raise NotFoundError("agents are not enabled in this stack's config", code="not_enabled")
+        return self.agents
+
 
 _stack: Stack | None = None
 

@@ -33,3 +33,16 @@ async def sse_stream(first: Any, rest: AsyncIterator[Any], done_marker: bool = T
             cancel()  # client gone or stream done: stop the replica's generator (frees engine capacity)
     if done_marker:
         yield "data: [DONE]\n\n"
+
+
+async def sse_response(stream: Any, done_marker: bool = True) -> Any:
+    """A StreamingResponse over a streaming handle call; errors before its first item raise (a plain HTTP error)."""
+    from fastapi.responses import StreamingResponse
+
+    try:
+        first = await stream.__anext__()
+    except BaseException:
+        stream.cancel()
+        raise
+    return StreamingResponse(sse_stream(first, stream, done_marker), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

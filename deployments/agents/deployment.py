@@ -18,10 +18,16 @@ from serve.protocol.responses import CreateResponseRequest
 @serve.deployment
 class AgentsServer:
     EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
-               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"}}
+               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"},
+               # Llama Stack 0.2 tool groups, tool runtime, agents
+               "toolgroups": {"list", "get", "register", "unregister"},
+               "tool_runtime": {"list_tools", "get_tool", "list_runtime_tools", "invoke"},
+               "agents": {"get_agent", "list_agents", "delete_agent", "create_session", "get_session",
+                          "list_sessions", "delete_session", "get_turn", "get_step"}}
 
     def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
-        import deployments.agents.tables  # noqa: F401  (registers the tables)
+        import deployments.agents.llama_tables  # noqa: F401  (registers the tables)
+        import deployments.agents.tables  # noqa: F401
         from deployments.agents.store import ConversationStore, ResponseStore
         from serve.storage import Database
 
@@ -33,11 +39,26 @@ class AgentsServer:
         self.safety = safety
         self.config = config  # serve.config.AgentsConfig (web search provider, tool timeouts)
         self._background: set[asyncio.Task] = set()  # background responses running on this replica
+        self._init_llama_stack(db)
+
+    def _init_llama_stack(self, db: Any) -> None:
+        from deployments.agents.agent_turn import TurnRunner
+        from deployments.agents.llama_agents import AgentStore
+        from deployments.agents.tool_runtime import ToolRuntime
+        from deployments.agents.toolgroups import ToolGroupRegistry
+
+        self.toolgroups = ToolGroupRegistry(db, self.config.web_search if self.config is not None else None)
+        self.tool_runtime = ToolRuntime(self.toolgroups, self.vector_io, self.config)
+        self.agents = AgentStore(db)
+        self.turns = TurnRunner(self.agents, self.toolgroups, self._prepare)
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED.get(service, ()):
             raise InvalidRequestError(f"unknown agents operation {service}.{method}")
-        return await asyncio.to_thread(getattr(getattr(self, service), method), *args)
+        target = getattr(getattr(self, service), method)
+        if asyncio.iscoroutinefunction(target):
+            return await target(*args)
+        return await asyncio.to_thread(target, *args)  # blocking SQL
 
     async def add_conversation_items(self, conversation_id: str, items: list[dict]) -> dict[str, Any]:
         from deployments.agents.items import normalize_input
@@ -46,7 +67,8 @@ class AgentsServer:
         return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
                 "has_more": False}
 
-    async def _prepare(self, req: CreateResponseRequest):
+    async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None):
+        """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns)."""
         from deployments.agents.hosted_tools import WEB_SEARCH_TYPES, HostedTools
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
@@ -62,12 +84,13 @@ class AgentsServer:
             web_search = make_web_search(self.config.web_search if self.config else None)
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
-        history: list[dict] = []
-        if req.previous_response_id:
-            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
-        conv = req.conversation_id()
-        if conv:
-            history = await asyncio.to_thread(self.conversations.items, conv)
+        if history is None:
+            history = []
+            if req.previous_response_id:
+                history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+            conv = req.conversation_id()
+            if conv:
+                history = await asyncio.to_thread(self.conversations.items, conv)
         items = normalize_input(req.input)
         asked = {it["id"] for it in history if it.get("type") == "mcp_approval_request"}
         for it in items:
@@ -134,3 +157,29 @@ class AgentsServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return queued
+
+    # ---- Llama Stack 0.2 agents ---------------------------------------------------------------------------------
+
+    async def create_agent(self, config: Any) -> dict[str, Any]:
+        """Checks the config as its turns will use it (model, tool groups, tool choice), then stores it."""
+        if config.model not in self.llms:
+            raise NotFoundError(f"The model '{config.model}' does not exist", param="agent_config.model",
+                                code="model_not_found")
+        await self.turns.check(config)
+        return await asyncio.to_thread(self.agents.create_agent, config.model_dump(mode="json"))
+
+    async def agent_turn(self, agent_id: str, session_id: str, body: Any,
+                         turn_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Turn stream chunks of a new turn (CreateTurnRequest) or of a resumed one (turn_id, ResumeTurnRequest)."""
+        turn = (self.turns.create(agent_id, session_id, body) if turn_id is None
+                else self.turns.resume(agent_id, session_id, turn_id, body))
+        async for c in turn:
+            yield c
+
+    async def agent_turn_result(self, agent_id: str, session_id: str, body: Any,
+                                turn_id: str | None = None) -> dict[str, Any]:
+        """The finished Turn (stream=false)."""
+        last = None
+        async for c in self.agent_turn(agent_id, session_id, body, turn_id):
+            last = c
+        return last["event"]["payload"]["turn"]
