@@ -47,6 +47,8 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 def create_app() -> FastAPI:
     from serve.routers import (
+        batches,
+        datasets,
         embeddings,
         files,
         inference,
@@ -103,10 +105,12 @@ def create_app() -> FastAPI:
         return error_response(to_api_error(exc))
 
     for prefix in OPENAI_PREFIXES:
-        for family in (models, inference, embeddings, files, vector_stores, responses):
+        for family in (models, inference, embeddings, files, vector_stores, responses, batches):
             app.include_router(family.router, prefix=prefix)
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
+    for prefix in ("/v1", "/v1beta"):
+        app.include_router(datasets.router, prefix=prefix)
     return app
