@@ -68,7 +68,11 @@ def _data_uri(uri: str) -> tuple[bytes, str]:
         raise _bad("a data: URI needs a ',' before its payload")
     parts = head.split(";")
     mime = parts[0].lower()
-    data = base64.b64decode(payload) if "base64" in parts[1:] else urllib.parse.unquote_to_bytes(payload)
+    try:
+        data = base64.b64decode(payload, validate=True) if "base64" in parts[1:] else \
+            urllib.parse.unquote_to_bytes(payload)
+    except ValueError as e:
+        raise _bad(f"the data: URI payload is not valid base64: {e}") from None
     for key, fmt in (("parquet", "parquet"), ("csv", "csv"), ("tab-separated", "tsv"), ("json", "jsonl")):
         if key in mime:
             return data, fmt
