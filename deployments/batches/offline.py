@@ -29,7 +29,8 @@ class Progress:
     input_tokens: int = 0
     output_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
-    first_result_s: float | None = None
+    first_result_s: float | None = None  # model loading and the first wave of requests happen before it
+    first_tokens: int = 0  # output tokens in the first block of results
 
     @property
     def elapsed_s(self) -> float:
@@ -37,13 +38,14 @@ class Progress:
 
     def summary(self) -> dict[str, Any]:
         wall = self.elapsed_s
-        steady = wall - (self.first_result_s or 0.0)
+        steady = wall - (self.first_result_s or 0.0)  # from the first block of results to the last
         return {"requests": self.total, "completed": self.completed, "failed": self.failed,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "elapsed_s": round(wall, 2), "first_result_s": round(self.first_result_s or 0.0, 2),
                 "output_tokens_per_s": round(self.output_tokens / wall, 2) if wall else 0.0,
                 "requests_per_s": round(self.total / wall, 3) if wall else 0.0,
-                "steady_output_tokens_per_s": round(self.output_tokens / steady, 2) if steady > 0 else 0.0}
+                "steady_output_tokens_per_s": round((self.output_tokens - self.first_tokens) / steady, 2)
+                if steady > 0 else 0.0}
 
 
 def read_input(path: Path, model_id: str, endpoint: str | None, prompt_column: str,
@@ -114,7 +116,8 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
                         concurrency=concurrency, lines_per_batch=lines_per_batch, num_actors=num_actors,
                         num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0))
     for batch in results:
-        if progress.first_result_s is None:
+        first = progress.first_result_s is None
+        if first:
             progress.first_result_s = progress.elapsed_s
         for line, ok, record, tin, tout in zip(batch["line"], batch["ok"], batch["record"], batch["input_tokens"],
                                                batch["output_tokens"], strict=True):
@@ -123,6 +126,8 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
             progress.failed += not bool(ok)
             progress.input_tokens += int(tin)
             progress.output_tokens += int(tout)
+        if first:
+            progress.first_tokens = progress.output_tokens
         if on_progress is not None:
             on_progress(progress)
     ordered = [records[k] for k in sorted(records)]
