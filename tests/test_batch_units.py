@@ -122,3 +122,22 @@ def test_udf_runs_a_batch_concurrently_and_cancels_in_flight():
     t = time.monotonic()
     out = asyncio.run(cancel_soon())
     assert out["line"] == [] and udf.aborted == 4 and time.monotonic() - t < 5
+
+
+def test_offline_input_from_parquet_and_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from deployments.batches.offline import read_input
+
+    pq.write_table(pa.table({"prompt": ["a", "b"], "custom_id": ["x", "y"]}), tmp_path / "p.parquet")
+    endpoint, parsed = read_input(tmp_path / "p.parquet", "m", None, "prompt", 8)
+    assert endpoint == CHAT and [r.custom_id for r in parsed.requests] == ["x", "y"]
+    assert parsed.requests[0].body == {"messages": [{"role": "user", "content": "a"}], "max_tokens": 8, "model": "m"}
+    endpoint, parsed = read_input(tmp_path / "p.parquet", "m", "/v1/completions", "prompt", None)
+    assert parsed.requests[1].body == {"prompt": "b", "model": "m"}
+    with pytest.raises(ValueError, match="no column"):
+        read_input(tmp_path / "p.parquet", "m", None, "text", None)
+    (tmp_path / "in.jsonl").write_text("garbage\n" + line("q", url="/v1/completions", prompt="hi") + "\n")
+    endpoint, parsed = read_input(tmp_path / "in.jsonl", "m", None, "prompt", None)
+    assert endpoint == "/v1/completions" and len(parsed.requests) == 1 and len(parsed.failures) == 1
