@@ -42,12 +42,18 @@ def upload(client: OpenAI, lines: list, name: str = "batch.jsonl") -> str:
 
 def wait_for(client: OpenAI, batch_id: str, statuses: set[str], timeout: float = 300):
     deadline = time.time() + timeout
+    b = None
     while time.time() < deadline:
-        b = client.batches.retrieve(batch_id)
+        try:
+            b = client.batches.retrieve(batch_id)
+        except openai.InternalServerError as e:  # 503 while a killed replica is being replaced
+            assert e.status_code == 503, e
+            time.sleep(0.5)
+            continue
         if b.status in statuses:
             return b
         time.sleep(0.5)
-    raise TimeoutError(f"batch {batch_id} stayed {b.status}: {b.request_counts}")
+    raise TimeoutError(f"batch {batch_id} stayed {b and b.status}: {b and b.request_counts}")
 
 
 def jsonl(client: OpenAI, file_id: str | None) -> list[dict]:

@@ -5,6 +5,7 @@ Plain Python (blocking SQL): the deployment calls it from worker threads, Ray Da
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +35,7 @@ class BatchStore:
         with self.db.begin() as c:
             c.execute(batches.insert().values(**values))
 
-    def _row(self, batch_id: str) -> Any:
+    def row(self, batch_id: str) -> Any:
         with self.db.connect() as c:
             row = c.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
         if row is None:
@@ -68,7 +69,7 @@ class BatchStore:
         return obj
 
     def get(self, batch_id: str) -> dict[str, Any]:
-        row = self._row(batch_id)
+        row = self.row(batch_id)
         return self._object(row, self._counts([batch_id])[batch_id])
 
     def list(self, after: str | None, limit: int) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class BatchStore:
         return page
 
     def request_cancel(self, batch_id: str) -> dict[str, Any]:
-        row = self._row(batch_id)
+        row = self.row(batch_id)
         if row.status in ("validating", "in_progress", "finalizing"):
             with self.db.begin() as c:
                 c.execute(batches.update().where(batches.c.id == batch_id, batches.c.status == row.status)
@@ -96,10 +97,7 @@ class BatchStore:
         return status is None or status in ("cancelling", "cancelled")
 
     def status(self, batch_id: str) -> str:
-        return self._row(batch_id).status
-
-    def row(self, batch_id: str) -> Any:
-        return self._row(batch_id)
+        return self.row(batch_id).status
 
     # ---- the runner's lease -----------------------------------------------------------------------------------
 
@@ -141,7 +139,8 @@ class BatchStore:
     def save_results(self, batch_id: str, results: list[LineResult]) -> None:
         """Record finished lines; a line already recorded (a retried batch) keeps its first result."""
         rows = [{"batch_id": batch_id, "line": r.line, "custom_id": r.custom_id, "ok": r.ok,
-                 "record": _dumps(r.record), "input_tokens": r.input_tokens, "output_tokens": r.output_tokens}
+                 "record": json.dumps(r.record, separators=(",", ":")),
+                 "input_tokens": r.input_tokens, "output_tokens": r.output_tokens}
                 for r in results]
         if not rows:
             return
@@ -169,9 +168,3 @@ class BatchStore:
             yield from c.execute(sa.select(batch_results.c.record).where(
                 batch_results.c.batch_id == batch_id, batch_results.c.ok == ok).order_by(batch_results.c.line)
             ).scalars()
-
-
-def _dumps(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record, separators=(",", ":"))

@@ -12,6 +12,7 @@ from typing import Any
 from ray import serve
 
 from serve.config import DatasetIOConfig
+from serve.errors import InvalidRequestError
 
 
 @serve.deployment
@@ -27,5 +28,5 @@ class DatasetIOServer:
 
     async def call(self, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED:
-            raise ValueError(f"unknown datasetio operation {method}")
+            raise InvalidRequestError(f"unknown datasetio operation {method}")
         return await asyncio.to_thread(getattr(self.service, method), *args)  # disk and SQL work
