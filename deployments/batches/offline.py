@@ -21,6 +21,16 @@ from deployments.batches.udf import EngineRequestsUDF
 from serve.config import EmbeddingModelConfig, ModelConfig
 
 
+def steady_rate(samples: list[tuple[float, int, int]], total: int) -> float | None:
+    """Output tokens/s between 10% and 90% of the requests done, from (seconds, requests done, output tokens)
+    samples: the engine's rate once the job is flowing, without its start-up or its tail."""
+    lo = next((s for s in samples if s[1] >= 0.1 * total), None)
+    hi = next((s for s in samples if s[1] >= 0.9 * total), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    return (hi[2] - lo[2]) / (hi[0] - lo[0])
+
+
 @dataclass
 class Progress:
     total: int
@@ -29,23 +39,25 @@ class Progress:
     input_tokens: int = 0
     output_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
-    first_result_s: float | None = None  # model loading and the first wave of requests happen before it
-    first_tokens: int = 0  # output tokens in the first block of results
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, done, output tokens): the
+    # start, then one per block of results
 
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
 
+    def sample(self) -> None:
+        self.samples.append((self.elapsed_s, self.completed + self.failed, self.output_tokens))
+
     def summary(self) -> dict[str, Any]:
         wall = self.elapsed_s
-        steady = wall - (self.first_result_s or 0.0)  # from the first block of results to the last
+        steady = steady_rate(self.samples, self.total)
         return {"requests": self.total, "completed": self.completed, "failed": self.failed,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "elapsed_s": round(wall, 2), "first_result_s": round(self.first_result_s or 0.0, 2),
+                "elapsed_s": round(wall, 2), "first_result_s": round(self.samples[1][0], 2) if len(self.samples) > 1 else None,
                 "output_tokens_per_s": round(self.output_tokens / wall, 2) if wall else 0.0,
                 "requests_per_s": round(self.total / wall, 3) if wall else 0.0,
-                "steady_output_tokens_per_s": round((self.output_tokens - self.first_tokens) / steady, 2)
-                if steady > 0 else 0.0}
+                "steady_output_tokens_per_s": round(steady, 2) if steady is not None else None}
 
 
 def read_input(path: Path, model_id: str, endpoint: str | None, prompt_column: str,
@@ -115,10 +127,8 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
                         {"endpoint": endpoint, "model_config": model, "model_cache_dir": str(model_cache_dir)},
                         concurrency=concurrency, lines_per_batch=lines_per_batch, num_actors=num_actors,
                         num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0))
+    progress.sample()
     for batch in results:
-        first = progress.first_result_s is None
-        if first:
-            progress.first_result_s = progress.elapsed_s
         for line, ok, record, tin, tout in zip(batch["line"], batch["ok"], batch["record"], batch["input_tokens"],
                                                batch["output_tokens"], strict=True):
             records[int(line)] = (bool(ok), str(record))
@@ -126,8 +136,7 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
             progress.failed += not bool(ok)
             progress.input_tokens += int(tin)
             progress.output_tokens += int(tout)
-        if first:
-            progress.first_tokens = progress.output_tokens
+        progress.sample()
         if on_progress is not None:
             on_progress(progress)
     ordered = [records[k] for k in sorted(records)]
