@@ -141,3 +141,12 @@ def test_offline_input_from_parquet_and_jsonl(tmp_path):
     (tmp_path / "in.jsonl").write_text("garbage\n" + line("q", url="/v1/completions", prompt="hi") + "\n")
     endpoint, parsed = read_input(tmp_path / "in.jsonl", "m", None, "prompt", None)
     assert endpoint == "/v1/completions" and len(parsed.requests) == 1 and len(parsed.failures) == 1
+
+
+def test_steady_rate_ignores_start_up_and_tail():
+    from deployments.batches.offline import steady_rate
+
+    # 10 requests of 5 tokens: slow start (model load), 1 request/s in the middle, a slow tail
+    samples = [(0.0, 0, 0), (30.0, 1, 5)] + [(30.0 + k, 1 + k, 5 + 5 * k) for k in range(1, 9)] + [(60.0, 10, 50)]
+    assert steady_rate(samples, 10) == pytest.approx(5.0)
+    assert steady_rate(samples[:3], 10) is None

@@ -52,9 +52,10 @@ class Progress:
     def summary(self) -> dict[str, Any]:
         wall = self.elapsed_s
         steady = steady_rate(self.samples, self.total)
+        first = self.samples[1][0] if len(self.samples) > 1 else None
         return {"requests": self.total, "completed": self.completed, "failed": self.failed,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "elapsed_s": round(wall, 2), "first_result_s": round(self.samples[1][0], 2) if len(self.samples) > 1 else None,
+                "elapsed_s": round(wall, 2), "first_result_s": first and round(first, 2),
                 "output_tokens_per_s": round(self.output_tokens / wall, 2) if wall else 0.0,
                 "requests_per_s": round(self.total / wall, 3) if wall else 0.0,
                 "steady_output_tokens_per_s": round(steady, 2) if steady is not None else None}
