@@ -61,7 +61,9 @@ def test_parquet_and_rows_and_csv_sources(client, tmp_path):
     pq.write_table(pa.table({"prompt": ["a", "b", "c"], "score": [0.5, 1.5, 2.5]}), tmp_path / "p.parquet")
     ds = client.datasets.register(purpose="eval/question-answer",
                                   source={"type": "uri", "uri": str(tmp_path / "p.parquet")})
-    assert ds.identifier.startswith("dataset-") and ds.provider_id == "localfs"
+    assert ds.identifier.startswith("dataset-") and ds.provider_id == "parquet"
+    providers = {p.api: p.provider_type for p in client.providers.list()}
+    assert providers["datasetio"] == "inline::localfs" and providers["batches"] == "inline::reference"
     append(client, ds.identifier, [{"prompt": "d", "score": 3}])
     r = client.datasets.iterrows(ds.identifier)
     assert [row["prompt"] for row in r.data] == ["a", "b", "c", "d"] and r.data[-1]["score"] == 3.0

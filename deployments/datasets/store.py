@@ -25,7 +25,7 @@ from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.storage import BlobStore, Database
 
-PROVIDER_ID = "localfs"
+PROVIDER_ID = "parquet"  # as listed by GET /v1/providers (api datasetio)
 
 
 def dataset_object(row: Any) -> dict[str, Any]:
