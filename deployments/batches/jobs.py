@@ -73,8 +73,7 @@ class BatchJobs:
             logger.exception("batch %s failed", batch_id)
             err = e if isinstance(e, APIError) else APIError(f"the batch job failed: {type(e).__name__}")
             await asyncio.to_thread(self.store.advance, batch_id, self.runner, "failed",
-                                    errors=[{"code": err.code or "batch_failed", "message": err.message,
-                                             "param": None, "line": None}])
+                                    errors=[_error(err.code or "batch_failed", err.message)])
         finally:
             renewer.cancel()
             self._lost.discard(batch_id)
@@ -103,9 +102,13 @@ class BatchJobs:
 
     async def _validated(self, batch_id: str, parsed: ParsedInput) -> bool:
         errors = parsed.errors[:MAX_REPORTED_ERRORS] or None
-        if not parsed.requests:
-            reason = errors or [{"code": "empty_file", "message": "the input file has no requests", "param": None,
-                                 "line": None}]
+        reason = None
+        if parsed.total > self.cfg.max_input_lines:
+            reason = [_error("too_many_requests", f"the input file has {parsed.total} requests; at most "
+                             f"{self.cfg.max_input_lines} are allowed (batches.max_input_lines)")]
+        elif not parsed.requests:
+            reason = errors or [_error("empty_file", "the input file has no requests")]
+        if reason is not None:
             await asyncio.to_thread(self.store.advance, batch_id, self.runner, "failed", errors=reason,
                                     total=parsed.total)
             return False
@@ -155,3 +158,7 @@ class BatchJobs:
             ids[key] = self.files.create(f"{batch_id}_{name}.jsonl", "batch_output", ("\n".join(records) + "\n")
                                          .encode(), system=True)["id"] if records else None
         return ids
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "param": None, "line": None}
