@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -184,10 +185,14 @@ def main() -> int:
     ap.add_argument("--input-tokens", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--port", type=int, default=8329)
+    ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batch_bench_cpu")
     a = ap.parse_args()
+    if not a.port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            a.port = sock.getsockname()[1]
     items, lines = make_requests(a.requests, a.input_tokens, a.max_tokens, a.seed)
     res: dict = {"requests": a.requests, "input_tokens": a.input_tokens, "max_tokens": a.max_tokens,
                  "hardware": hardware(), "software": software(), "load_before": load_average()}
