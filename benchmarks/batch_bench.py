@@ -67,7 +67,6 @@ def make_requests(n: int, input_tokens: int, max_tokens: int, seed: int) -> tupl
 
 def start_server(cfg: dict, data_dir: Path) -> subprocess.Popen:
     path = data_dir / "bench.yaml"
-    path.write_text(json.dumps(cfg))  # JSON is YAML
     log = open(data_dir / "server.log", "w")  # a file, not a pipe: an unread pipe blocks the server
     proc = subprocess.Popen([sys.executable, "-m", "serve.cli", "run", "--config", str(path)], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -93,6 +92,46 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+class LoadSampler:
+    """The 1-minute load average every few seconds, and the busiest processes now and then, during one phase:
+    on a shared 2-core box other work at nice 0 takes CPU from the engine (nice 15), so it belongs in the record."""
+
+    def __init__(self, every_s: float = 5.0):
+        import threading
+
+        self.loads: list[float] = []
+        self.busiest: list[list[str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    def _run(self, every_s: float) -> None:
+        k = 0
+        while not self._stop.wait(every_s):
+            self.loads.append(os.getloadavg()[0])
+            if k % 6 == 0:
+                ps = subprocess.run(["ps", "-eo", "pcpu,ni,comm", "--sort=-pcpu"], capture_output=True, text=True)
+                self.busiest.append([" ".join(x.split()) for x in ps.stdout.splitlines()[1:6]])
+            k += 1
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def record(self) -> dict:
+        return {"mean_load_1m": round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
+                "busiest_processes": self.busiest}
+
+
+def measured(fn, *args) -> dict:
+    with LoadSampler() as sampler:
+        result = fn(*args)
+    return {**result, "machine": sampler.record()}
 
 
 def rates(tokens: int, wall: float, samples: list[tuple[float, int, int]], total: int) -> dict:
@@ -140,24 +179,27 @@ def run_batch_api(base: str, lines: list[dict]) -> dict:
             **rates(batch.usage.output_tokens, wall, samples, len(lines))}
 
 
-def run_cli(path: Path, out: Path, data_dir: Path) -> dict:
+def run_cli(path: Path, out: Path, data_dir: Path, *extra: str) -> dict:
     cfg = data_dir / "bench.yaml"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "serve.cli", "batch", "run", str(path), "-o", str(out), "--model",
-                           SMOLLM2, "--config", str(cfg), "--no-progress"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=3600)
+                           SMOLLM2, "--config", str(cfg), "--no-progress", *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=3600)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     s = json.loads(proc.stdout[proc.stdout.index("{"):])
     return {"requests": s["requests"], "failed": s["failed"], "job_s": s["elapsed_s"],
             "first_result_s": s["first_result_s"], "job_output_tokens_per_s": s["output_tokens_per_s"],
-            **rates(s["output_tokens"], wall, [], 0), "steady_output_tokens_per_s": s["steady_output_tokens_per_s"]}
+            **rates(s["output_tokens"], wall, [], 0), "steady_output_tokens_per_s": s["steady_output_tokens_per_s"],
+            "peak_in_flight": s["peak_in_flight"]}
 
 
 def report(res: dict) -> str:
     rows = [("(a) Batch API (graph, Ray Data -> LLM handle)", res["batch_api"]),
             ("(b) offline CLI (Ray Data, engine in the UDF actor)", res["offline_cli"]),
+            *([("(b') offline CLI, engine actor reserving 0.1 CPU", res["offline_cli_0.1cpu"])]
+              if "offline_cli_0.1cpu" in res else []),
             (f"(c) online, concurrency {res['online']['concurrency']}, not streamed", res["online"])]
     c = res["online"]
     out = [f"# Batch inference: {res['requests']} requests, {res['input_tokens']} prompt tokens, "
@@ -165,17 +207,21 @@ def report(res: dict) -> str:
            f"Hardware: {res['hardware']['cpu_model']}, {res['hardware']['usable_cores']} cores, "
            f"{res['hardware']['memory_gib']} GiB; load average before/after: {res['load_before']} / "
            f"{res['load_after']}", "",
-           "| path | wall s | output tok/s (end to end) | steady tok/s | vs (c) end to end | vs (c) steady | failed |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| path | wall s | output tok/s (end to end) | steady tok/s | vs (c) end to end | vs (c) steady | failed "
+           "| mean load |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in rows:
         steady = r.get("steady_output_tokens_per_s")
         out.append(f"| {name} | {r['wall_s']} | {r['output_tokens_per_s']} | {steady} | "
                    f"{r['output_tokens_per_s'] / c['output_tokens_per_s']:.2f}x | "
-                   f"{(steady or 0) / c['steady_output_tokens_per_s']:.2f}x | {r['failed']} |")
+                   f"{(steady or 0) / c['steady_output_tokens_per_s']:.2f}x | {r['failed']} | "
+                   f"{r['machine']['mean_load_1m']} |")
     b = res["offline_cli"]
     out += ["", f"(b) end to end includes starting Ray and loading the model in the UDF actor; its job alone took "
-            f"{b['job_s']} s ({b['job_output_tokens_per_s']} tok/s), the first results after {b['first_result_s']} s.",
-            "Steady state: output tokens/s between 10% and 90% of the requests done (no start-up, no tail)."]
+            f"{b['job_s']} s ({b['job_output_tokens_per_s']} tok/s), the first results after {b['first_result_s']} s; "
+            f"at most {b['peak_in_flight']} requests were in flight in its UDF actor.",
+            "Steady state: output tokens/s between 10% and 90% of the requests done (no start-up, no tail).",
+            "Order: (b), then the server with (c), then (a). Mean load: the 1-minute load average during the path "
+            "(the engine alone keeps it near 2; more is other work on the machine)."]
     return "\n".join(out) + "\n"
 
 
@@ -200,19 +246,26 @@ def main() -> int:
         data_dir = Path(tmp)
         (data_dir / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         cfg = bench_config(str(data_dir / "state"), a.port)
+        (data_dir / "bench.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+        print("offline CLI ...", flush=True)
+        res["offline_cli"] = measured(run_cli, data_dir / "in.jsonl", data_dir / "out.jsonl", data_dir)
+        print(res["offline_cli"], flush=True)
         server = start_server(cfg, data_dir)
         base = f"http://127.0.0.1:{a.port}"
         try:
             print("online ...", flush=True)
-            res["online"] = run_online(base, items, a.concurrency)
+            res["online"] = measured(run_online, base, items, a.concurrency)
             print(res["online"], "\nbatch API ...", flush=True)
-            res["batch_api"] = run_batch_api(base, lines)
+            res["batch_api"] = measured(run_batch_api, base, lines)
             print(res["batch_api"], flush=True)
         finally:
             stop_server(server)
-        print("offline CLI ...", flush=True)
-        res["offline_cli"] = run_cli(data_dir / "in.jsonl", data_dir / "out.jsonl", data_dir)
-        print(res["offline_cli"], flush=True)
+        if (res["offline_cli"]["steady_output_tokens_per_s"] or 0) < res["online"]["steady_output_tokens_per_s"]:
+            # diagnostic: does Ray Data's CPU budget for the engine actor (1 CPU of 2) hold its tasks back?
+            print("offline CLI, engine actor reserving 0.1 CPU ...", flush=True)
+            res["offline_cli_0.1cpu"] = measured(run_cli, data_dir / "in.jsonl", data_dir / "out2.jsonl", data_dir,
+                                                 "--num-cpus", "0.1")
+            print(res["offline_cli_0.1cpu"], flush=True)
     res["load_after"] = load_average()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=2))

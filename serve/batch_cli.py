@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 2 x max_num_seqs)")
     run.add_argument("--lines-per-batch", type=int, default=4)
     run.add_argument("--num-actors", type=int, default=1, help="model copies (engine actors)")
+    run.add_argument("--num-cpus", type=float, default=None,
+                     help="CPUs Ray reserves per engine actor (default: the model's deployment.ray_actor_options)")
     run.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: start one)")
     run.add_argument("--no-progress", action="store_true")
     return p
@@ -82,7 +84,8 @@ def main(argv: list[str]) -> int:
     bar, update = _progress_bar(parsed.total, not args.no_progress)
     try:
         summary = run_offline(endpoint, parsed, args.output, errors, model, cache, concurrency=args.concurrency,
-                              lines_per_batch=args.lines_per_batch, num_actors=args.num_actors, on_progress=update)
+                              lines_per_batch=args.lines_per_batch, num_actors=args.num_actors,
+                              num_cpus=args.num_cpus, on_progress=update)
     finally:
         bar.close()
         ray.shutdown()

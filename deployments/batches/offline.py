@@ -41,6 +41,7 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, done, output tokens): the
     # start, then one per block of results
+    peak_in_flight: int = 0  # the most requests the UDF actors had running at once
 
     @property
     def elapsed_s(self) -> float:
@@ -58,7 +59,8 @@ class Progress:
                 "elapsed_s": round(wall, 2), "first_result_s": first and round(first, 2),
                 "output_tokens_per_s": round(self.output_tokens / wall, 2) if wall else 0.0,
                 "requests_per_s": round(self.total / wall, 3) if wall else 0.0,
-                "steady_output_tokens_per_s": round(steady, 2) if steady is not None else None}
+                "steady_output_tokens_per_s": round(steady, 2) if steady is not None else None,
+                "peak_in_flight": self.peak_in_flight}
 
 
 def read_input(path: Path, model_id: str, endpoint: str | None, prompt_column: str,
@@ -114,7 +116,7 @@ def _write_jsonl(path: Path, records: list[str]) -> None:
 
 def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_path: Path,
                 model: ModelConfig | EmbeddingModelConfig, model_cache_dir: Path, *, concurrency: int | None = None,
-                lines_per_batch: int = 4, num_actors: int = 1,
+                lines_per_batch: int = 4, num_actors: int = 1, num_cpus: float | None = None,
                 on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run every line of `parsed` (see read_input), write the output and error files in input order, and return
     the summary."""
@@ -127,7 +129,8 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
     results = run_lines(parsed.requests, EngineRequestsUDF,
                         {"endpoint": endpoint, "model_config": model, "model_cache_dir": str(model_cache_dir)},
                         concurrency=concurrency, lines_per_batch=lines_per_batch, num_actors=num_actors,
-                        num_cpus=opts.get("num_cpus", 1), num_gpus=opts.get("num_gpus", 0))
+                        num_cpus=opts.get("num_cpus", 1) if num_cpus is None else num_cpus,
+                        num_gpus=opts.get("num_gpus", 0))
     progress.sample()
     for batch in results:
         for line, ok, record, tin, tout in zip(batch["line"], batch["ok"], batch["record"], batch["input_tokens"],
@@ -137,6 +140,7 @@ def run_offline(endpoint: str, parsed: ParsedInput, output_path: Path, errors_pa
             progress.failed += not bool(ok)
             progress.input_tokens += int(tin)
             progress.output_tokens += int(tout)
+        progress.peak_in_flight = max([progress.peak_in_flight, *map(int, batch["peak_in_flight"])])
         progress.sample()
         if on_progress is not None:
             on_progress(progress)

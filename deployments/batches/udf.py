@@ -25,7 +25,7 @@ from deployments.batches.lines import (
 )
 from serve.errors import to_api_error
 
-COLUMNS = ("line", "custom_id", "ok", "record", "input_tokens", "output_tokens")
+COLUMNS = ("line", "custom_id", "ok", "record", "input_tokens", "output_tokens", "peak_in_flight")
 Call = Callable[[str, str, Any], Awaitable[dict[str, Any]]]  # (model, method, request) -> response body
 
 
@@ -42,10 +42,11 @@ async def execute(call: Call, endpoint: str, models: dict[str, str], req: Reques
     return response_result(req.line, req.custom_id, 200, body)
 
 
-def to_columns(results: list[LineResult]) -> dict[str, list]:
+def to_columns(results: list[LineResult], peak_in_flight: int = 0) -> dict[str, list]:
     return {"line": [r.line for r in results], "custom_id": [r.custom_id for r in results],
             "ok": [r.ok for r in results], "record": [json.dumps(r.record) for r in results],
-            "input_tokens": [r.input_tokens for r in results], "output_tokens": [r.output_tokens for r in results]}
+            "input_tokens": [r.input_tokens for r in results], "output_tokens": [r.output_tokens for r in results],
+            "peak_in_flight": [peak_in_flight] * len(results)}
 
 
 class RequestsUDF:
@@ -56,6 +57,7 @@ class RequestsUDF:
     def __init__(self, endpoint: str, models: dict[str, str]):
         self.endpoint = endpoint
         self.models = models
+        self.in_flight = self.peak_in_flight = 0  # requests this actor has running (one event loop: no lock)
 
     async def call(self, model: str, method: str, request: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -72,17 +74,22 @@ class RequestsUDF:
         if await self.cancelled():
             return to_columns([])
         tasks = [asyncio.create_task(execute(self.call, self.endpoint, self.models, r)) for r in lines]
+        self.in_flight += len(tasks)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         pending = set(tasks)
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=self.poll_s)
-            if pending and await self.cancelled():
-                for t in pending:
-                    t.cancel()  # the awaited model call is cancelled too, which aborts it in the engine
-                await asyncio.wait(pending)
-                break
+        try:
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=self.poll_s)
+                if pending and await self.cancelled():
+                    for t in pending:
+                        t.cancel()  # the awaited model call is cancelled too, which aborts it in the engine
+                    await asyncio.wait(pending)
+                    break
+        finally:
+            self.in_flight -= len(tasks)
         results = [t.result() for t in tasks if not t.cancelled()]
         await self.persist(results)
-        return to_columns(results)
+        return to_columns(results, self.peak_in_flight)
 
 
 class ServeRequestsUDF(RequestsUDF):
