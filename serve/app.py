@@ -48,6 +48,8 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 def create_app() -> FastAPI:
     from serve.routers import (
         agents,
+        batches,
+        datasets,
         embeddings,
         files,
         inference,
@@ -105,7 +107,7 @@ def create_app() -> FastAPI:
         return error_response(to_api_error(exc))
 
     for prefix in OPENAI_PREFIXES:
-        for family in (models, inference, embeddings, files, vector_stores, responses):
+        for family in (models, inference, embeddings, files, vector_stores, responses, batches):
             app.include_router(family.router, prefix=prefix)
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
@@ -113,4 +115,6 @@ def create_app() -> FastAPI:
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")
     app.include_router(agents.router, prefix="/v1")
+    for prefix in ("/v1", "/v1beta"):
+        app.include_router(datasets.router, prefix=prefix)
     return app

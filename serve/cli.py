@@ -69,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and print it resolved")
     check.add_argument("config")
     sub.add_parser("bench", add_help=False, help="benchmarks: load generator, compare, ingress (bench --help)")
+    sub.add_parser("batch", add_help=False, help="offline batch jobs on Ray Data (batch run --help)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from benchmarks.cli import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["batch"]:
+        from serve.batch_cli import main as batch_main
+
+        return batch_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":

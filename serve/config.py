@@ -161,6 +161,27 @@ class AgentsConfig(_Strict):
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 
 
+class DatasetIOConfig(_Strict):
+    """Llama Stack datasets (Parquet under the data directory) on their own deployment."""
+
+    enabled: bool = True
+    allow_local_files: bool = True  # sources may name files on the server's disk; turn off on shared servers
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.05}))
+
+
+class BatchesConfig(_Strict):
+    """The OpenAI Batch API: jobs run on Ray Data against the model deployments (needs vector_io for files)."""
+
+    enabled: bool = True
+    max_concurrent_requests: int | None = Field(default=None, ge=1)  # per job; default 2 x the model's max_num_seqs
+    lines_per_batch: int = Field(default=4, ge=1, le=1024)  # requests per Ray Data batch
+    max_input_lines: int = Field(default=50000, ge=1)
+    lease_timeout_s: float = Field(default=30, ge=1)  # a job whose replica stops renewing is resumed by another
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
 
@@ -186,6 +207,8 @@ class StackConfig(_Strict):
     vector_io: VectorIOConfig | None = None
     safety: SafetyConfig | None = None
     agents: AgentsConfig | None = None
+    datasetio: DatasetIOConfig | None = None
+    batches: BatchesConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StackConfig:
@@ -202,6 +225,8 @@ class StackConfig(_Strict):
             default = self.vector_io.default_embedding_model
             if default is not None and default not in {m.model_id for m in self.embedding_models}:
                 raise ValueError(f"vector_io.default_embedding_model {default!r} is not in embedding_models")
+        if self.batches is not None and self.batches.enabled and (self.vector_io is None or not self.vector_io.enabled):
+            raise ValueError("batches needs vector_io enabled: batch input and output are files")
         return self
 
     @model_validator(mode="after")

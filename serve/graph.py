@@ -53,8 +53,20 @@ def build_graph(config: StackConfig) -> Application:
 
         agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
             llms, vector_io, safety, config.database_url(), config.agents)
+    datasetio = None
+    if config.datasetio is not None and config.datasetio.enabled:
+        from deployments.datasets.deployment import DatasetIOServer
+
+        datasetio = DatasetIOServer.options(name="DatasetIO", **config.datasetio.deployment.serve_options()).bind(
+            config.datasetio, str(config.resolved_data_dir()), config.database_url())
+    batches = None
+    if config.batches is not None and config.batches.enabled:
+        from deployments.batches.deployment import BatchesServer
+
+        batches = BatchesServer.options(name="Batches", **config.batches.deployment.serve_options()).bind(
+            config, llms, embedders)
     return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
-                                                                                 safety, agents)
+                                                                                 safety, agents, datasetio, batches)
 
 
 def build_app(args: dict[str, Any]) -> Application:

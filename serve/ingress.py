@@ -17,9 +17,9 @@ app = create_app()
 @serve.ingress(app)
 class Ingress:
     def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, vector_io=None,
-                 safety=None, agents=None):
+                 safety=None, agents=None, datasetio=None, batches=None):
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
         set_stack(Stack(config, models, started_at=int(time.time()), vector_io=vector_io, safety=safety,
-                        agents=agents))
+                        agents=agents, datasetio=datasetio, batches=batches))
