@@ -24,6 +24,7 @@ from serve.errors import InvalidRequestError
 from serve.protocol.openai_chat import ChatCompletionRequest
 from serve.protocol.responses import CreateResponseRequest
 from serve.protocol.vector_io import SearchRequest
+from serve.telemetry.agents import agent_iteration, tool_span
 
 FILE_SEARCH_TOOL = {"type": "function", "function": {
     "name": "file_search", "description": "Search the knowledge base (uploaded files) for passages about a query.",
@@ -110,6 +111,7 @@ class ResponseRun:
                 return r["violation"]["user_message"] or "This request violates a safety policy."
         return None
 
+    @tool_span("file_search")
     async def _file_search(self, queries: list[str]) -> list[dict[str, Any]]:
         results = []
         for t in self.req.tools:
@@ -143,6 +145,7 @@ class ResponseRun:
         tools, fmt = self._chat_tools(), self._response_format()
         tool_calls_made = 0
         for iteration in range(self.req.max_infer_iters):
+            agent_iteration(iteration)
             if await self.is_cancelled():
                 yield self._finish("cancelled")
                 return
