@@ -141,8 +141,8 @@ def test_responses_request_is_one_trace(client, lls, bee_store):
 
 def test_streamed_chat_records_ttft(client, lls):
     with client.chat.completions.with_streaming_response.create(
-            model=SMOLLM2, messages=[{"role": "user", "content": "Count to five."}], max_tokens=12,
-            stream=True) as r:
+            model=SMOLLM2, messages=[{"role": "user", "content": "Count to five."}], max_tokens=12, stream=True,
+            extra_body={"ignore_eos": True}) as r:
         trace_id = r.headers["x-trace-id"]
         assert sum(1 for line in r.iter_lines() if line.startswith("data:")) > 3
     tree = _wait_for_tree(lls, trace_id, lambda spans: len(spans) == 4)  # root, chat, prefill, decode
