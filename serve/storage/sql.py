@@ -48,7 +48,10 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._create_lock:
-            metadata.create_all(self.engine)
+            try:
+                metadata.create_all(self.engine)
+            except sa.exc.DatabaseError:  # another process created a table between our check and CREATE
+                metadata.create_all(self.engine)
 
     def begin(self):
         """A transaction: `with db.begin() as conn: ...` commits on success, rolls back on error."""

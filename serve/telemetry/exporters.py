@@ -147,7 +147,8 @@ class OTLPHttpExporter(SpanExporter):
             except OSError as e:
                 if attempt == self.RETRIES - 1:
                     logger.warning("OTLP export to %s failed: %s", self.url, e)
-            time.sleep(0.2 * 2 ** attempt)
+            if attempt < self.RETRIES - 1:
+                time.sleep(0.2 * 2 ** attempt)
         return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
