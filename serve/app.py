@@ -57,10 +57,12 @@ def create_app() -> FastAPI:
         models,
         responses,
         safety,
+        telemetry,
         tools,
         vector_io_llama,
         vector_stores,
     )
+    from serve.telemetry.http import TracingMiddleware, trace_id_header
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
 
@@ -103,8 +105,10 @@ def create_app() -> FastAPI:
         return error_response(err)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception):
-        return error_response(to_api_error(exc))
+    async def _unexpected(request: Request, exc: Exception):
+        response = error_response(to_api_error(exc))
+        response.headers.update(trace_id_header(request.scope))
+        return response
 
     for prefix in OPENAI_PREFIXES:
         for family in (models, inference, embeddings, files, vector_stores, responses, batches):
@@ -117,4 +121,6 @@ def create_app() -> FastAPI:
     app.include_router(agents.router, prefix="/v1")
     for prefix in ("/v1", "/v1beta"):
         app.include_router(datasets.router, prefix=prefix)
+    app.include_router(telemetry.router, prefix="/v1")
+    app.add_middleware(TracingMiddleware)  # outermost: rejected requests (401, 413) are traced too
     return app

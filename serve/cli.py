@@ -26,8 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     from serve.graph import build_graph
 
     t0 = time.time()
+    port = cfg.telemetry.metrics_export_port  # a local Ray's Prometheus endpoint; a cluster sets its own
+    metrics = {"_metrics_export_port": port} if port and args.address is None else {}
     ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}, **metrics)
     serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
     serve.run(build_graph(cfg), name="stackserve", route_prefix="/")
     url = f"http://{cfg.server.host}:{cfg.server.port}"

@@ -22,15 +22,18 @@ def build_graph(config: StackConfig) -> Application:
     from deployments.inference.deployment import LLMServer
     from deployments.vector_io.embeddings_deployment import EmbeddingsServer
     from serve.ingress import Ingress
+    from serve.telemetry.instrument import TelemetrySettings
 
+    telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
     llms = {
-        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(m, cache)
+        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(
+            m, cache, telemetry=telemetry)
         for m in config.models
     }
     embedders = {
         m.model_id: EmbeddingsServer.options(name=deployment_name(m.model_id, "Embeddings"),
-                                             **m.deployment.serve_options()).bind(m)
+                                             **m.deployment.serve_options()).bind(m, telemetry=telemetry)
         for m in config.embedding_models
     }
     vector_io = None
@@ -39,20 +42,21 @@ def build_graph(config: StackConfig) -> Application:
 
         vector_io = VectorIOServer.options(name="VectorIO", **config.vector_io.deployment.serve_options()).bind(
             config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
-            config.database_url())
+            config.database_url(), telemetry=telemetry)
     safety = None
     if config.safety is not None:
         from deployments.safety.deployment import SafetyServer
 
         shields = [s.model_dump() for s in config.safety.shields]
         safety = SafetyServer.options(name="Safety", **config.safety.deployment.serve_options()).bind(
-            shields, llms, config.database_url())
+            shields, llms, config.database_url(), telemetry=telemetry)
     agents = None
     if config.agents is not None and config.agents.enabled and llms:
         from deployments.agents.deployment import AgentsServer
 
         agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
-            llms, vector_io, safety, config.database_url(), config.agents)
+            llms, vector_io, safety, config.database_url(), config.agents,
+            telemetry=telemetry)
     datasetio = None
     if config.datasetio is not None and config.datasetio.enabled:
         from deployments.datasets.deployment import DatasetIOServer
@@ -66,7 +70,8 @@ def build_graph(config: StackConfig) -> Application:
         batches = BatchesServer.options(name="Batches", **config.batches.deployment.serve_options()).bind(
             config, llms, embedders)
     return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
-                                                                                 safety, agents, datasetio, batches)
+                                                                                 safety, agents, datasetio, batches,
+                                                                                 telemetry=telemetry)
 
 
 def build_app(args: dict[str, Any]) -> Application:

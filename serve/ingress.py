@@ -9,12 +9,14 @@ from ray import serve
 from serve.app import create_app
 from serve.config import StackConfig
 from serve.context import ServedModel, Stack, set_stack
+from serve.telemetry.instrument import instrument_deployment
 
 app = create_app()
 
 
 @serve.deployment
 @serve.ingress(app)
+@instrument_deployment
 class Ingress:
     def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, vector_io=None,
                  safety=None, agents=None, datasetio=None, batches=None):

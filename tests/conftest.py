@@ -110,6 +110,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
                 {"shield_id": "code-scanner", "provider_id": "code-scanner"},
             ], "deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
             "data_dir": str(data_dir),
+            "telemetry": {"tracing": True, "log_format": "json"},  # spans in the data dir's span store
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
             "vector_io": {"max_file_bytes": 200_000,
@@ -129,12 +130,18 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
 
 
 @pytest.fixture(scope="session")
-def ray_serve():
+def metrics_port() -> int:
+    """Ray's Prometheus endpoint: http://127.0.0.1:{metrics_port}/metrics"""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(metrics_port):
     import ray
     from ray import serve
 
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"

@@ -13,9 +13,12 @@ from ray import serve
 
 from serve.errors import InvalidRequestError, NotFoundError
 from serve.protocol.responses import CreateResponseRequest
+from serve.telemetry.agents import agent_response
+from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
+@instrument_deployment
 class AgentsServer:
     EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
                "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"},
@@ -105,6 +108,7 @@ class AgentsServer:
         hosted = HostedTools(req.tools, self.vector_io, web_search, self.config.tool_timeout_s if self.config else 60)
         return ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled), items
 
+    @agent_response
     async def stream(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends."""
         run, items = prepared or await self._prepare(req)

@@ -12,6 +12,7 @@ from typing import Any
 
 from deployments.agents.tools.mcp import ToolError, call_mcp_tool, list_mcp_tools
 from serve.protocol.vector_io import SearchRequest
+from serve.telemetry.agents import tool_span
 
 FILE_SEARCH = "file_search"
 WEB_SEARCH = "web_search"
@@ -131,6 +132,7 @@ class HostedTools:
     def find_mcp(self, server_label: str, name: str) -> str | None:
         return next((fn for fn, t in self.mcp.items() if t.label == server_label and t.name == name), None)
 
+    @tool_span("mcp")
     async def run_mcp(self, fn: str, arguments: str) -> str:
         tool = self.mcp[fn]
         try:
@@ -142,11 +144,13 @@ class HostedTools:
         return await call_mcp_tool(tool.server["server_url"], tool.name, args, mcp_headers(tool.server),
                                    self.timeout_s)
 
+    @tool_span("web_search")
     async def run_web_search(self, query: str) -> list[dict[str, Any]]:
         limit = min([int(t.get("max_num_results") or 0) or self.web_search.max_results
                      for t in self.tools if t["type"] in WEB_SEARCH_TYPES])
         return await self.web_search.search(query, limit)
 
+    @tool_span("file_search")
     async def run_file_search(self, queries: list[str]) -> list[dict[str, Any]]:
         results = []
         specs = [t for t in self.tools if t["type"] == FILE_SEARCH]

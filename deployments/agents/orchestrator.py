@@ -25,6 +25,7 @@ from deployments.agents.tools.web_search import results_text
 from serve.errors import InvalidRequestError
 from serve.protocol.openai_chat import ChatCompletionRequest
 from serve.protocol.responses import CreateResponseRequest
+from serve.telemetry.agents import agent_iteration
 
 CANCEL_POLL_S = 0.25  # how often a running generation looks for a cancel in the store
 
@@ -128,6 +129,7 @@ class ResponseRun:
         tools, fmt = self.hosted.chat_tools(), self._response_format()
         tool_calls_made = 0
         for iteration in range(self.req.max_infer_iters):
+            agent_iteration(iteration)
             if await self.is_cancelled():
                 yield self._finish("cancelled")
                 return

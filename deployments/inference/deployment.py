@@ -12,6 +12,8 @@ from ray import serve
 
 from serve.config import ModelConfig
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
+from serve.telemetry.genai import InferenceTelemetry
+from serve.telemetry.instrument import instrument_deployment
 
 logger = logging.getLogger("stackserve.llm")
 
@@ -58,6 +60,7 @@ async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
 
 
 @serve.deployment
+@instrument_deployment
 class LLMServer:
     def __init__(self, model: ModelConfig, model_cache_dir: str):
         from transformers import AutoTokenizer
@@ -73,6 +76,7 @@ class LLMServer:
         self._info = {"context_length": self.engine.max_model_len, "engine": model.engine.type,
                       "max_num_seqs": model.engine.max_num_seqs, "device": model.engine.device,
                       "dtype": model.engine.dtype}
+        self.telemetry = InferenceTelemetry(model.model_id, model.engine.type, self.engine)
         logger.info("model %s ready from %s", model.model_id, checkpoint)
 
     async def model_info(self) -> dict[str, Any]:
@@ -82,19 +86,23 @@ class LLMServer:
         return vars(self.engine.stats()).copy()
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        return await self.serving.chat(req)
+        with self.telemetry.call("chat", req) as call:
+            return call.finish(await self.serving.chat(req))
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
         """Lists of chunks: whatever is ready when the caller asks (see `coalesce`)."""
-        async for chunks in coalesce(self.serving.chat_stream(req)):
-            yield chunks
+        with self.telemetry.call("chat", req) as call:
+            async for chunks in coalesce(self.serving.chat_stream(req)):
+                yield [call.chunk(c) for c in chunks]
 
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
-        return await self.serving.completion(req)
+        with self.telemetry.call("text_completion", req) as call:
+            return call.finish(await self.serving.completion(req))
 
     async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
-        async for chunks in coalesce(self.serving.completion_stream(req)):
-            yield chunks
+        with self.telemetry.call("text_completion", req) as call:
+            async for chunks in coalesce(self.serving.completion_stream(req)):
+                yield [call.chunk(c) for c in chunks]
 
     async def check_health(self) -> None:
         await self.engine.check_health()

@@ -38,6 +38,7 @@ from serve.protocol.openai_chat import (
     new_id,
     now,
 )
+from serve.telemetry.genai import observe_generation
 
 
 @dataclass
@@ -182,7 +183,7 @@ class OpenAIServing:
         detok = IncrementalDetokenizer(self.tokenizer)
         matcher = StopStringMatcher(stops)
         request = EngineRequest(f"{index}-{uuid.uuid4().hex[:12]}", prompt_ids, params)
-        async with aclosing(self.engine.generate(request)) as stream:
+        async with aclosing(observe_generation(self.engine.generate(request), index)) as stream:
             async for out in stream:
                 text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
                 if matcher.stopped:
