@@ -25,7 +25,7 @@ def build_graph(config: StackConfig) -> Application:
 
     cache = str(config.resolved_model_cache_dir())
     llms = {
-        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(m, cache)
+        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.serve_options()).bind(m, cache)
         for m in config.models
     }
     embedders = {
