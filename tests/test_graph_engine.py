@@ -77,6 +77,12 @@ def test_seed_reproducible_inside_a_busy_batch(smol):
     assert busy == alone
 
 
+@pytest.mark.parametrize("seed", [-5, 2**64 + 3])
+def test_out_of_range_seeds_are_accepted(tiny, seed):
+    runs = [_story(tiny, TINY, seed=seed, max_tokens=6).choices[0].message.content for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
 def test_n_choices(smol):
     r = _story(smol, SMOLLM2, seed=5, n=2, max_tokens=16)
     assert [c.index for c in r.choices] == [0, 1]
