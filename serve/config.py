@@ -206,8 +206,18 @@ class SafetyConfig(_Strict):
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 
 
+class WebSearchConfig(_Strict):
+    provider: Literal["brave", "tavily"] = "brave"
+    api_key: str | None = None  # default: BRAVE_API_KEY / TAVILY_API_KEY from the environment
+    endpoint: str | None = None  # default: the provider's public API
+    max_results: int = Field(default=5, ge=1, le=50)
+    timeout_s: float = Field(default=15.0, gt=0)
+
+
 class AgentsConfig(_Strict):
     enabled: bool = True
+    web_search: WebSearchConfig | None = None
+    tool_timeout_s: float = Field(default=60.0, gt=0)  # one MCP / web search call
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 

@@ -52,7 +52,7 @@ def build_graph(config: StackConfig) -> Application:
         from deployments.agents.deployment import AgentsServer
 
         agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
-            llms, vector_io, safety, config.database_url())
+            llms, vector_io, safety, config.database_url(), config.agents)
     return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
                                                                                  safety, agents)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tool_servers import SEARCH_KEY, LoopbackServer, mcp_app, web_search_app
+
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY = "tiny-random-llama"
 TINY_META = "tiny-random-llama-meta"  # the tiny model on meta-reference inside the vLLM application
@@ -73,7 +75,7 @@ GUARD_TINY = "guard-tiny-random"
 
 def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,
                  data_dir: Path | None = None, prompt_guard_dir: Path | None = None, secure: bool = False,
-                 engine: str = "meta-reference"):
+                 web_search_url: str | None = None, engine: str = "meta-reference"):
     """The test graphs. engine "vllm": SmolLM2 and the tiny model both on vLLM (same sizes as on meta-reference),
     plus the tiny model on meta-reference as TINY_META: several models, two engines, one graph."""
     from serve.config import parse_config
@@ -107,7 +109,8 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
         ]
         extra = {
-            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
+            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}},
+                       "web_search": {"provider": "brave", "endpoint": web_search_url, "api_key": SEARCH_KEY}},
             "safety": {"shields": [
                 {"shield_id": "llama-guard", "provider_id": "llama-guard", "provider_shield_id": GUARD_SCRIPTED},
                 {"shield_id": "llama-guard-no-violence", "provider_id": "llama-guard",
@@ -176,9 +179,28 @@ def prompt_guard_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir):
+def mcp_server_url() -> str:
+    """A local MCP server (streamable HTTP) with tools add, lookup_capital and explode."""
+    with LoopbackServer(mcp_app()) as srv:
+        yield f"http://127.0.0.1:{srv.port}/mcp"
+
+
+@pytest.fixture(scope="session")
+def web_search_requests() -> list:
+    return []  # what the fake web search API received
+
+
+@pytest.fixture(scope="session")
+def web_search_url(web_search_requests) -> str:
+    """A local Brave-style web search API (key SEARCH_KEY)."""
+    with LoopbackServer(web_search_app(web_search_requests)) as srv:
+        yield f"http://127.0.0.1:{srv.port}/res/v1/web/search"
+
+
+@pytest.fixture(scope="session")
+def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir, web_search_url):
     return graph_config(model_cache_dir, tiny_model_dir=tiny_model_dir, data_dir=data_dir,
-                        prompt_guard_dir=prompt_guard_dir)
+                        prompt_guard_dir=prompt_guard_dir, web_search_url=web_search_url)
 
 
 @pytest.fixture(scope="session")
