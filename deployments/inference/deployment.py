@@ -106,3 +106,9 @@ class LLMServer:
 
     async def check_health(self) -> None:
         await self.engine.check_health()
+
+    def __del__(self):
+        # Serve calls this when the replica stops: engines with processes of their own (vLLM) end them here
+        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()

@@ -14,6 +14,10 @@ def build_engine(cfg: EngineConfig, checkpoint: Path, tokenizer: Any = None) -> 
         from deployments.inference.meta_reference.engine import MetaReferenceEngine
 
         return MetaReferenceEngine.from_checkpoint(checkpoint, cfg)
+    if cfg.type == "vllm":
+        from deployments.inference.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_checkpoint(checkpoint, cfg)
     if cfg.type == "scripted":
         from deployments.inference.scripted import ScriptedEngine
 
