@@ -62,13 +62,13 @@ def build_graph(config: StackConfig) -> Application:
         from deployments.datasets.deployment import DatasetIOServer
 
         datasetio = DatasetIOServer.options(name="DatasetIO", **config.datasetio.deployment.serve_options()).bind(
-            config.datasetio, str(config.resolved_data_dir()), config.database_url())
+            config.datasetio, str(config.resolved_data_dir()), config.database_url(), telemetry=telemetry)
     batches = None
     if config.batches is not None and config.batches.enabled:
         from deployments.batches.deployment import BatchesServer
 
         batches = BatchesServer.options(name="Batches", **config.batches.deployment.serve_options()).bind(
-            config, llms, embedders)
+            config, llms, embedders, telemetry=telemetry)
     return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
                                                                                  safety, agents, datasetio, batches,
                                                                                  telemetry=telemetry)

@@ -17,11 +17,13 @@ from ray import serve
 from serve.config import StackConfig
 from serve.errors import InvalidRequestError
 from serve.protocol.batches import CreateBatchRequest
+from serve.telemetry.instrument import instrument_deployment
 
 WINDOW_S = {"24h": 24 * 3600}
 
 
 @serve.deployment
+@instrument_deployment
 class BatchesServer:
     def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict):
         import deployments.batches.tables  # noqa: F401  (registers the tables)

@@ -13,9 +13,11 @@ from ray import serve
 
 from serve.config import DatasetIOConfig
 from serve.errors import InvalidRequestError
+from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
+@instrument_deployment
 class DatasetIOServer:
     EXPOSED = {"register", "list", "get", "unregister", "iterrows", "append_rows"}
 
