@@ -6,16 +6,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ray.serve import Application
 
-from serve.config import StackConfig, load_config
+from serve.config import StackConfig, load_config, parse_config
+from serve.deploy_config import deployment_name, deployment_options
 
-
-def deployment_name(model_id: str, prefix: str = "LLM") -> str:
-    return f"{prefix}:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
+__all__ = ["build_app", "build_graph", "deployment_name"]
 
 
 def build_graph(config: StackConfig) -> Application:
@@ -23,40 +21,42 @@ def build_graph(config: StackConfig) -> Application:
     from deployments.vector_io.embeddings_deployment import EmbeddingsServer
     from serve.ingress import Ingress
 
+    opts = deployment_options(config)  # names and Serve options of every deployment below
     cache = str(config.resolved_model_cache_dir())
-    llms = {
-        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.deployment.serve_options()).bind(m, cache)
-        for m in config.models
-    }
-    embedders = {
-        m.model_id: EmbeddingsServer.options(name=deployment_name(m.model_id, "Embeddings"),
-                                             **m.deployment.serve_options()).bind(m)
-        for m in config.embedding_models
-    }
+    llms = {}
+    for m in config.models:
+        name = deployment_name(m.model_id)
+        llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache)
+    embedders = {}
+    for m in config.embedding_models:
+        name = deployment_name(m.model_id, "Embeddings")
+        embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m)
     vector_io = None
-    if config.vector_io is not None and config.vector_io.enabled:
+    if "VectorIO" in opts:
         from deployments.vector_io.deployment import VectorIOServer
 
-        vector_io = VectorIOServer.options(name="VectorIO", **config.vector_io.deployment.serve_options()).bind(
+        vector_io = VectorIOServer.options(name="VectorIO", **opts["VectorIO"]).bind(
             config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
             config.database_url())
     safety = None
-    if config.safety is not None:
+    if "Safety" in opts:
         from deployments.safety.deployment import SafetyServer
 
         shields = [s.model_dump() for s in config.safety.shields]
-        safety = SafetyServer.options(name="Safety", **config.safety.deployment.serve_options()).bind(
-            shields, llms, config.database_url())
+        safety = SafetyServer.options(name="Safety", **opts["Safety"]).bind(shields, llms, config.database_url())
     agents = None
-    if config.agents is not None and config.agents.enabled and llms:
+    if "Agents" in opts:
         from deployments.agents.deployment import AgentsServer
 
-        agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
+        agents = AgentsServer.options(name="Agents", **opts["Agents"]).bind(
             llms, vector_io, safety, config.database_url())
-    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
-                                                                                 safety, agents)
+    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, llms, embedders, vector_io, safety, agents)
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Ray Serve application builder: `args["config"]` is the path of a stackserve config file."""
-    return build_graph(load_config(args.get("config", "configs/local.yaml")))
+    """Ray Serve application builder. `args["config"]` is the path of a stackserve config file, or the config
+    itself as a mapping (what `stackserve serve-config` writes into a Serve deploy config)."""
+    config = args.get("config", "configs/local.yaml")
+    if isinstance(config, dict):
+        return build_graph(parse_config(config, "args.config"))
+    return build_graph(load_config(config))
