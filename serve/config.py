@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serve.serve_options import AutoscalingConfig, check_actor_options, check_first_bundle, llm_autoscaling_defaults
+from serve.serve_options import AutoscalingConfig, check_actor_options, llm_autoscaling_defaults
 
 
 class ConfigError(ValueError):
@@ -34,10 +34,6 @@ class DeploymentOptions(_Strict):
     max_queued_requests: int = Field(default=-1, ge=-1)
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1})
     autoscaling_config: AutoscalingConfig | None = None
-    # One placement group per replica: the replica runs in the first bundle, its engine's workers in the others
-    # (tensor parallelism: one GPU bundle per shard, STRICT_PACK keeps them on one node).
-    placement_group_bundles: list[dict[str, float]] | None = None
-    placement_group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] | None = None
     health_check_period_s: float | None = Field(default=None, gt=0)
     health_check_timeout_s: float | None = Field(default=None, gt=0)
 
@@ -72,10 +68,6 @@ class DeploymentOptions(_Strict):
             raise ValueError(f"autoscaling_config.target_ongoing_requests ({target:g}) exceeds max_ongoing_requests "
                              f"({self.max_ongoing_requests}): a replica never holds that many requests, so the "
                              "deployment would never scale up")
-        if self.placement_group_bundles is not None:
-            check_first_bundle(self.ray_actor_options, self.placement_group_bundles)
-        elif self.placement_group_strategy is not None:
-            raise ValueError("placement_group_strategy needs placement_group_bundles")
         return self
 
     @property
@@ -137,6 +129,10 @@ class ModelConfig(_Strict):
     @property
     def provider(self) -> str:
         return self.provider_id or self.engine.type
+
+    def serve_options(self) -> dict[str, Any]:
+        """The LLM deployment's Ray Serve options: autoscaling fills in the LLM defaults for this engine."""
+        return self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
 
 
 class EmbeddingModelConfig(_Strict):

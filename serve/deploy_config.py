@@ -24,7 +24,7 @@ def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
     """Every deployment of the graph, ingress first, mapped to its Ray Serve options."""
     out = {"Ingress": config.ingress.serve_options()}
     for m in config.models:
-        out[deployment_name(m.model_id)] = m.deployment.serve_options(llm_max_num_seqs=m.engine.max_num_seqs)
+        out[deployment_name(m.model_id)] = m.serve_options()
     for e in config.embedding_models:
         out[deployment_name(e.model_id, "Embeddings")] = e.deployment.serve_options()
     if config.vector_io is not None and config.vector_io.enabled:

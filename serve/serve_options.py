@@ -1,4 +1,4 @@
-"""Ray Serve options of one deployment, checked on load: autoscaling, replica resources, placement groups.
+"""Ray Serve options of one deployment, checked on load: autoscaling and replica resources.
 
 The field names are Ray Serve's and pass through to it unchanged. They are checked here so that a bad value names
 its key path in the config file (`models.0.deployment.autoscaling_config.initial_replicas: ...`) instead of
@@ -90,27 +90,3 @@ def check_actor_options(opts: dict[str, Any]) -> dict[str, Any]:
         if not _non_negative(amount):
             raise ValueError(f"resources.{name} must be a number >= 0, got {amount!r}")
     return opts
-
-
-def actor_demand(opts: dict[str, Any]) -> dict[str, float]:
-    """The Ray resources one replica actor asks for, in Ray's names (CPU, GPU, custom; accelerator_type:X)."""
-    demand = {"CPU": opts.get("num_cpus", 1), **({"GPU": opts["num_gpus"]} if opts.get("num_gpus") else {})}
-    demand |= opts.get("resources", {})
-    if opts.get("accelerator_type"):
-        demand[f"accelerator_type:{opts['accelerator_type']}"] = 0.001  # what Ray adds for accelerator_type
-    return {k: v for k, v in demand.items() if v}
-
-
-def check_first_bundle(opts: dict[str, Any], bundles: list[dict[str, float]]) -> None:
-    """Ray runs the replica actor in the first bundle, so its resources must fit there."""
-    if not bundles:
-        raise ValueError("placement_group_bundles must hold at least one bundle")
-    for i, bundle in enumerate(bundles):
-        bad = [k for k, v in bundle.items() if not _non_negative(v)]
-        if bad or not any(bundle.values()):
-            raise ValueError(f"placement_group_bundles.{i} must map resource names to amounts >= 0, not all zero")
-    first = bundles[0]
-    for name, amount in actor_demand(opts).items():
-        if first.get(name, 0) < amount:
-            raise ValueError(f"ray_actor_options ask for {name}={amount:g} but placement_group_bundles.0 holds "
-                             f"{first.get(name, 0):g}: the replica runs in the first bundle")

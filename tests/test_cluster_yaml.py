@@ -15,7 +15,6 @@ import ray
 import yaml
 
 from serve.deploy_config import deployment_name, deployment_options
-from serve.serve_options import actor_demand
 from tests.test_deploy_configs import load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,11 +70,19 @@ def _setup_commands(cluster: dict, node_type: str) -> list[str]:
     return t.get("worker_setup_commands", cluster["setup_commands"] + cluster.get("worker_setup_commands", []))
 
 
+def _actor_demand(opts: dict) -> dict[str, float]:
+    """The Ray resources one replica actor asks for, in Ray's names (CPU, GPU, custom; accelerator_type:X)."""
+    demand = {"CPU": opts.get("num_cpus", 1), "GPU": opts.get("num_gpus", 0), **opts.get("resources", {})}
+    if opts.get("accelerator_type"):
+        demand[f"accelerator_type:{opts['accelerator_type']}"] = 0.001  # what Ray asks for accelerator_type
+    return {k: v for k, v in demand.items() if v}
+
+
 def _replica_demand(opts: dict) -> dict[str, float]:
     """What one replica needs on one node: its placement group (STRICT_PACK) or its actor's resources."""
     bundles = opts.get("placement_group_bundles")
     if not bundles:
-        return actor_demand(opts["ray_actor_options"])
+        return _actor_demand(opts["ray_actor_options"])
     assert opts["placement_group_strategy"] == "STRICT_PACK"
     total: dict[str, float] = {}
     for b in bundles:

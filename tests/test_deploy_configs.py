@@ -14,7 +14,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from serve.cli import main as cli_main
 from serve.config import ConfigError, EngineConfig, StackConfig, load_config
-from serve.deploy_config import deployment_options, serve_deploy_config
+from serve.deploy_config import deployment_name, deployment_options, serve_deploy_config
 from serve.graph import build_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,9 @@ def test_gpu_configs_ask_for_gpus_and_scale_every_deployment():
     cluster = load_shipped(ROOT / "configs" / "gpu-cluster.yaml")
     big = next(m for m in cluster.models if "70B" in m.model_id)
     assert big.engine.tensor_parallel_size == 8
-    assert len(big.deployment.placement_group_bundles) == 8 and big.deployment.placement_group_strategy == "STRICT_PACK"
+    # the vLLM engine's placement group reaches the Serve options (and so the Serve deploy config)
+    opts = deployment_options(cluster)[deployment_name(big.model_id)]
+    assert len(opts["placement_group_bundles"]) == 8 and opts["placement_group_strategy"] == "STRICT_PACK"
 
 
 def test_cli_writes_the_serve_config(tmp_path, capsys):

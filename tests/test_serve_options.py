@@ -1,5 +1,5 @@
 """Per-deployment Ray Serve options in the config: autoscaling checks naming the key path, LLM autoscaling
-defaults, replica resources and placement groups; and the engine's CPU fallback when CUDA is absent."""
+defaults, replica resources; and the engine's CPU fallback when CUDA is absent."""
 
 from __future__ import annotations
 
@@ -76,10 +76,6 @@ def test_autoscaling_passes_to_every_deployment(section):
     ({"ray_actor_options": {"num_gpu": 1}}, "ray_actor_options: unknown key(s) num_gpu"),
     ({"ray_actor_options": {"num_gpus": -0.5}}, "num_gpus must be a number >= 0"),
     ({"ray_actor_options": {"resources": {"GPU": 1}}}, "resources.GPU: use num_cpus / num_gpus"),
-    ({"ray_actor_options": {"num_cpus": 1, "num_gpus": 1}, "placement_group_bundles": [{"CPU": 1}, {"GPU": 1}]},
-     "ask for GPU=1 but placement_group_bundles.0 holds 0"),
-    ({"placement_group_strategy": "STRICT_PACK"}, "placement_group_strategy needs placement_group_bundles"),
-    ({"placement_group_bundles": [{"CPU": 1}], "placement_group_strategy": "TIGHT"}, "placement_group_strategy"),
 ])
 def test_deployment_option_errors(deployment, needle):
     msg = _error("models.0.deployment", deployment)
@@ -114,15 +110,6 @@ def test_llm_autoscaling_defaults_follow_the_engine_batch():
     ingress = parse_config({"models": [{"model_id": "m", "source": "/x"}],
                             "ingress": {"autoscaling_config": {"max_replicas": 2}}}).ingress.serve_options()
     assert ingress["autoscaling_config"] == {"max_replicas": 2}
-
-
-def test_placement_group_for_tensor_parallel_passes_through():
-    bundles = [{"CPU": 1, "GPU": 1}] + [{"GPU": 1}] * 3
-    cfg = parse_config({"models": [{"model_id": "m", "source": "/x", "deployment": {
-        "ray_actor_options": {"num_cpus": 1}, "placement_group_bundles": bundles,
-        "placement_group_strategy": "STRICT_PACK"}}]})
-    opts = cfg.models[0].deployment.serve_options()
-    assert opts["placement_group_bundles"] == bundles and opts["placement_group_strategy"] == "STRICT_PACK"
 
 
 @pytest.mark.parametrize("device", ["auto", "cuda", "cuda:0"])
