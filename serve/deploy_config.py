@@ -8,6 +8,7 @@ Serve's schema checks every deployment's options and an operator can read (or ov
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -43,7 +44,7 @@ def serve_deploy_config(config: StackConfig, app_name: str = "stackserve", route
     overrides such as STACKSERVE_DATA_DIR still apply where it runs): the file is self-contained and
     `serve deploy` needs no config file on the cluster.
     """
-    return {
+    config_file = {
         "proxy_location": "HeadOnly",  # one HTTP entry point on the head node; EveryNode behind a load balancer
         "http_options": {"host": config.server.host, "port": config.server.port},
         "applications": [{
@@ -54,3 +55,4 @@ def serve_deploy_config(config: StackConfig, app_name: str = "stackserve", route
             "deployments": [{"name": name, **opts} for name, opts in deployment_options(config).items()],
         }],
     }
+    return json.loads(json.dumps(config_file))  # plain data, no shared objects (YAML would write them as aliases)
