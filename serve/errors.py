@@ -56,6 +56,13 @@ class ConflictError(APIError):
     error_type = "conflict_error"
 
 
+class FailedDependencyError(APIError):
+    """A server we depend on for this request (an MCP server, a search API) failed."""
+
+    status_code = 424
+    error_type = "failed_dependency_error"
+
+
 class PayloadTooLargeError(APIError):
     status_code = 413
     error_type = "invalid_request_error"

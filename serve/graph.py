@@ -20,37 +20,52 @@ def build_graph(config: StackConfig) -> Application:
     from deployments.inference.deployment import LLMServer
     from deployments.vector_io.embeddings_deployment import EmbeddingsServer
     from serve.ingress import Ingress
+    from serve.telemetry.instrument import TelemetrySettings
 
     opts = deployment_options(config)  # names and Serve options of every deployment below
+    telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
     llms = {}
     for m in config.models:
         name = deployment_name(m.model_id)
-        llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache)
+        llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, telemetry=telemetry)
     embedders = {}
     for m in config.embedding_models:
         name = deployment_name(m.model_id, "Embeddings")
-        embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m)
+        embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m, telemetry=telemetry)
     vector_io = None
     if "VectorIO" in opts:
         from deployments.vector_io.deployment import VectorIOServer
 
         vector_io = VectorIOServer.options(name="VectorIO", **opts["VectorIO"]).bind(
             config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
-            config.database_url())
+            config.database_url(), telemetry=telemetry)
     safety = None
     if "Safety" in opts:
         from deployments.safety.deployment import SafetyServer
 
         shields = [s.model_dump() for s in config.safety.shields]
-        safety = SafetyServer.options(name="Safety", **opts["Safety"]).bind(shields, llms, config.database_url())
+        safety = SafetyServer.options(name="Safety", **opts["Safety"]).bind(
+            shields, llms, config.database_url(), telemetry=telemetry)
     agents = None
     if "Agents" in opts:
         from deployments.agents.deployment import AgentsServer
 
         agents = AgentsServer.options(name="Agents", **opts["Agents"]).bind(
-            llms, vector_io, safety, config.database_url())
-    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, llms, embedders, vector_io, safety, agents)
+            llms, vector_io, safety, config.database_url(), config.agents, telemetry=telemetry)
+    datasetio = None
+    if "DatasetIO" in opts:
+        from deployments.datasets.deployment import DatasetIOServer
+
+        datasetio = DatasetIOServer.options(name="DatasetIO", **opts["DatasetIO"]).bind(
+            config.datasetio, str(config.resolved_data_dir()), config.database_url())
+    batches = None
+    if "Batches" in opts:
+        from deployments.batches.deployment import BatchesServer
+
+        batches = BatchesServer.options(name="Batches", **opts["Batches"]).bind(config, llms, embedders)
+    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, llms, embedders, vector_io, safety, agents,
+                                                                 datasetio, batches, telemetry=telemetry)
 
 
 def build_app(args: dict[str, Any]) -> Application:

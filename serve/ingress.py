@@ -9,17 +9,19 @@ from ray import serve
 from serve.app import create_app
 from serve.config import StackConfig
 from serve.context import ServedModel, Stack, set_stack
+from serve.telemetry.instrument import instrument_deployment
 
 app = create_app()
 
 
 @serve.deployment
 @serve.ingress(app)
+@instrument_deployment
 class Ingress:
     def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, vector_io=None,
-                 safety=None, agents=None):
+                 safety=None, agents=None, datasetio=None, batches=None):
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
         set_stack(Stack(config, models, started_at=int(time.time()), vector_io=vector_io, safety=safety,
-                        agents=agents))
+                        agents=agents, datasetio=datasetio, batches=batches))

@@ -32,3 +32,16 @@ def paginate(items: list[dict[str, Any]], *, after: str | None = None, before: s
         seq = seq[:limit]
     return {"object": "list", "data": seq, "first_id": seq[0]["id"] if seq else None,
             "last_id": seq[-1]["id"] if seq else None, "has_more": has_more}
+
+
+def paginate_records(records: list[dict[str, Any]], start_index: int | None = None,
+                     limit: int | None = None) -> dict[str, Any]:
+    """Llama Stack 0.2's offset pagination ({"data", "has_more"}); no limit (or -1) returns everything."""
+    if start_index is not None and start_index < 0:
+        raise InvalidRequestError("start_index must not be negative", param="start_index")
+    if limit is None or limit == -1:
+        return {"data": records, "has_more": False, "url": None}
+    if limit < 1:
+        raise InvalidRequestError("limit must be positive (or -1 for all)", param="limit")
+    start = start_index or 0
+    return {"data": records[start:start + limit], "has_more": start + limit < len(records), "url": None}

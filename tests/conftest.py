@@ -1,17 +1,27 @@
-"""Shared fixtures. Graph tests share one Ray + Serve per session: the real SmolLM2 graph at `/`, and a second
-application with API keys on a tiny random model at `/secure`."""
+"""Shared fixtures. Graph tests share one Ray + Serve per session: the real SmolLM2 graph at `/`, a second
+application with API keys on a tiny random model at `/secure`, and (where vLLM is installed) a third at `/vllm`
+serving both models on the vLLM engine next to one on meta-reference.
+
+The engine behaviour suite runs once per engine in STACKSERVE_TEST_ENGINES (default: meta-reference,vllm); the
+vllm runs skip where vLLM is not installed (`make test` runs them in .venv-vllm, see the Makefile)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.tool_servers import SEARCH_KEY, LoopbackServer, mcp_app, web_search_app
+
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY = "tiny-random-llama"
+TINY_META = "tiny-random-llama-meta"  # the tiny model on meta-reference inside the vLLM application
 API_KEY = "sk-test-key"
+ENGINES = [e for e in os.environ.get("STACKSERVE_TEST_ENGINES", "meta-reference,vllm").split(",") if e]
 
 
 def _free_port() -> int:
@@ -64,7 +74,10 @@ GUARD_TINY = "guard-tiny-random"
 
 
 def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,
-                 data_dir: Path | None = None, prompt_guard_dir: Path | None = None, secure: bool = False):
+                 data_dir: Path | None = None, prompt_guard_dir: Path | None = None, secure: bool = False,
+                 web_search_url: str | None = None, engine: str = "meta-reference"):
+    """The test graphs. engine "vllm": SmolLM2 and the tiny model both on vLLM (same sizes as on meta-reference),
+    plus the tiny model on meta-reference as TINY_META: several models, two engines, one graph."""
     from serve.config import parse_config
 
     models = [{
@@ -72,8 +85,9 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
         "engine": {"max_num_seqs": 16, "max_model_len": 2048, "kv_cache_tokens": 16384, "max_queued_requests": 64},
         "deployment": {"max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.5}},
     }]
-    if secure:
-        models = [{
+    if secure or engine == "vllm":
+        models = [] if secure else models
+        models += [{
             "model_id": TINY, "source": str(tiny_model_dir),
             # small on purpose: 2 running + 2 queued, so the queue bound is testable
             "engine": {"max_num_seqs": 2, "max_model_len": 1024, "kv_cache_tokens": 8192, "max_queued_requests": 2},
@@ -95,7 +109,8 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
         ]
         extra = {
-            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
+            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}},
+                       "web_search": {"provider": "brave", "endpoint": web_search_url, "api_key": SEARCH_KEY}},
             "safety": {"shields": [
                 {"shield_id": "llama-guard", "provider_id": "llama-guard", "provider_shield_id": GUARD_SCRIPTED},
                 {"shield_id": "llama-guard-no-violence", "provider_id": "llama-guard",
@@ -106,11 +121,21 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
                 {"shield_id": "code-scanner", "provider_id": "code-scanner"},
             ], "deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
             "data_dir": str(data_dir),
+            "telemetry": {"tracing": True, "log_format": "json"},  # spans in the data dir's span store
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
             "vector_io": {"max_file_bytes": 200_000,
                           "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},
+            "datasetio": {"deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
+            # a short lease, so the restart test sees a killed replica's job resumed within seconds
+            "batches": {"lines_per_batch": 2, "lease_timeout_s": 3,
+                        "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
         }
+    if engine == "vllm":
+        models = [_on_vllm(m) for m in models] + [
+            {"model_id": TINY_META, "source": str(tiny_model_dir),
+             "engine": {"max_num_seqs": 2, "max_model_len": 1024, "kv_cache_tokens": 4096},
+             "deployment": {"ray_actor_options": {"num_cpus": 0.05}}}]
     return parse_config({
         "model_cache_dir": str(model_cache_dir),
         "server": {"api_keys": api_keys or []},
@@ -121,12 +146,18 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
 
 
 @pytest.fixture(scope="session")
-def ray_serve():
+def metrics_port() -> int:
+    """Ray's Prometheus endpoint: http://127.0.0.1:{metrics_port}/metrics"""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(metrics_port):
     import ray
     from ray import serve
 
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
@@ -159,9 +190,28 @@ def prompt_guard_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir):
+def mcp_server_url() -> str:
+    """A local MCP server (streamable HTTP) with tools add, lookup_capital and explode."""
+    with LoopbackServer(mcp_app()) as srv:
+        yield f"http://127.0.0.1:{srv.port}/mcp"
+
+
+@pytest.fixture(scope="session")
+def web_search_requests() -> list:
+    return []  # what the fake web search API received
+
+
+@pytest.fixture(scope="session")
+def web_search_url(web_search_requests) -> str:
+    """A local Brave-style web search API (key SEARCH_KEY)."""
+    with LoopbackServer(web_search_app(web_search_requests)) as srv:
+        yield f"http://127.0.0.1:{srv.port}/res/v1/web/search"
+
+
+@pytest.fixture(scope="session")
+def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir, web_search_url):
     return graph_config(model_cache_dir, tiny_model_dir=tiny_model_dir, data_dir=data_dir,
-                        prompt_guard_dir=prompt_guard_dir)
+                        prompt_guard_dir=prompt_guard_dir, web_search_url=web_search_url)
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +235,57 @@ def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
     cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY], secure=True)
     serve.run(build_graph(cfg), name="secure", route_prefix="/secure")
     return f"{ray_serve}/secure"
+
+
+def _on_vllm(model: dict) -> dict:
+    # enforce_eager: no torch.compile on a 2-core box (minutes of start-up for nothing in tests)
+    return {**model, "engine": {**model["engine"], "type": "vllm", "enforce_eager": True}}
+
+
+@pytest.fixture(scope="session")
+def vllm_url(ray_serve, model_cache_dir, tiny_model_dir, smollm2_dir) -> str:
+    """The vLLM application, with API keys on, under /vllm."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    cfg = graph_config(model_cache_dir, tiny_model_dir, api_keys=[API_KEY], engine="vllm")
+    serve.run(build_graph(cfg), name="vllm", route_prefix="/vllm")
+    return f"{ray_serve}/vllm"
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+@dataclass
+class EngineTarget:
+    """Where one engine serves SmolLM2 and the tiny model: base URLs and Serve application names."""
+
+    engine: str
+    smol_url: str
+    smol_app: str
+    tiny_url: str
+    tiny_app: str
+    headers = {"Authorization": f"Bearer {API_KEY}"}  # every test app accepts it (auth off accepts anything)
+
+    def openai(self, model: str, prefix: str = "/v1"):
+        from openai import OpenAI
+
+        url = self.tiny_url if model == TINY else self.smol_url
+        return OpenAI(base_url=url + prefix, api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request) -> EngineTarget:
+    """The engine behaviour suite's parameter: each engine serving SmolLM2 and the tiny model."""
+    if request.param == "vllm":
+        if not vllm_installed():
+            pytest.skip("vLLM is not installed in this environment (`make test` runs the vllm suite in .venv-vllm)")
+        url = request.getfixturevalue("vllm_url")
+        return EngineTarget("vllm", url, "vllm", url, "vllm")
+    base, secure = request.getfixturevalue("base_url"), request.getfixturevalue("secure_url")
+    return EngineTarget("meta-reference", base, "stackserve", secure, "secure")
 
 
 def llm_stats(app: str, model_id: str) -> dict:

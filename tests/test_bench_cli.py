@@ -95,9 +95,21 @@ def test_compare_skips_targets_it_cannot_start(tmp_path):
                                            str(tmp_path / "none.yaml")])
     a.rayllm_python = a.vllm_python
     assert "not found" in compare.launch("vllm", a, 1).skip
-    assert "no vLLM engine yet" in compare.launch("stackserve-vllm", a, 1).skip
+    assert "not found" in compare.launch("stackserve-vllm", a, 1).skip
     assert "not found" in compare.launch("stackserve", a, 1).skip
     assert "not found" in compare.launch("rayllm", a, 1).skip
+
+
+def test_stackserve_vllm_target_serves_the_config_on_vllm():
+    from serve.config import load_config
+
+    a = compare.build_parser().parse_args(["--vllm-python", sys.executable])
+    spec = compare.launch("stackserve-vllm", a, 1234)
+    assert spec.python == sys.executable and spec.cmd[:3] == [sys.executable, "-m", "serve.cli"]
+    derived = load_config(spec.cmd[spec.cmd.index("--config") + 1])
+    original = load_config(a.config)
+    assert [m.engine.type for m in derived.models] == ["vllm"] * len(original.models)
+    assert [m.engine.max_num_seqs for m in derived.models] == [m.engine.max_num_seqs for m in original.models]
 
 
 def test_compare_runs_targets_end_to_end(tmp_path, smollm2_dir, monkeypatch):

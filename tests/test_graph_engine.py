@@ -1,4 +1,7 @@
-"""Engine features through the graph with the OpenAI SDK: batching, sampling, structured output, tools, limits."""
+"""Engine features through the graph with the OpenAI SDK: batching, sampling, structured output, tools, limits.
+
+The engine behaviour suite: every test runs on each engine (the `engine` fixture, see conftest.py), with SmolLM2
+and the tiny random model."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import API_KEY, SMOLLM2, TINY, llm_stats
+from tests.conftest import SMOLLM2, TINY, EngineTarget, llm_stats
 
 pytestmark = pytest.mark.graph
 
@@ -42,13 +45,13 @@ SCHEMAS = {
 
 
 @pytest.fixture(scope="module")
-def smol(base_url) -> OpenAI:
-    return OpenAI(base_url=f"{base_url}/v1", api_key="none", max_retries=0)
+def smol(engine: EngineTarget) -> OpenAI:
+    return engine.openai(SMOLLM2)
 
 
 @pytest.fixture(scope="module")
-def tiny(secure_url) -> OpenAI:
-    return OpenAI(base_url=f"{secure_url}/v1", api_key=API_KEY, max_retries=0)
+def tiny(engine: EngineTarget) -> OpenAI:
+    return engine.openai(TINY)
 
 
 def _story(client, model, seed=None, max_tokens=32, **kw):
@@ -56,12 +59,12 @@ def _story(client, model, seed=None, max_tokens=32, **kw):
                                           max_tokens=max_tokens, seed=seed, temperature=1.0, **kw)
 
 
-def test_concurrent_requests_share_batches(smol):
+def test_concurrent_requests_share_batches(smol, engine):
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda i: _story(smol, SMOLLM2, seed=i, max_tokens=24), range(16)))
     assert all(r.choices[0].message.content for r in results)
     assert all(r.usage.completion_tokens <= 24 for r in results)
-    assert llm_stats("stackserve", SMOLLM2)["max_batch_size_seen"] > 1
+    assert llm_stats(engine.smol_app, SMOLLM2)["max_batch_size_seen"] > 1
 
 
 def test_seed_reproducible_inside_a_busy_batch(smol):
@@ -72,6 +75,12 @@ def test_seed_reproducible_inside_a_busy_batch(smol):
         busy = pool.submit(_story, smol, SMOLLM2, 77).result().choices[0].message.content
         [f.result() for f in noise]
     assert busy == alone
+
+
+@pytest.mark.parametrize("seed", [-5, 2**64 + 3])
+def test_out_of_range_seeds_are_accepted(tiny, seed):
+    runs = [_story(tiny, TINY, seed=seed, max_tokens=6).choices[0].message.content for _ in range(2)]
+    assert runs[0] == runs[1]
 
 
 def test_n_choices(smol):
@@ -234,25 +243,25 @@ def test_bad_tools_400(smol):
                                      tools=[{"type": "function", "function": {"name": "bad name!"}}])
 
 
-def test_cancelled_stream_frees_capacity(base_url):
+def test_cancelled_stream_frees_capacity(engine):
     body = {"model": SMOLLM2, "prompt": "Once upon a time", "max_tokens": 2000, "stream": True, "ignore_eos": True}
-    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=60) as r:
+    with httpx.stream("POST", f"{engine.smol_url}/v1/completions", json=body, headers=engine.headers,
+                      timeout=60) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i > 6:
                 break
     deadline = time.time() + 20
-    while time.time() < deadline and llm_stats("stackserve", SMOLLM2)["running"]:
+    while time.time() < deadline and llm_stats(engine.smol_app, SMOLLM2)["running"]:
         time.sleep(0.2)
-    stats = llm_stats("stackserve", SMOLLM2)
+    stats = llm_stats(engine.smol_app, SMOLLM2)
     assert stats["running"] == 0 and stats["free_kv_blocks"] == stats["total_kv_blocks"]
 
 
-def test_queue_bound_answers_503(secure_url):
+def test_queue_bound_answers_503(engine):
     body = {"model": TINY, "prompt": "x", "max_tokens": 600, "ignore_eos": True}
-    headers = {"Authorization": f"Bearer {API_KEY}"}
     with ThreadPoolExecutor(10) as pool:
-        codes = list(pool.map(lambda _: httpx.post(f"{secure_url}/v1/completions", json=body, headers=headers,
-                                                   timeout=120), range(10)))
+        codes = list(pool.map(lambda _: httpx.post(f"{engine.tiny_url}/v1/completions", json=body,
+                                                   headers=engine.headers, timeout=120), range(10)))
     statuses = [r.status_code for r in codes]
     assert statuses.count(200) >= 4  # 2 running + 2 queued at least
     rejected = [r for r in codes if r.status_code == 503]

@@ -68,3 +68,25 @@ def test_constraint_forces_closing_at_budget(compiler, tokenizer):
         remaining -= 1
     assert json.loads(out)["b"] == ["some text"]
     assert c.is_terminated()
+
+
+def test_follow_keeps_the_engines_tokens_until_only_the_closing_path_fits(compiler, tokenizer):
+    """For engines that mask by the grammar themselves (vLLM): their tokens pass while the structure can still close
+    in the budget; then the closing path replaces them."""
+    c = compiler.constraint(compiler.compile(SCHEMA))
+    text = '{"a":1,"b":["a long string that the engine would keep on writing'
+    tokens = tokenizer.encode(text, add_special_tokens=False)
+    budget = len(tokens) - 3  # the engine's continuation cannot fit: the string must close early
+    out: list[int] = []
+    for t in tokens:
+        emit = c.follow(t, budget - len(out))
+        for x in emit:
+            c.advance(x)
+        out += emit
+        if emit != [t]:
+            break
+    assert len(out) <= budget and c.is_terminated()
+    doc = json.loads(tokenizer.decode(out))
+    engine_string = "a long string that the engine would keep on writing"
+    assert doc["a"] == 1 and doc["b"][0] and engine_string.startswith(doc["b"][0])  # the engine's words, cut short
+    assert len(doc["b"][0]) < len(engine_string)

@@ -13,15 +13,24 @@ from ray import serve
 
 from serve.errors import InvalidRequestError, NotFoundError
 from serve.protocol.responses import CreateResponseRequest
+from serve.telemetry.agents import agent_response
+from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
+@instrument_deployment
 class AgentsServer:
     EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
-               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"}}
+               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"},
+               # Llama Stack 0.2 tool groups, tool runtime, agents
+               "toolgroups": {"list", "get", "register", "unregister"},
+               "tool_runtime": {"list_tools", "get_tool", "list_runtime_tools", "invoke"},
+               "agents": {"get_agent", "list_agents", "delete_agent", "create_session", "get_session",
+                          "list_sessions", "delete_session", "get_turn", "get_step"}}
 
-    def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str):
-        import deployments.agents.tables  # noqa: F401  (registers the tables)
+    def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
+        import deployments.agents.llama_tables  # noqa: F401  (registers the tables)
+        import deployments.agents.tables  # noqa: F401
         from deployments.agents.store import ConversationStore, ResponseStore
         from serve.storage import Database
 
@@ -31,11 +40,28 @@ class AgentsServer:
         self.llms = llm_handles
         self.vector_io = vector_io
         self.safety = safety
+        self.config = config  # serve.config.AgentsConfig (web search provider, tool timeouts)
+        self._background: set[asyncio.Task] = set()  # background responses running on this replica
+        self._init_llama_stack(db)
+
+    def _init_llama_stack(self, db: Any) -> None:
+        from deployments.agents.agent_turn import TurnRunner
+        from deployments.agents.llama_agents import AgentStore
+        from deployments.agents.tool_runtime import ToolRuntime
+        from deployments.agents.toolgroups import ToolGroupRegistry
+
+        self.toolgroups = ToolGroupRegistry(db, self.config.web_search if self.config is not None else None)
+        self.tool_runtime = ToolRuntime(self.toolgroups, self.vector_io, self.config)
+        self.agents = AgentStore(db)
+        self.turns = TurnRunner(self.agents, self.toolgroups, self._prepare)
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         if method not in self.EXPOSED.get(service, ()):
             raise InvalidRequestError(f"unknown agents operation {service}.{method}")
-        return await asyncio.to_thread(getattr(getattr(self, service), method), *args)
+        target = getattr(getattr(self, service), method)
+        if asyncio.iscoroutinefunction(target):
+            return await target(*args)
+        return await asyncio.to_thread(target, *args)  # blocking SQL
 
     async def add_conversation_items(self, conversation_id: str, items: list[dict]) -> dict[str, Any]:
         from deployments.agents.items import normalize_input
@@ -44,38 +70,54 @@ class AgentsServer:
         return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
                 "has_more": False}
 
-    async def _prepare(self, req: CreateResponseRequest):
+    async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None):
+        """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns)."""
+        from deployments.agents.hosted_tools import WEB_SEARCH_TYPES, HostedTools
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
+        from deployments.agents.tools.web_search import make_web_search
 
         llm = self.llms.get(req.model)
         if llm is None:
             raise NotFoundError(f"The model '{req.model}' does not exist", param="model", code="model_not_found")
         if any(t["type"] == "file_search" for t in req.tools) and self.vector_io is None:
             raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
+        web_search = None
+        if any(t["type"] in WEB_SEARCH_TYPES for t in req.tools):
+            web_search = make_web_search(self.config.web_search if self.config else None)
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
-        history: list[dict] = []
-        if req.previous_response_id:
-            history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
-        conv = req.conversation_id()
-        if conv:
-            history = await asyncio.to_thread(self.conversations.items, conv)
+        if history is None:
+            history = []
+            if req.previous_response_id:
+                history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+            conv = req.conversation_id()
+            if conv:
+                history = await asyncio.to_thread(self.conversations.items, conv)
         items = normalize_input(req.input)
+        asked = {it["id"] for it in history if it.get("type") == "mcp_approval_request"}
+        for it in items:
+            if it["type"] == "mcp_approval_response" and it["approval_request_id"] not in asked:
+                raise InvalidRequestError(f"no mcp_approval_request with id '{it['approval_request_id']}' in the "
+                                          "previous response", param="input")
         rid = new_id("resp")
 
         async def cancelled() -> bool:
             return req.store and await asyncio.to_thread(self.responses.status, rid) == "cancelled"
 
-        return ResponseRun(req, rid, history, items, llm, self.vector_io, self.safety, cancelled), items
+        hosted = HostedTools(req.tools, self.vector_io, web_search, self.config.tool_timeout_s if self.config else 60)
+        return ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled), items
 
-    async def stream(self, req: CreateResponseRequest) -> AsyncIterator[dict[str, Any]]:
+    @agent_response
+    async def stream(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends."""
-        run, items = await self._prepare(req)
-        final = None
+        run, items = prepared or await self._prepare(req)
+        rid, final = run.response["id"], None
         try:
             async for event in run.events():
                 if event["type"] == "response.created" and req.store:
+                    if req.background and await asyncio.to_thread(self.responses.status, rid) == "cancelled":
+                        return  # cancelled while queued
                     await asyncio.to_thread(self.responses.save, event["response"], items, req.previous_response_id)
                 if event["type"] in ("response.completed", "response.incomplete", "response.failed",
                                      "response.cancelled"):
@@ -87,15 +129,61 @@ class AgentsServer:
             yield {"type": "response.failed", "sequence_number": run.seq + 1, "response": final}
         finally:
             if final is not None:
-                if req.store and final["status"] != "cancelled":
+                if req.store and final["status"] != "cancelled" and \
+                        await asyncio.to_thread(self.responses.status, rid) != "cancelled":
                     await asyncio.to_thread(self.responses.save, final, items, req.previous_response_id)
                 conv = req.conversation_id()
                 if conv and final["status"] in ("completed", "incomplete"):
                     await asyncio.to_thread(self.conversations.append, conv, items + final["output"])
 
     async def create(self, req: CreateResponseRequest) -> dict[str, Any]:
+        if req.background:
+            return await self._start_background(req)
         final = None
         async for event in self.stream(req):
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
+
+    async def _start_background(self, req: CreateResponseRequest) -> dict[str, Any]:
+        """Stores the response as queued and runs it on this replica; clients poll GET /responses/{id}.
+        Bad input still fails here, before anything is stored."""
+        prepared = await self._prepare(req)
+        run, items = prepared
+        queued = {**run._snapshot(), "status": "queued", "background": True}
+        await asyncio.to_thread(self.responses.save, queued, items, req.previous_response_id)
+
+        async def drain() -> None:
+            async for _ in self.stream(req, prepared):
+                pass
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return queued
+
+    # ---- Llama Stack 0.2 agents ---------------------------------------------------------------------------------
+
+    async def create_agent(self, config: Any) -> dict[str, Any]:
+        """Checks the config as its turns will use it (model, tool groups, tool choice), then stores it."""
+        if config.model not in self.llms:
+            raise NotFoundError(f"The model '{config.model}' does not exist", param="agent_config.model",
+                                code="model_not_found")
+        await self.turns.check(config)
+        return await asyncio.to_thread(self.agents.create_agent, config.model_dump(mode="json"))
+
+    async def agent_turn(self, agent_id: str, session_id: str, body: Any,
+                         turn_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Turn stream chunks of a new turn (CreateTurnRequest) or of a resumed one (turn_id, ResumeTurnRequest)."""
+        turn = (self.turns.create(agent_id, session_id, body) if turn_id is None
+                else self.turns.resume(agent_id, session_id, turn_id, body))
+        async for c in turn:
+            yield c
+
+    async def agent_turn_result(self, agent_id: str, session_id: str, body: Any,
+                                turn_id: str | None = None) -> dict[str, Any]:
+        """The finished Turn (stream=false)."""
+        last = None
+        async for c in self.agent_turn(agent_id, session_id, body, turn_id):
+            last = c
+        return last["event"]["payload"]["turn"]

@@ -55,7 +55,15 @@ def normalize_input(inp: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             output = raw.get("output")
             items.append({"type": kind, "id": raw.get("id") or new_id("fco"), "call_id": raw["call_id"],
                           "output": output if isinstance(output, str) else json.dumps(output), "status": "completed"})
-        elif kind in ("function_call", "file_search_call"):
+        elif kind == "mcp_approval_response":
+            if not raw.get("approval_request_id") or not isinstance(raw.get("approve"), bool):
+                raise InvalidRequestError("mcp_approval_response needs approval_request_id and approve (a boolean)",
+                                          param=f"input.{i}")
+            items.append({"type": kind, "id": raw.get("id") or new_id("mcpa"),
+                          "approval_request_id": raw["approval_request_id"], "approve": raw["approve"],
+                          "reason": raw.get("reason")})
+        elif kind in ("function_call", "file_search_call", "web_search_call", "mcp_call", "mcp_list_tools",
+                      "mcp_approval_request"):  # earlier output items fed back
             items.append({**raw, "id": raw.get("id") or new_id("fc")})
         else:
             raise InvalidRequestError(f"input item type {kind!r} is not supported", param=f"input.{i}.type")
@@ -63,14 +71,16 @@ def normalize_input(inp: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items -> OpenAI chat messages (function calls become assistant tool_calls, outputs become tool messages)."""
+    """Items -> OpenAI chat messages (function calls become assistant tool_calls, outputs become tool messages).
+    Tool listings, approval requests/answers and web searches carry nothing the model needs to see again: the
+    answer that used them is in the following message."""
     msgs: list[dict[str, Any]] = []
     for it in items:
         kind = it.get("type", "message")
         if kind == "message":
             role = "system" if it["role"] == "developer" else it["role"]
             msgs.append({"role": role, "content": _text_of(it.get("content"))})
-        elif kind in ("function_call", "file_search_call"):
+        elif kind in ("function_call", "file_search_call", "mcp_call"):
             name = it.get("name", "file_search")
             args = it.get("arguments") or json.dumps({"query": " ".join(it.get("queries") or [])})
             call = {"id": it.get("call_id") or it["id"], "type": "function", "function": {"name": name,
@@ -82,6 +92,9 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if kind == "file_search_call":
                 msgs.append({"role": "tool", "tool_call_id": call["id"],
                              "content": search_results_text(it.get("results") or [])})
+            elif kind == "mcp_call":
+                msgs.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": it.get("output") or str(it.get("error") or "")})
         elif kind == "function_call_output":
             msgs.append({"role": "tool", "tool_call_id": it["call_id"], "content": it.get("output") or ""})
     return msgs

@@ -7,11 +7,11 @@ result the model sees, never a crash. Cancellation is read from the store betwee
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from deployments.agents.hosted_tools import HostedTools, query_of
 from deployments.agents.items import (
     message_item,
     new_id,
@@ -20,22 +20,22 @@ from deployments.agents.items import (
     search_results_text,
     to_chat_messages,
 )
+from deployments.agents.tools.mcp import ToolError
+from deployments.agents.tools.web_search import results_text
 from serve.errors import InvalidRequestError
 from serve.protocol.openai_chat import ChatCompletionRequest
 from serve.protocol.responses import CreateResponseRequest
-from serve.protocol.vector_io import SearchRequest
+from serve.telemetry.agents import agent_iteration
 
-FILE_SEARCH_TOOL = {"type": "function", "function": {
-    "name": "file_search", "description": "Search the knowledge base (uploaded files) for passages about a query.",
-    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+CANCEL_POLL_S = 0.25  # how often a running generation looks for a cancel in the store
 
 
 class ResponseRun:
     def __init__(self, req: CreateResponseRequest, response_id: str, history: list[dict], input_items: list[dict],
-                 llm: Any, vector_io: Any, safety: Any, is_cancelled: Callable[[], Any]):
+                 llm: Any, hosted: HostedTools, safety: Any, is_cancelled: Callable[[], Any]):
         self.req = req
         self.llm = llm
-        self.vector_io = vector_io
+        self.hosted = hosted
         self.safety = safety
         self.is_cancelled = is_cancelled
         self.history = history
@@ -56,6 +56,7 @@ class ResponseRun:
             "conversation": {"id": req.conversation_id()} if req.conversation_id() else None,
             "text": req.text or {"format": {"type": "text"}}, "store": req.store, "error": None,
             "incomplete_details": None, "usage": None, "guardrails": req.guardrails,
+            "background": req.background,
         }
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -71,16 +72,6 @@ class ResponseRun:
 
     # ---- pieces -----------------------------------------------------------------------------------------------
 
-    def _chat_tools(self) -> list[dict[str, Any]]:
-        tools = []
-        for t in self.req.tools:
-            if t["type"] == "function":
-                tools.append({"type": "function", "function": {"name": t["name"], "description": t.get("description"),
-                                                               "parameters": t.get("parameters") or {}}})
-            elif t["type"] == "file_search" and FILE_SEARCH_TOOL not in tools:
-                tools.append(FILE_SEARCH_TOOL)
-        return tools
-
     def _tool_choice(self, iteration: int) -> Any:
         choice = self.req.tool_choice
         if iteration > 0 and choice not in (None, "auto", "none"):
@@ -88,9 +79,13 @@ class ResponseRun:
         if isinstance(choice, dict):
             if choice.get("type") == "function":
                 return {"type": "function", "function": {"name": choice.get("name")}}
-            if choice.get("type") == "file_search":
-                return {"type": "function", "function": {"name": "file_search"}}
-            raise InvalidRequestError("tool_choice must be auto, none, required or a tool", param="tool_choice")
+            if choice.get("type") == "allowed_tools":
+                return choice.get("mode", "auto")
+            forced = self.hosted.chat_tool_choice(choice)
+            if forced is None:
+                raise InvalidRequestError("tool_choice must be auto, none, required or one of the request's tools",
+                                          param="tool_choice")
+            return forced
         return choice
 
     def _response_format(self) -> dict | None:
@@ -110,20 +105,6 @@ class ResponseRun:
                 return r["violation"]["user_message"] or "This request violates a safety policy."
         return None
 
-    async def _file_search(self, queries: list[str]) -> list[dict[str, Any]]:
-        results = []
-        for t in self.req.tools:
-            if t["type"] != "file_search":
-                continue
-            req = SearchRequest(query=queries, max_num_results=t.get("max_num_results", 10), filters=t.get("filters"),
-                                ranking_options=t.get("ranking_options"))
-            for vs in t["vector_store_ids"]:
-                page = await self.vector_io.call.remote("stores", "search", vs, req)
-                results += [{"file_id": d["file_id"], "filename": d["filename"], "score": d["score"],
-                             "attributes": d["attributes"], "text": d["content"][0]["text"]} for d in page["data"]]
-        limit = min([t.get("max_num_results", 10) for t in self.req.tools if t["type"] == "file_search"] or [10])
-        return sorted(results, key=lambda r: -r["score"])[:limit]
-
     # ---- the loop ---------------------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -140,9 +121,15 @@ class ResponseRun:
             return
         messages = ([{"role": "system", "content": self.req.instructions}] if self.req.instructions else [])
         messages += to_chat_messages(self.history + self.input_items)
-        tools, fmt = self._chat_tools(), self._response_format()
+        for server in self.hosted.mcp_servers():
+            async for e in self._list_mcp_tools(server):
+                yield e
+        async for e in self._answer_approvals(messages):
+            yield e
+        tools, fmt = self.hosted.chat_tools(), self._response_format()
         tool_calls_made = 0
         for iteration in range(self.req.max_infer_iters):
+            agent_iteration(iteration)
             if await self.is_cancelled():
                 yield self._finish("cancelled")
                 return
@@ -162,7 +149,14 @@ class ResponseRun:
             msg_id, started = new_id("msg"), False
             buffer = bool(self.req.guardrails)  # output guardrails judge the whole text before it is shown
             stream = self.llm.options(stream=True).chat_stream.remote(chat)
-            async for chunk in stream:
+            checked = time.monotonic()
+            async for chunk in _chunks(stream):
+                if time.monotonic() - checked > CANCEL_POLL_S:  # a cancel stops generation mid-stream too
+                    checked = time.monotonic()
+                    if await self.is_cancelled():
+                        stream.cancel()
+                        yield self._finish("cancelled")
+                        return
                 if chunk.get("usage"):
                     self.usage["input_tokens"] += chunk["usage"]["prompt_tokens"]
                     self.usage["output_tokens"] += chunk["usage"]["completion_tokens"]
@@ -226,8 +220,8 @@ class ResponseRun:
                             content_index=0, part=part)]
 
     def _close_message(self, msg_id: str, text: str) -> list[dict[str, Any]]:
-        annotations = [{"type": "file_citation", "file_id": c["file_id"], "filename": c["filename"],
-                        "index": len(text)} for c in self.citations]
+        annotations = [{**c, "index": len(text)} if c["type"] == "file_citation"
+                       else {**c, "start_index": 0, "end_index": len(text)} for c in self.citations]
         item = message_item(text, annotations, msg_id)
         idx = len(self.output)
         self.output.append(item)
@@ -237,57 +231,143 @@ class ResponseRun:
                             part=item["content"][0]),
                 self._event("response.output_item.done", output_index=idx, item=item)]
 
-    async def _emit_item(self, item: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _emit_item(self, item: dict[str, Any], added: dict[str, Any] | None = None,
+                         arguments: str | None = None) -> AsyncIterator[dict[str, Any]]:
         idx = len(self.output)
         self.output.append(item)
-        yield self._event("response.output_item.added", output_index=idx, item=item)
+        yield self._event("response.output_item.added", output_index=idx, item=added or item)
+        if arguments is not None:  # a function call's arguments, streamed as one delta
+            yield self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=idx,
+                              delta=arguments)
+            yield self._event("response.function_call_arguments.done", item_id=item["id"], output_index=idx,
+                              arguments=arguments, name=item["name"])
         yield self._event("response.output_item.done", output_index=idx, item=item)
 
     async def _run_tools(self, calls: list[dict], messages: list[dict]) -> AsyncIterator[dict[str, Any] | None]:
-        """Server-side tools run here and feed the next model call; function calls end the response (None)."""
-        client_side = False
+        """Hosted tools run here and feed the next model call. Client functions and MCP calls that wait for
+        approval end the response: the client continues it (a None in the stream says so)."""
+        handback = False
         messages.append({"role": "assistant", "content": None, "tool_calls": calls})
         for call in calls:
-            name, args = call["function"]["name"], call["function"].get("arguments") or "{}"
-            if name == "file_search" and any(t["type"] == "file_search" for t in self.req.tools):
-                item = {"type": "file_search_call", "id": new_id("fs"), "status": "in_progress", "queries": [],
-                        "results": None}
-                idx = len(self.output)
-                yield self._event("response.output_item.added", output_index=idx, item=dict(item))
-                yield self._event("response.file_search_call.in_progress", item_id=item["id"], output_index=idx)
-                try:
-                    # the model's query, and the user's own words: small models write poor queries
-                    query = str(json.loads(args).get("query") or "").strip()
-                    item["queries"] = [q for q in dict.fromkeys([query, self.user_text]) if q]
-                    yield self._event("response.file_search_call.searching", item_id=item["id"], output_index=idx)
-                    results = await self._file_search(item["queries"])
-                    item["status"] = "completed"
-                except Exception as e:  # a failing tool is a result the model sees, not a crash
-                    results, item["status"] = [], "failed"
-                    item["error"] = str(e)
-                item["results"] = results if "file_search_call.results" in (self.req.include or []) else None
-                for r in results:
-                    if r["file_id"] not in [c["file_id"] for c in self.citations]:
-                        self.citations.append({"file_id": r["file_id"], "filename": r["filename"]})
-                self.output.append(item)
-                yield self._event("response.file_search_call.completed", item_id=item["id"], output_index=idx)
-                yield self._event("response.output_item.done", output_index=idx, item=item)
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": search_results_text(results)})
-            else:
-                client_side = True
-                item = {"type": "function_call", "id": new_id("fc"), "call_id": call["id"], "name": name,
+            fn, args = call["function"]["name"], call["function"].get("arguments") or "{}"
+            kind = self.hosted.kind_of(fn)
+            if kind is None:
+                handback = True
+                item = {"type": "function_call", "id": new_id("fc"), "call_id": call["id"], "name": fn,
                         "arguments": args, "status": "completed"}
-                idx = len(self.output)
-                yield self._event("response.output_item.added", output_index=idx,
-                                  item={**item, "arguments": "", "status": "in_progress"})
-                yield self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=idx,
-                                  delta=args)
-                yield self._event("response.function_call_arguments.done", item_id=item["id"], output_index=idx,
-                                  arguments=args, name=name)
-                self.output.append(item)
-                yield self._event("response.output_item.done", output_index=idx, item=item)
-        if client_side:
+                async for e in self._emit_item(item, {**item, "arguments": "", "status": "in_progress"},
+                                               arguments=args):
+                    yield e
+                continue
+            if kind == "mcp" and self.hosted.needs_approval(fn):
+                handback = True
+                tool = self.hosted.mcp[fn]
+                item = {"type": "mcp_approval_request", "id": new_id("mcpr"), "server_label": tool.label,
+                        "name": tool.name, "arguments": args}
+                async for e in self._emit_item(item):
+                    yield e
+                messages.append({"role": "tool", "tool_call_id": call["id"],
+                                 "content": "This call is waiting for the user's approval."})
+                continue
+            async for e in self._hosted_call(kind, fn, args, call["id"], messages):
+                yield e
+        if handback:
             yield None
+
+    async def _hosted_call(self, kind: str, fn: str, args: str, call_id: str, messages: list[dict],
+                           approval_request_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """One hosted tool call as an output item with its typed events; its result becomes a tool message."""
+        if kind == "mcp":
+            tool = self.hosted.mcp[fn]
+            item = {"type": "mcp_call", "id": new_id("mcp"), "server_label": tool.label, "name": tool.name,
+                    "arguments": args, "output": None, "error": None, "status": "in_progress"}
+            if approval_request_id:
+                item["approval_request_id"] = approval_request_id
+            prefix = "response.mcp_call"
+        elif kind == "file_search":
+            item = {"type": "file_search_call", "id": new_id("fs"), "status": "in_progress", "queries": [],
+                    "results": None}
+            prefix = "response.file_search_call"
+        else:
+            item = {"type": "web_search_call", "id": new_id("ws"), "status": "in_progress",
+                    "action": {"type": "search", "query": query_of(args)}}
+            prefix = "response.web_search_call"
+        idx = len(self.output)
+        yield self._event("response.output_item.added", output_index=idx, item=dict(item))
+        yield self._event(f"{prefix}.in_progress", item_id=item["id"], output_index=idx)
+        if kind == "mcp":
+            yield self._event("response.mcp_call_arguments.delta", item_id=item["id"], output_index=idx, delta=args)
+            yield self._event("response.mcp_call_arguments.done", item_id=item["id"], output_index=idx,
+                              arguments=args)
+        else:
+            yield self._event(f"{prefix}.searching", item_id=item["id"], output_index=idx)
+        try:  # a failing tool is a result the model sees, not a crash
+            if kind == "mcp":
+                content = item["output"] = await self.hosted.run_mcp(fn, args)
+            elif kind == "file_search":
+                # the model's query, and the user's own words: small models write poor queries
+                item["queries"] = [q for q in dict.fromkeys([query_of(args), self.user_text]) if q]
+                results = await self.hosted.run_file_search(item["queries"])
+                if "file_search_call.results" in (self.req.include or []):
+                    item["results"] = results
+                self._cite([{"type": "file_citation", "file_id": r["file_id"], "filename": r["filename"]}
+                            for r in results])
+                content = search_results_text(results)
+            else:
+                results = await self.hosted.run_web_search(item["action"]["query"] or self.user_text)
+                item["action"]["sources"] = [{"type": "url", "url": r["url"]} for r in results]
+                self._cite([{"type": "url_citation", "url": r["url"], "title": r["title"]} for r in results])
+                content = results_text(results)
+            item["status"] = "completed"
+        except Exception as e:
+            item["status"] = "failed"
+            message = str(e) if isinstance(e, ToolError) else f"{type(e).__name__}: {e}"
+            item["error"] = ({"type": "mcp_tool_execution_error", "content": message} if kind == "mcp"
+                             else message)
+            content = f"The tool failed: {message}"
+        self.output.append(item)
+        done = "failed" if item["status"] == "failed" and kind == "mcp" else "completed"
+        yield self._event(f"{prefix}.{done}", item_id=item["id"], output_index=idx)
+        yield self._event("response.output_item.done", output_index=idx, item=item)
+        messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+
+    def _cite(self, citations: list[dict[str, Any]]) -> None:
+        for c in citations:
+            key = c.get("file_id") or c.get("url")
+            if all((k.get("file_id") or k.get("url")) != key for k in self.citations):
+                self.citations.append(c)
+
+    async def _list_mcp_tools(self, server: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        item = {"type": "mcp_list_tools", "id": new_id("mcpl"), "server_label": server["server_label"], "tools": []}
+        idx = len(self.output)
+        yield self._event("response.output_item.added", output_index=idx, item=dict(item))
+        yield self._event("response.mcp_list_tools.in_progress", item_id=item["id"], output_index=idx)
+        try:
+            item["tools"] = await self.hosted.list_server_tools(server)
+            done = "completed"
+        except ToolError as e:  # the model goes on without this server's tools
+            item["error"], done = str(e), "failed"
+        self.output.append(item)
+        yield self._event(f"response.mcp_list_tools.{done}", item_id=item["id"], output_index=idx)
+        yield self._event("response.output_item.done", output_index=idx, item=item)
+
+    async def _answer_approvals(self, messages: list[dict]) -> AsyncIterator[dict[str, Any]]:
+        """mcp_approval_response inputs: run the approved calls (denied ones tell the model so)."""
+        requests = {it["id"]: it for it in self.history if it.get("type") == "mcp_approval_request"}
+        for answer in [it for it in self.input_items if it.get("type") == "mcp_approval_response"]:
+            req = requests[answer["approval_request_id"]]  # checked when the response was prepared
+            fn = self.hosted.find_mcp(req["server_label"], req["name"])
+            call_id = new_id("call")
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": fn or req["name"],
+                                                                 "arguments": req["arguments"]}}]})
+            if answer.get("approve") and fn is not None:
+                async for e in self._hosted_call("mcp", fn, req["arguments"], call_id, messages, req["id"]):
+                    yield e
+            else:
+                reason = answer.get("reason") or "no reason given"
+                messages.append({"role": "tool", "tool_call_id": call_id,
+                                 "content": f"The user did not approve this call ({reason})."})
 
     def _finish(self, status: str, reason: str | None = None) -> dict[str, Any]:
         self.response["status"] = status
@@ -311,3 +391,10 @@ def _merge_tool_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         c["function"]["name"] += fn.get("name") or ""
         c["function"]["arguments"] += fn.get("arguments") or ""
     return [calls[k] for k in sorted(calls)]
+
+
+async def _chunks(stream: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The LLM deployment streams lists of chat chunks; one chunk at a time."""
+    async for batch in stream:
+        for chunk in batch:
+            yield chunk

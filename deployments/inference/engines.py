@@ -16,6 +16,10 @@ def build_engine(cfg: EngineConfig, checkpoint: Path, tokenizer: Any = None) -> 
 
         device = resolve_device(cfg.device, f"meta-reference engine for {checkpoint.name}")
         return MetaReferenceEngine.from_checkpoint(checkpoint, cfg.model_copy(update={"device": device}))
+    if cfg.type == "vllm":
+        from deployments.inference.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_checkpoint(checkpoint, cfg)
     if cfg.type == "scripted":
         from deployments.inference.scripted import ScriptedEngine
 

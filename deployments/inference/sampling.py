@@ -30,6 +30,15 @@ class TokenConstraint(Protocol):
 
 
 @dataclass
+class OutputGrammar:
+    """The grammar behind a request's constraint, for engines that apply it themselves (vLLM's structured outputs):
+    kind "json_schema" (spec: the schema), "json" (any JSON value) or "regex" (spec: the pattern)."""
+
+    kind: str
+    spec: dict | str | None = None
+
+
+@dataclass
 class SamplingParams:
     max_tokens: int = 16
     temperature: float = 1.0
@@ -43,6 +52,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: int | None = None  # None: no logprobs; k: the sampled token's logprob plus the top k
     constraint: TokenConstraint | None = None
+    grammar: OutputGrammar | None = None  # what `constraint` enforces, for engines with their own grammar masks
 
     def make_generator(self, device: torch.device | str = "cpu") -> torch.Generator:
         g = torch.Generator(device="cpu")

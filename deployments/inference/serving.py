@@ -17,7 +17,7 @@ from typing import Any
 from deployments.inference.chat_template import encode_prompt, render_chat_prompt, to_template_messages
 from deployments.inference.detokenizer import IncrementalDetokenizer, StopStringMatcher
 from deployments.inference.engine import Engine, EngineRequest
-from deployments.inference.sampling import SampledToken, SamplingParams
+from deployments.inference.sampling import OutputGrammar, SampledToken, SamplingParams
 from deployments.inference.structured import GrammarCompiler
 from deployments.inference.tool_calls import (
     ToolSpec,
@@ -38,6 +38,7 @@ from serve.protocol.openai_chat import (
     new_id,
     now,
 )
+from serve.telemetry.genai import observe_generation
 
 
 @dataclass
@@ -122,10 +123,10 @@ class OpenAIServing:
         budget = self._budget(len(ids), req.output_budget(), param)
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
         params = self._sampling(req, budget, logprobs)
-        compiled = await self._grammar(req, specs, mode, name)
+        compiled, grammar = await self._grammar(req, specs, mode, name)
         if compiled is not None:
             for p in params:
-                p.constraint = self.grammars.constraint(compiled)
+                p.constraint, p.grammar = self.grammars.constraint(compiled), grammar
             shortest = params[0].constraint.closing_path(limit=budget)
             if shortest is None:
                 raise InvalidRequestError(
@@ -133,25 +134,31 @@ class OpenAIServing:
                     param=param, code="max_tokens_too_small")
         return _Job(ids, params, 0, specs, mode)
 
-    async def _grammar(self, req: ChatCompletionRequest, specs: list[ToolSpec], mode: str, name: str | None):
-        """The compiled grammar the output must follow, if any: a forced tool call or a response_format."""
+    async def _grammar(self, req: ChatCompletionRequest, specs: list[ToolSpec], mode: str,
+                       name: str | None) -> tuple[Any, OutputGrammar | None]:
+        """The compiled grammar the output must follow, if any (a forced tool call or a response_format), and what
+        it is, for engines that apply grammars themselves."""
         if mode in ("required", "named"):
-            return await asyncio.to_thread(self.grammars.compile, call_schema(specs, mode, name), "tools")
+            schema = call_schema(specs, mode, name)
+            return (await asyncio.to_thread(self.grammars.compile, schema, "tools"),
+                    OutputGrammar("json_schema", schema))
         if req.guided_regex is not None:
-            return await asyncio.to_thread(self.grammars.compile_regex, req.guided_regex, "guided_regex")
+            return (await asyncio.to_thread(self.grammars.compile_regex, req.guided_regex, "guided_regex"),
+                    OutputGrammar("regex", req.guided_regex))
         fmt = req.response_format or {"type": "text"}
         kind = fmt.get("type")
         if kind == "text":
-            return None
+            return None, None
         if kind == "json_object":
-            return await asyncio.to_thread(self.grammars.compile, None)
+            return await asyncio.to_thread(self.grammars.compile, None), OutputGrammar("json")
         if kind == "json_schema":
             spec = fmt.get("json_schema")
             if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
                 raise InvalidRequestError("response_format json_schema needs a 'schema' object",
                                           param="response_format.json_schema.schema")
-            return await asyncio.to_thread(self.grammars.compile, spec["schema"],
-                                           "response_format.json_schema.schema")
+            compiled = await asyncio.to_thread(self.grammars.compile, spec["schema"],
+                                               "response_format.json_schema.schema")
+            return compiled, OutputGrammar("json_schema", spec["schema"])
         raise InvalidRequestError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)",
                                   param="response_format.type")
 
@@ -182,7 +189,7 @@ class OpenAIServing:
         detok = IncrementalDetokenizer(self.tokenizer)
         matcher = StopStringMatcher(stops)
         request = EngineRequest(f"{index}-{uuid.uuid4().hex[:12]}", prompt_ids, params)
-        async with aclosing(self.engine.generate(request)) as stream:
+        async with aclosing(observe_generation(self.engine.generate(request), index)) as stream:
             async for out in stream:
                 text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
                 if matcher.stopped:

@@ -227,17 +227,23 @@ class GrammarConstraint:
             path.extend(toks)
         return path
 
-    def apply(self, logits: torch.Tensor, remaining: int) -> None:
-        """Mask `logits` ([V], in place) to the grammar; with `remaining` tokens left, force the closing path."""
+    def _forced(self, remaining: int) -> int | None:
+        """Refresh the way out (every CHECK_EVERY steps, and at every step near the budget); the token that must
+        come next when only the closing path still fits, else None."""
         self._path = None
         if self._close_len is None or self._steps % self.CHECK_EVERY == 0 or remaining <= self._close_len + 1:
             self._path = self.closing_path(limit=max(remaining, 1) + 64)
             if self._path is not None:
                 self._close_len = len(self._path)
         self._steps += 1
-        if self._path and len(self._path) >= remaining:
+        return self._path[0] if self._path and len(self._path) >= remaining else None
+
+    def apply(self, logits: torch.Tensor, remaining: int) -> None:
+        """Mask `logits` ([V], in place) to the grammar; with `remaining` tokens left, force the closing path."""
+        forced = self._forced(remaining)
+        if forced is not None:
             logits.fill_(float("-inf"))
-            logits[self._path[0]] = 0.0
+            logits[forced] = 0.0
             return
         self.matcher.fill_next_token_bitmask(self.bitmask)
         self._xgr.apply_token_bitmask_inplace(logits.unsqueeze(0), self.bitmask.to(logits.device))
@@ -268,6 +274,17 @@ class GrammarConstraint:
             return token_id
         path = self._path or self.closing_path(limit=remaining + 64)
         return path[0] if path else token_id
+
+    def follow(self, token_id: int, remaining: int) -> list[int]:
+        """For engines that mask by the same grammar themselves (vLLM): the tokens to emit for the engine's
+        `token_id` with `remaining` tokens of budget. [token_id] while the structure can still close in time;
+        otherwise the closing path, after which the caller ends the request (the engine's own continuation is
+        dropped). Emitted tokens still go through `advance`."""
+        forced = self._forced(remaining)
+        tok = forced if forced is not None else self.confirm(token_id, remaining)
+        if tok == token_id:
+            return [token_id]
+        return self.closing_path(limit=remaining) or [tok]
 
     def advance(self, token_id: int) -> None:
         if not self.matcher.is_terminated():

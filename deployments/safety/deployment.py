@@ -8,6 +8,9 @@ from typing import Any
 from ray import serve
 
 from serve.errors import APIError, InvalidRequestError, NotFoundError
+from serve.telemetry.instrument import instrument_deployment
+from serve.telemetry.metrics import observe_shield
+from serve.telemetry.tracing import traced
 
 
 def _text(content: Any) -> str:
@@ -19,6 +22,7 @@ def _text(content: Any) -> str:
 
 
 @serve.deployment
+@instrument_deployment
 class SafetyServer:
     def __init__(self, shields: list[dict], llm_handles: dict, database_url: str):
         from deployments.safety.registry import ShieldRegistry
@@ -67,6 +71,8 @@ class SafetyServer:
         """One result per input text, as a user turn."""
         return await asyncio.gather(*[self._run(shield_id, [{"role": "user", "content": t}], {}) for t in texts])
 
+    @traced("safety.run_shield", record=("shield_id",), latency=observe_shield,
+            observe=lambda span, r: span.set_attribute("stackserve.flagged", r["flagged"]))
     async def _run(self, shield_id: str, messages: list[dict[str, Any]], params: dict) -> dict[str, Any]:
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")

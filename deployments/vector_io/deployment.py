@@ -15,9 +15,11 @@ from ray import serve
 
 from serve.config import EmbeddingModelConfig, VectorIOConfig
 from serve.errors import InvalidRequestError
+from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
+@instrument_deployment
 class VectorIOServer:
     # the service methods the ingress may call through `call`
     EXPOSED = {

@@ -13,9 +13,12 @@ from ray import serve
 from serve.config import EmbeddingModelConfig
 from serve.errors import InvalidRequestError
 from serve.protocol.vector_io import EmbeddingRequest
+from serve.telemetry.genai import embedding_call
+from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
+@instrument_deployment
 class EmbeddingsServer:
     def __init__(self, cfg: EmbeddingModelConfig):
         import os
@@ -60,7 +63,9 @@ class EmbeddingsServer:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Raw vectors for internal callers (vector stores): [len(texts), dim] float32, normalized."""
-        vecs, _ = await self.encode_batch(texts)
+        with embedding_call(self.model_id, texts) as call:
+            vecs, counts = await self.encode_batch(texts)
+            call.tokens(int(sum(counts)))
         return vecs
 
     async def embeddings(self, req: EmbeddingRequest) -> dict[str, Any]:
@@ -69,7 +74,9 @@ class EmbeddingsServer:
         if req.dimensions is not None and req.dimensions != self.model.dimension:
             raise InvalidRequestError(f"this model produces {self.model.dimension}-dimensional embeddings; "
                                       f"dimensions={req.dimensions} is not supported", param="dimensions")
-        vecs, counts = await self.encode_batch(texts)
+        with embedding_call(self.model_id, texts) as call:
+            vecs, counts = await self.encode_batch(texts)
+            call.tokens(int(sum(counts)))
         data = []
         for i, v in enumerate(vecs):
             v = np.asarray(v, dtype=np.float32)

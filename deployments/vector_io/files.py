@@ -14,6 +14,7 @@ from serve.pagination import paginate
 from serve.storage import BlobStore, Database
 
 PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+SYSTEM_PURPOSES = {"batch_output"}  # files the server writes (batch results); not accepted as uploads
 
 
 def file_object(row: Any) -> dict[str, Any]:
@@ -28,8 +29,8 @@ class FileService:
         self.blobs = blobs
         self.max_bytes = max_bytes
 
-    def create(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        if purpose not in PURPOSES:
+    def create(self, filename: str, purpose: str, data: bytes, system: bool = False) -> dict[str, Any]:
+        if purpose not in PURPOSES and not (system and purpose in SYSTEM_PURPOSES):
             raise InvalidRequestError(f"purpose must be one of {', '.join(sorted(PURPOSES))}", param="purpose")
         if len(data) > self.max_bytes:
             raise PayloadTooLargeError(f"file of {len(data)} bytes exceeds the limit of {self.max_bytes} bytes",

@@ -33,11 +33,15 @@ def vector_db_object(store: dict[str, Any]) -> dict[str, Any]:
 def rag_query_result(found: list[tuple[Any, float, dict]], max_chunks: int) -> dict[str, Any]:
     """The rag-tool query answer: text items an agent can put in its context, plus ids and scores."""
     found = sorted(found, key=lambda f: -f[1])[:max_chunks]
-    items = [{"type": "text", "text": f"knowledge_search found {len(found)} chunks:\n"}]
-    for i, (row, _score, _attrs) in enumerate(found, 1):
-        doc = (row.metadata or {}).get("document_id", row.file_id)
-        items.append({"type": "text", "text": f"[{i}] document_id: {doc}\n{row.text}\n"})
+    return knowledge_search_result([((row.metadata or {}).get("document_id", row.file_id), row.text, score)
+                                    for row, score, _attrs in found])
+
+
+def knowledge_search_result(hits: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """[(document id, chunk text, score)] best first -> {"content": text items, "metadata": ids, chunks, scores}."""
+    items = [{"type": "text", "text": f"knowledge_search found {len(hits)} chunks:\n"}]
+    for i, (doc, text, _score) in enumerate(hits, 1):
+        items.append({"type": "text", "text": f"[{i}] document_id: {doc}\n{text}\n"})
     items.append({"type": "text", "text": "end of knowledge_search results\n"})
-    return {"content": items,
-            "metadata": {"document_ids": [(r.metadata or {}).get("document_id", r.file_id) for r, _, _ in found],
-                         "chunks": [r.text for r, _, _ in found], "scores": [float(s) for _, s, _ in found]}}
+    return {"content": items, "metadata": {"document_ids": [d for d, _, _ in hits], "chunks": [t for _, t, _ in hits],
+                                           "scores": [float(s) for _, _, s in hits]}}

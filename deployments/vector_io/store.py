@@ -33,6 +33,8 @@ from serve.protocol.vector_io import (
     UpdateVectorStoreRequest,
 )
 from serve.storage import Database
+from serve.telemetry.metrics import observe_search
+from serve.telemetry.tracing import traced
 
 logger = logging.getLogger("stackserve.vector_io")
 
@@ -405,6 +407,8 @@ class VectorStoreService:
                 sa.select(vector_store_files.c.file_id, vector_store_files.c.attributes)
                 .where(vector_store_files.c.vector_store_id == store_id))}
 
+    @traced("vector_io.search", record=("store_id", "mode", "k"), latency=observe_search,
+            observe=lambda span, found: span.set_attribute("stackserve.hits", len(found)))
     async def ranked_chunks(self, store_id: str, queries: list[str], k: int, mode: str,
                             filters: dict | None) -> list[tuple[Any, float, dict]]:
         """[(chunk row, score, file attributes)] best first, for the OpenAI and Llama Stack search shapes."""

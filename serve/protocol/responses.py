@@ -12,7 +12,6 @@ class _Lenient(BaseModel):
 
 
 KNOWN_TOOLS = {"function", "file_search", "web_search", "web_search_preview", "mcp"}
-SUPPORTED_TOOLS = {"function", "file_search"}
 
 
 class CreateResponseRequest(_Lenient):
@@ -36,6 +35,7 @@ class CreateResponseRequest(_Lenient):
     guardrails: list[str | dict[str, Any]] | None = None
     max_infer_iters: int = Field(default=10, ge=1, le=50)
     seed: int | None = None
+    background: bool = False
 
     @field_validator("input")
     @classmethod
@@ -51,24 +51,45 @@ class CreateResponseRequest(_Lenient):
             kind = t.get("type") if isinstance(t, dict) else None
             if kind not in KNOWN_TOOLS:
                 raise ValueError(f"unknown tool type {kind!r}")
-            if kind not in SUPPORTED_TOOLS:
-                raise ValueError(f"tool type {kind!r} is not supported by this server yet")
             if kind == "function" and not t.get("name"):
                 raise ValueError("function tools need a name")
             if kind == "file_search" and not t.get("vector_store_ids"):
                 raise ValueError("file_search tools need vector_store_ids")
+            if kind == "mcp":
+                _check_mcp_tool(t)
         return v
 
     @model_validator(mode="after")
     def _one_context(self) -> CreateResponseRequest:
         if self.previous_response_id and self.conversation:
             raise ValueError("previous_response_id and conversation cannot be used together")
+        if self.background and not self.store:
+            raise ValueError("background responses must be stored (store: true)")
+        labels = [t["server_label"] for t in self.tools if t.get("type") == "mcp"]
+        if len(labels) != len(set(labels)):
+            raise ValueError("each mcp tool needs its own server_label")
         return self
 
     def conversation_id(self) -> str | None:
         if isinstance(self.conversation, dict):
             return self.conversation.get("id")
         return self.conversation
+
+
+def _check_mcp_tool(t: dict[str, Any]) -> None:
+    if not t.get("server_label") or not isinstance(t["server_label"], str):
+        raise ValueError("mcp tools need a server_label")
+    url = t.get("server_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"mcp tool {t['server_label']!r} needs an http(s) server_url (connectors are not supported)")
+    if not isinstance(t.get("headers") or {}, dict):
+        raise ValueError("mcp headers must be an object")
+    rule = t.get("require_approval", "never")
+    if not (rule in ("always", "never") or isinstance(rule, dict) and set(rule) <= {"always", "never"}):
+        raise ValueError("require_approval must be 'always', 'never' or {always: {tool_names}, never: {tool_names}}")
+    allowed = t.get("allowed_tools")
+    if allowed is not None and not isinstance(allowed, (list, dict)):
+        raise ValueError("allowed_tools must be a list of tool names or {tool_names: [...]}")
 
 
 class CreateConversationRequest(_Lenient):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
 from serve.context import get_stack
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
-from serve.sse import sse_stream
+from serve.sse import sse_response
 
 router = APIRouter(tags=["inference"])
 
@@ -23,13 +22,7 @@ async def _call(method: str, body: ChatCompletionRequest | CompletionRequest, re
     if not body.stream:
         return await getattr(handle, method).remote(body)
     stream = getattr(handle.options(stream=True), f"{method}_stream").remote(body)
-    try:
-        first = await stream.__anext__()  # validation errors arrive here, before any header is sent
-    except BaseException:
-        stream.cancel()
-        raise
-    return StreamingResponse(sse_stream(first, stream, _wants_done_marker(request)), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await sse_response(stream, _wants_done_marker(request))  # validation errors raise before any header
 
 
 @router.post("/chat/completions")

@@ -49,6 +49,12 @@ def _providers() -> list[dict[str, Any]]:
                     "config": {}, "health": {"status": "OK"}})
         out.append({"api": "tool_runtime", "provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
                     "config": {}, "health": {"status": "OK"}})
+    if stack.datasetio is not None:
+        out.append({"api": "datasetio", "provider_id": "parquet", "provider_type": "inline::localfs", "config": {},
+                    "health": {"status": "OK"}})
+    if stack.batches is not None:
+        out.append({"api": "batches", "provider_id": "ray-data", "provider_type": "inline::reference", "config": {},
+                    "health": {"status": "OK"}})
     if stack.safety is not None:
         for pid in sorted({s.provider_id for s in stack.config.safety.shields} | {"llama-guard", "code-scanner"}):
             out.append({"api": "safety", "provider_id": pid, "provider_type": f"inline::{pid}", "config": {},

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
 
 from serve.context import get_stack
 from serve.errors import NotFoundError
@@ -15,7 +14,7 @@ from serve.protocol.responses import (
     CreateResponseRequest,
     UpdateConversationRequest,
 )
-from serve.sse import sse_stream
+from serve.sse import sse_response
 
 router = APIRouter(tags=["responses"])
 
@@ -33,14 +32,7 @@ async def create_response(body: CreateResponseRequest):
     agents = _agents()
     if not body.stream:
         return await agents.create.remote(body)
-    stream = agents.options(stream=True).stream.remote(body)
-    try:
-        first = await stream.__anext__()  # bad input fails here, before any SSE is sent
-    except BaseException:
-        stream.cancel()
-        raise
-    return StreamingResponse(sse_stream(first, stream, done_marker=False), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return await sse_response(agents.options(stream=True).stream.remote(body), done_marker=False)
 
 
 @router.get("/responses")

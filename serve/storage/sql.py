@@ -31,11 +31,12 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 class Database:
-    """A SQLAlchemy engine plus the schema. Calls are blocking: services run them in worker threads."""
+    """A SQLAlchemy engine plus the schema (`METADATA`, or a separate one such as the span store's).
+    Calls are blocking: services run them in worker threads."""
 
     _create_lock = threading.Lock()
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, metadata: sa.MetaData = METADATA):
         self.url = url
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
@@ -47,7 +48,10 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._create_lock:
-            METADATA.create_all(self.engine)
+            try:
+                metadata.create_all(self.engine)
+            except sa.exc.DatabaseError:  # another process created a table between our check and CREATE
+                metadata.create_all(self.engine)
 
     def begin(self):
         """A transaction: `with db.begin() as conn: ...` commits on success, rolls back on error."""

@@ -1,0 +1,44 @@
+"""Tables of the Llama Stack 0.2 services: registered tool groups, agents, their sessions and turns."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from serve.storage.sql import METADATA
+
+tool_groups = sa.Table(
+    "tool_groups", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(256), unique=True, nullable=False),
+    sa.Column("provider_id", sa.String(128), nullable=False),
+    sa.Column("mcp_endpoint", sa.String(2048)),
+    sa.Column("args", sa.JSON),
+    sa.Column("tools", sa.JSON),  # the last tool list read from the MCP server: finds a tool's group by name
+)
+
+llama_agents = sa.Table(
+    "llama_agents", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),  # ISO 8601, as Llama Stack reports it
+    sa.Column("config", sa.JSON, nullable=False),  # the AgentConfig as given
+)
+
+agent_sessions = sa.Table(
+    "agent_sessions", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+)
+
+agent_turns = sa.Table(
+    "agent_turns", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),  # completed | awaiting_input
+    sa.Column("body", sa.JSON, nullable=False),  # the Turn object
+    sa.Column("pending_tool_calls", sa.JSON),  # client tool calls a resume must answer
+)

@@ -1,0 +1,96 @@
+"""Llama Stack 0.2 agents, sessions and turns, run by the Agents deployment on the Responses loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from serve.context import get_stack
+from serve.protocol.agents import CreateAgentRequest, CreateSessionRequest, CreateTurnRequest, ResumeTurnRequest
+from serve.sse import sse_response
+
+router = APIRouter(tags=["agents"])
+
+
+def _agents():
+    return get_stack().agents_handle()
+
+
+async def _call(method: str, *args: Any) -> Any:
+    return await _agents().call.remote("agents", method, *args)
+
+
+@router.post("/agents")
+async def create_agent(body: CreateAgentRequest) -> dict[str, Any]:
+    get_stack().model(body.agent_config.model, param="agent_config.model", model_type="llm")
+    return await _agents().create_agent.remote(body.agent_config)
+
+
+@router.get("/agents")
+async def list_agents(start_index: int | None = Query(None, ge=0), limit: int | None = None) -> dict[str, Any]:
+    return await _call("list_agents", start_index, limit)
+
+
+@router.get("/agents/{agent_id}")
+async def get_agent(agent_id: str) -> dict[str, Any]:
+    return await _call("get_agent", agent_id)
+
+
+@router.delete("/agents/{agent_id}")
+async def delete_agent(agent_id: str) -> None:
+    await _call("delete_agent", agent_id)
+
+
+@router.post("/agents/{agent_id}/session")
+async def create_session(agent_id: str, body: CreateSessionRequest) -> dict[str, Any]:
+    return await _call("create_session", agent_id, body.session_name)
+
+
+@router.get("/agents/{agent_id}/sessions")
+async def list_sessions(agent_id: str, start_index: int | None = Query(None, ge=0),
+                        limit: int | None = None) -> dict[str, Any]:
+    return await _call("list_sessions", agent_id, start_index, limit)
+
+
+@router.get("/agents/{agent_id}/session/{session_id}")
+async def get_session(agent_id: str, session_id: str, request: Request) -> dict[str, Any]:
+    # llama-stack-client sends lists as `turn_ids[]=a&turn_ids[]=b`
+    q = request.query_params
+    turn_ids = [t for v in q.getlist("turn_ids[]") + q.getlist("turn_ids") for t in v.split(",") if t]
+    return await _call("get_session", agent_id, session_id, turn_ids or None)
+
+
+@router.delete("/agents/{agent_id}/session/{session_id}")
+async def delete_session(agent_id: str, session_id: str) -> None:
+    await _call("delete_session", agent_id, session_id)
+
+
+async def _turn(agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
+                turn_id: str | None = None):
+    agents = _agents()
+    if not body.stream:
+        return await agents.agent_turn_result.remote(agent_id, session_id, body, turn_id)
+    # no `data: [DONE]`: llama-stack-client 0.x cannot parse it, and the Llama Stack server does not send it
+    return await sse_response(agents.options(stream=True).agent_turn.remote(agent_id, session_id, body, turn_id),
+                              done_marker=False)
+
+
+@router.post("/agents/{agent_id}/session/{session_id}/turn")
+async def create_turn(agent_id: str, session_id: str, body: CreateTurnRequest):
+    return await _turn(agent_id, session_id, body)
+
+
+@router.post("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume")
+async def resume_turn(agent_id: str, session_id: str, turn_id: str, body: ResumeTurnRequest):
+    return await _turn(agent_id, session_id, body, turn_id)
+
+
+@router.get("/agents/{agent_id}/session/{session_id}/turn/{turn_id}")
+async def get_turn(agent_id: str, session_id: str, turn_id: str) -> dict[str, Any]:
+    return await _call("get_turn", agent_id, session_id, turn_id)
+
+
+@router.get("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}")
+async def get_step(agent_id: str, session_id: str, turn_id: str, step_id: str) -> dict[str, Any]:
+    return await _call("get_step", agent_id, session_id, turn_id, step_id)

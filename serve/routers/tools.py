@@ -1,0 +1,71 @@
+"""Llama Stack 0.2 tool groups, tools and the tool runtime, served by the Agents deployment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from serve.context import get_stack
+from serve.errors import InvalidRequestError
+from serve.protocol.agents import InvokeToolRequest, RegisterToolGroupRequest
+
+router = APIRouter(tags=["tools"])
+
+
+async def _call(service: str, method: str, *args: Any) -> Any:
+    return await get_stack().agents_handle().call.remote(service, method, *args)
+
+
+@router.get("/toolgroups")
+async def list_toolgroups() -> dict[str, Any]:
+    return {"data": await _call("toolgroups", "list")}
+
+
+@router.post("/toolgroups")
+async def register_toolgroup(body: RegisterToolGroupRequest) -> None:
+    uri = body.mcp_endpoint.uri if body.mcp_endpoint else None
+    await _call("toolgroups", "register", body.toolgroup_id, body.provider_id, uri, body.args)
+
+
+@router.get("/toolgroups/{toolgroup_id:path}")
+async def get_toolgroup(toolgroup_id: str) -> dict[str, Any]:
+    return await _call("toolgroups", "get", toolgroup_id)
+
+
+@router.delete("/toolgroups/{toolgroup_id:path}")
+async def unregister_toolgroup(toolgroup_id: str) -> None:
+    await _call("toolgroups", "unregister", toolgroup_id)
+
+
+@router.get("/tools")
+async def list_tools(toolgroup_id: str | None = None) -> dict[str, Any]:
+    return {"data": await _call("tool_runtime", "list_tools", toolgroup_id)}
+
+
+@router.get("/tools/{tool_name:path}")
+async def get_tool(tool_name: str) -> dict[str, Any]:
+    return await _call("tool_runtime", "get_tool", tool_name)
+
+
+def _mcp_uri(request: Request) -> str | None:
+    """`mcp_endpoint` as llama-stack-client sends it (`mcp_endpoint[uri]=...`), as JSON, or as a bare URL."""
+    q = request.query_params
+    raw = q.get("mcp_endpoint[uri]") or q.get("mcp_endpoint.uri") or q.get("mcp_endpoint")
+    if raw and raw.lstrip().startswith("{"):
+        try:
+            raw = json.loads(raw).get("uri")
+        except (ValueError, AttributeError):
+            raise InvalidRequestError("mcp_endpoint must be {\"uri\": ...}", param="mcp_endpoint") from None
+    return raw or None
+
+
+@router.get("/tool-runtime/list-tools")
+async def list_runtime_tools(request: Request, tool_group_id: str | None = None) -> dict[str, Any]:
+    return {"data": await _call("tool_runtime", "list_runtime_tools", tool_group_id, _mcp_uri(request))}
+
+
+@router.post("/tool-runtime/invoke")
+async def invoke_tool(body: InvokeToolRequest) -> dict[str, Any]:
+    return await _call("tool_runtime", "invoke", body.tool_name, body.kwargs)

@@ -1,0 +1,95 @@
+"""Local tool servers the agents tests call over loopback: an MCP server (streamable HTTP, the `mcp` SDK's
+FastMCP) and a Brave-style web search API. Each runs under uvicorn on a thread of the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+CAPITALS = {"france": "Paris", "japan": "Tokyo", "kenya": "Nairobi", "peru": "Lima"}
+SEARCH_KEY = "test-search-key"
+PAGES = [
+    {"title": "Honeybee waggle dance", "url": "https://bees.example/waggle",
+     "description": "Forager honeybees perform a waggle dance to tell nestmates the direction of flowers."},
+    {"title": "Volcano types", "url": "https://geo.example/volcanoes",
+     "description": "Shield volcanoes are built by fluid basalt lava flows, like Mauna Loa in Hawaii."},
+    {"title": "Sourdough starter", "url": "https://bread.example/starter",
+     "description": "A sourdough starter is a culture of wild yeast and lactic acid bacteria fed flour and water."},
+]
+
+
+class LoopbackServer:
+    """An ASGI app under uvicorn on 127.0.0.1:<free port>, in a daemon thread."""
+
+    def __init__(self, app: Any):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LoopbackServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the loopback test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def mcp_app():
+    from mcp.server.fastmcp import FastMCP
+
+    mcp = FastMCP("stackserve-test-tools", stateless_http=True, json_response=True, log_level="WARNING")
+
+    @mcp.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @mcp.tool()
+    def lookup_capital(country: str) -> str:
+        """The capital city of a country."""
+        return CAPITALS.get(country.strip().lower(), f"unknown country: {country}")
+
+    @mcp.tool()
+    def explode(reason: str) -> str:
+        """Always fails (for error handling tests)."""
+        raise RuntimeError(f"exploded: {reason}")
+
+    return mcp.streamable_http_app()
+
+
+def web_search_app(seen: list[dict[str, Any]]):
+    """Brave's web search API shape: GET ?q=&count= with X-Subscription-Token -> {"web": {"results": [...]}}."""
+    from fastapi import FastAPI, Header, HTTPException
+
+    app = FastAPI()
+
+    @app.get("/res/v1/web/search")
+    def search(q: str, count: int = 5, x_subscription_token: str | None = Header(default=None)):
+        seen.append({"q": q, "count": count, "token": x_subscription_token})
+        if x_subscription_token != SEARCH_KEY:
+            raise HTTPException(401, "bad token")
+        words = {w.strip(".,?!").lower() for w in q.split()}
+        ranked = sorted(PAGES, key=lambda p: -len(words & set(f"{p['title']} {p['description']}".lower().split())))
+        return {"web": {"results": ranked[:count]}}
+
+    return app
+
+
+if __name__ == "__main__":  # python -m tests.tool_servers [PORT]: the test MCP server, for trying the examples
+    import sys
+
+    import uvicorn
+
+    uvicorn.run(mcp_app(), host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 9000)
