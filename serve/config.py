@@ -8,11 +8,14 @@ loader; its errors name the bad key path (e.g. `models.0.engine.max_num_seqs`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serve.serve_options import AutoscalingConfig, check_actor_options, llm_autoscaling_defaults
 
 
 class ConfigError(ValueError):
@@ -24,24 +27,61 @@ class _Strict(BaseModel):
 
 
 class DeploymentOptions(_Strict):
-    """Ray Serve options for one deployment, passed to `Deployment.options(...)`."""
+    """Ray Serve options for one deployment, passed to `Deployment.options(...)` and into Serve config files."""
 
     num_replicas: int | Literal["auto"] | None = None
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=-1, ge=-1)
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1})
-    autoscaling_config: dict[str, Any] | None = None
+    autoscaling_config: AutoscalingConfig | None = None
     health_check_period_s: float | None = Field(default=None, gt=0)
     health_check_timeout_s: float | None = Field(default=None, gt=0)
 
+    @field_validator("num_replicas", mode="before")
+    @classmethod
+    def _replicas(cls, v: Any) -> Any:
+        if v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        raise ValueError(f"must be an integer >= 0 or 'auto', got {v!r}")
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue_bound(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must be -1 (no limit) or a positive integer")
+        return v
+
+    @field_validator("ray_actor_options")
+    @classmethod
+    def _actor_options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_actor_options(v)
+
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> DeploymentOptions:
-        if self.autoscaling_config is not None and isinstance(self.num_replicas, int):
+        scaling = self.autoscaling_config
+        if scaling is not None and isinstance(self.num_replicas, int):
             raise ValueError("set either num_replicas or autoscaling_config, not both")
+        if scaling is not None and self.num_replicas != "auto" and scaling.max_replicas is None:
+            raise ValueError("autoscaling_config.max_replicas is required (or num_replicas: auto for Ray's defaults)")
+        target = scaling.target_ongoing_requests if scaling else None
+        if target is not None and target > self.max_ongoing_requests:
+            raise ValueError(f"autoscaling_config.target_ongoing_requests ({target:g}) exceeds max_ongoing_requests "
+                             f"({self.max_ongoing_requests}): a replica never holds that many requests, so the "
+                             "deployment would never scale up")
         return self
 
-    def serve_options(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+    @property
+    def autoscaling(self) -> bool:
+        return self.num_replicas == "auto" or self.autoscaling_config is not None
+
+    def serve_options(self, llm_max_num_seqs: int | None = None) -> dict[str, Any]:
+        """The options for Ray Serve. An LLM deployment passes its engine's batch size: with autoscaling on, the
+        fields left unset take the LLM defaults (serve/autoscaling.py) instead of Ray's generic ones."""
+        opts = self.model_dump(exclude_none=True)
+        if llm_max_num_seqs is not None and self.autoscaling:
+            opts["autoscaling_config"] = {**llm_autoscaling_defaults(llm_max_num_seqs, self.max_ongoing_requests),
+                                          **opts.get("autoscaling_config", {})}
+        return opts
 
 
 class EngineConfig(_Strict):
@@ -75,8 +115,8 @@ class EngineConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v != "cpu" and not v.startswith("cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {v!r}")
+        if v not in ("cpu", "auto") and not re.fullmatch(r"cuda(:\d+)?", v):
+            raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto' (CUDA when present), got {v!r}")
         return v
 
     @field_validator("tensor_parallel_size")
@@ -147,8 +187,9 @@ class ModelConfig(_Strict):
         return self.provider_id or self.engine.type
 
     def serve_options(self) -> dict[str, Any]:
-        """The LLM deployment's Ray Serve options: the deployment section plus the engine's placement group."""
-        opts = self.deployment.serve_options()
+        """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
+        this engine) plus the engine's placement group."""
+        opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
         return {**opts, **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 
@@ -363,6 +404,8 @@ def _format_errors(err: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "value_error":
+            msg = str(e["ctx"]["error"])  # our own message, without pydantic's "Value error, " prefix
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

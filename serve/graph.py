@@ -6,16 +6,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ray.serve import Application
 
-from serve.config import StackConfig, load_config
+from serve.config import StackConfig, load_config, parse_config
+from serve.deploy_config import deployment_name, deployment_options
 
-
-def deployment_name(model_id: str, prefix: str = "LLM") -> str:
-    return f"{prefix}:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
+__all__ = ["build_app", "build_graph", "deployment_name"]
 
 
 def build_graph(config: StackConfig) -> Application:
@@ -24,56 +22,57 @@ def build_graph(config: StackConfig) -> Application:
     from serve.ingress import Ingress
     from serve.telemetry.instrument import TelemetrySettings
 
+    opts = deployment_options(config)  # names and Serve options of every deployment below
     telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
-    llms = {
-        m.model_id: LLMServer.options(name=deployment_name(m.model_id), **m.serve_options()).bind(
-            m, cache, telemetry=telemetry)
-        for m in config.models
-    }
-    embedders = {
-        m.model_id: EmbeddingsServer.options(name=deployment_name(m.model_id, "Embeddings"),
-                                             **m.deployment.serve_options()).bind(m, telemetry=telemetry)
-        for m in config.embedding_models
-    }
+    llms = {}
+    for m in config.models:
+        name = deployment_name(m.model_id)
+        llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, telemetry=telemetry)
+    embedders = {}
+    for m in config.embedding_models:
+        name = deployment_name(m.model_id, "Embeddings")
+        embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m, telemetry=telemetry)
     vector_io = None
-    if config.vector_io is not None and config.vector_io.enabled:
+    if "VectorIO" in opts:
         from deployments.vector_io.deployment import VectorIOServer
 
-        vector_io = VectorIOServer.options(name="VectorIO", **config.vector_io.deployment.serve_options()).bind(
+        vector_io = VectorIOServer.options(name="VectorIO", **opts["VectorIO"]).bind(
             config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
             config.database_url(), telemetry=telemetry)
     safety = None
-    if config.safety is not None:
+    if "Safety" in opts:
         from deployments.safety.deployment import SafetyServer
 
         shields = [s.model_dump() for s in config.safety.shields]
-        safety = SafetyServer.options(name="Safety", **config.safety.deployment.serve_options()).bind(
+        safety = SafetyServer.options(name="Safety", **opts["Safety"]).bind(
             shields, llms, config.database_url(), telemetry=telemetry)
     agents = None
-    if config.agents is not None and config.agents.enabled and llms:
+    if "Agents" in opts:
         from deployments.agents.deployment import AgentsServer
 
-        agents = AgentsServer.options(name="Agents", **config.agents.deployment.serve_options()).bind(
-            llms, vector_io, safety, config.database_url(), config.agents,
-            telemetry=telemetry)
+        agents = AgentsServer.options(name="Agents", **opts["Agents"]).bind(
+            llms, vector_io, safety, config.database_url(), config.agents, telemetry=telemetry)
     datasetio = None
-    if config.datasetio is not None and config.datasetio.enabled:
+    if "DatasetIO" in opts:
         from deployments.datasets.deployment import DatasetIOServer
 
-        datasetio = DatasetIOServer.options(name="DatasetIO", **config.datasetio.deployment.serve_options()).bind(
+        datasetio = DatasetIOServer.options(name="DatasetIO", **opts["DatasetIO"]).bind(
             config.datasetio, str(config.resolved_data_dir()), config.database_url(), telemetry=telemetry)
     batches = None
-    if config.batches is not None and config.batches.enabled:
+    if "Batches" in opts:
         from deployments.batches.deployment import BatchesServer
 
-        batches = BatchesServer.options(name="Batches", **config.batches.deployment.serve_options()).bind(
-            config, llms, embedders, telemetry=telemetry)
-    return Ingress.options(name="Ingress", **config.ingress.serve_options()).bind(config, llms, embedders, vector_io,
-                                                                                 safety, agents, datasetio, batches,
-                                                                                 telemetry=telemetry)
+        batches = BatchesServer.options(name="Batches", **opts["Batches"]).bind(config, llms, embedders,
+                                                                                telemetry=telemetry)
+    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, llms, embedders, vector_io, safety, agents,
+                                                                 datasetio, batches, telemetry=telemetry)
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Ray Serve application builder: `args["config"]` is the path of a stackserve config file."""
-    return build_graph(load_config(args.get("config", "configs/local.yaml")))
+    """Ray Serve application builder. `args["config"]` is the path of a stackserve config file, or the config
+    itself as a mapping (what `stackserve serve-config` writes into a Serve deploy config)."""
+    config = args.get("config", "configs/local.yaml")
+    if isinstance(config, dict):
+        return build_graph(parse_config(config, "args.config"))
+    return build_graph(load_config(config))

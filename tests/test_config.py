@@ -7,31 +7,6 @@ from serve.config import ConfigError, load_config, parse_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-STACK_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.name.startswith("serve_"))
-SERVE_CONFIGS = sorted((ROOT / "configs").glob("serve_*.yaml"))
-
-
-@pytest.mark.parametrize("path", STACK_CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_load(path):
-    cfg = load_config(path)
-    assert cfg.models
-
-
-@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
-def test_serve_config_files_build(path, monkeypatch):
-    """Ray Serve config files name our application builder; it must build the graph from their args."""
-    import importlib
-
-    import yaml
-    from ray.serve import Application
-
-    monkeypatch.chdir(ROOT)
-    for app in yaml.safe_load(path.read_text())["applications"]:
-        module, attr = app["import_path"].split(":")
-        built = getattr(importlib.import_module(module), attr)(app.get("args", {}))
-        assert isinstance(built, Application)
-
-
 def test_local_default(tmp_path, monkeypatch):
     cfg = load_config(ROOT / "configs/local.yaml")
     assert cfg.server.port == 8321

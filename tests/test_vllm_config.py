@@ -18,7 +18,7 @@ def _config(engine: dict, deployment: dict | None = None):
 
 
 @pytest.mark.parametrize("engine,message", [
-    ({"type": "vllm", "tensor_parallel_size": 0}, "models.0.engine.tensor_parallel_size: Value error, "
+    ({"type": "vllm", "tensor_parallel_size": 0}, "models.0.engine.tensor_parallel_size: "
                                                   "tensor_parallel_size must be >= 1"),
     ({"type": "vllm", "gpu_memory_utilization": 0}, "gpu_memory_utilization is a fraction of GPU memory in (0, 1]"),
     ({"type": "vllm", "gpu_memory_utilization": 1.5}, "in (0, 1], got 1.5"),

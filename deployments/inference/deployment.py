@@ -74,7 +74,8 @@ class LLMServer:
         self.engine = build_engine(model.engine, checkpoint, tokenizer)
         self.serving = OpenAIServing(self.engine, tokenizer, model.model_id)
         self._info = {"context_length": self.engine.max_model_len, "engine": model.engine.type,
-                      "max_num_seqs": model.engine.max_num_seqs, "device": model.engine.device,
+                      "max_num_seqs": model.engine.max_num_seqs,
+                      "device": str(getattr(self.engine, "device", model.engine.device)),  # after CPU fallback
                       "dtype": model.engine.dtype}
         self.telemetry = InferenceTelemetry(model.model_id, model.engine.type, self.engine)
         logger.info("model %s ready from %s", model.model_id, checkpoint)

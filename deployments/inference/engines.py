@@ -11,9 +11,11 @@ from serve.config import EngineConfig
 
 def build_engine(cfg: EngineConfig, checkpoint: Path, tokenizer: Any = None) -> Engine:
     if cfg.type == "meta-reference":
+        from deployments.device import resolve_device
         from deployments.inference.meta_reference.engine import MetaReferenceEngine
 
-        return MetaReferenceEngine.from_checkpoint(checkpoint, cfg)
+        device = resolve_device(cfg.device, f"meta-reference engine for {checkpoint.name}")
+        return MetaReferenceEngine.from_checkpoint(checkpoint, cfg.model_copy(update={"device": device}))
     if cfg.type == "vllm":
         from deployments.inference.vllm_engine import VLLMEngine
 

@@ -25,12 +25,14 @@ class EmbeddingsServer:
 
         import torch
 
+        from deployments.device import resolve_device
         from deployments.vector_io.embedding_model import EmbeddingModel
 
         # all torch work on one thread: OpenMP teams are per calling thread (see the LLM engine)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="embed-torch")
         self._executor.submit(torch.set_num_threads, cfg.num_threads or os.cpu_count() or 1).result()
-        self.model = self._executor.submit(EmbeddingModel, cfg.source, cfg.device).result()
+        device = resolve_device(cfg.device, f"embedding model {cfg.model_id}")
+        self.model = self._executor.submit(EmbeddingModel, cfg.source, device).result()
         self.model_id = cfg.model_id
         self.encode_batch.set_max_batch_size(cfg.max_batch_size)
         self.encode_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)

@@ -1,0 +1,53 @@
+"""Multi-node rehearsal: a head and two fake-GPU worker nodes on this machine (ray.cluster_utils.Cluster), the
+graph deployed with `serve deploy` from the Serve config we emit. LLM replicas land on the GPU nodes, the ingress on
+the head, and the engine runs on the CPU since the GPUs are only declared. Runs tests/multinode_rehearsal.py in a
+subprocess: it needs its own Ray cluster, and the session Ray of the other graph tests must stay as it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.graph
+
+SCRIPT = Path(__file__).with_name("multinode_rehearsal.py")
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tiny_model_dir, model_cache_dir, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("multinode")
+    root = str(Path(__file__).resolve().parents[1])
+    # RAY_TMPDIR: the cluster's sessions and its address file stay private, so no other process's ray.init()
+    # can find this cluster (or a stale address of it).  A short path: Ray's unix sockets live under it.
+    with tempfile.TemporaryDirectory(prefix="ssr-", dir="/tmp") as ray_tmp:
+        env = {**os.environ, "RAY_TMPDIR": ray_tmp,
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(tiny_model_dir), str(model_cache_dir), str(work)],
+                              capture_output=True, text=True, timeout=420, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_llm_replicas_land_on_gpu_nodes(rehearsal):
+    gpu_nodes = set(rehearsal["gpu_node_ids"])
+    assert len(gpu_nodes) == 2 and rehearsal["head_node_id"] not in gpu_nodes
+    assert all(rehearsal["nodes"][n].get("accelerator_type:L4") == 1 for n in gpu_nodes)
+    llm = rehearsal["llm_replica_nodes"]
+    assert len(llm) == 2 and set(llm) == gpu_nodes  # one whole (fake) GPU each: one replica per GPU node
+
+
+def test_ingress_stays_on_the_head(rehearsal):
+    assert rehearsal["ingress_replica_nodes"] == [rehearsal["head_node_id"]]
+
+
+def test_requests_are_served_on_cpu_fallback(rehearsal):
+    assert [r["status"] for r in rehearsal["replies"]] == [200] * len(rehearsal["replies"])
+    assert all(r["finish_reason"] in ("stop", "length") for r in rehearsal["replies"])
+    assert rehearsal["model_info"]["device"] == "cpu"  # asked for cuda; the nodes only declare GPUs
+    assert rehearsal["cpu_fallback_logged"]
