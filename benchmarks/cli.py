@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "plot":
         from benchmarks import report
 
-        if len(argv) != 2:
-            print("usage: stackserve bench plot RESULTS_DIR", file=sys.stderr)
+        if len(argv) != 2 or not (Path(argv[1]) / "runs.json").is_file():
+            print("usage: stackserve bench plot RESULTS_DIR  (a directory holding a runs.json)", file=sys.stderr)
             return 2
         print("wrote " + ", ".join(str(p) for p in report.plot(Path(argv[1]))))
         return 0
