@@ -108,9 +108,14 @@ class VectorStoreService:
                 "created_at": row.created_at, "vector_store_id": row.vector_store_id, "status": row.status,
                 "last_error": row.last_error, "chunking_strategy": row.chunking, "attributes": row.attributes or {}}
 
-    def _bump(self, conn, store_id: str, column: str) -> None:
-        conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
-                     .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()}))
+    def _bump(self, conn, store_id: str, column: str) -> bool:
+        """Increment a version counter (False if the store is gone). Writers of a store's files and chunks call
+        this first in their transaction: the row lock it takes serialises them per store on PostgreSQL as on
+        sqlite, so chunk `seq`s commit in increasing order (index sync reads `seq > last_seq` and would skip a
+        chunk committed after a higher one) and concurrent attaches of one file replace each other cleanly."""
+        return conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
+                            .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()})
+                            ).rowcount > 0
 
     # ---- stores -----------------------------------------------------------------------------------------------
 
@@ -200,6 +205,9 @@ class VectorStoreService:
 
         def insert() -> None:
             with self.db.begin() as c:
+                if not self._bump(c, store_id, "del_version"):  # re-attaching replaces the file's old chunks
+                    raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
+                                        code="vector_store_not_found")
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == req.file_id))
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
@@ -208,7 +216,6 @@ class VectorStoreService:
                     vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
                     last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
                     batch_id=batch_id))
-                self._bump(c, store_id, "del_version")  # re-attaching replaces the file's old chunks
 
         await asyncio.to_thread(insert)
         task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model))
@@ -251,11 +258,9 @@ class VectorStoreService:
                  "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
                 for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
         with self.db.begin() as c:
-            exists = c.execute(sa.select(vector_stores.c.id).where(vector_stores.c.id == store_id)).first()
-            if exists is None:
+            if not self._bump(c, store_id, "add_version"):
                 return  # the store was deleted while this file was being processed
             c.execute(chunks.insert(), rows)
-            self._bump(c, store_id, "add_version")
 
     def _finish_file(self, store_id: str, file_id: str, error: dict | None) -> None:
         with self.db.begin() as c:
@@ -302,10 +307,10 @@ class VectorStoreService:
         def run() -> None:
             self._file_row(store_id, file_id)
             with self.db.begin() as c:
+                self._bump(c, store_id, "del_version")
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id))
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == file_id))
-                self._bump(c, store_id, "del_version")
 
         await asyncio.to_thread(run)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
