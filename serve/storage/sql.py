@@ -109,21 +109,25 @@ class Database:
         return self.engine.dialect.name
 
     def _create_schema(self, metadata: sa.MetaData) -> None:
-        """Create missing tables. Replicas of several deployments start together and each does this: on
-        PostgreSQL they take turns under an advisory lock (DDL is transactional there); elsewhere a table created
-        by another process between the check and CREATE TABLE is retried."""
+        """Create missing tables. Replicas of several deployments start together and each does this, and a table
+        created by another process between the check and CREATE TABLE fails the statement: so they take turns,
+        under an advisory lock on PostgreSQL (DDL is transactional there) and a write lock on sqlite."""
         if self.dialect == "postgresql":
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
                 metadata.create_all(conn)
-            return
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except sa.exc.OperationalError:  # "table ... already exists"
-                if attempt == 2:
+        elif self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")  # the driver leaves BEGIN/COMMIT to us
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) while another process holds it
+                try:
+                    metadata.create_all(conn)
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
                     raise
+        else:
+            metadata.create_all(self.engine)
 
     def begin(self):
         """A transaction: `with db.begin() as conn: ...` commits on success, rolls back on error."""
