@@ -203,7 +203,7 @@ class VectorStoreService:
         chunking = (resolve_chunking(req.chunking_strategy, model.max_tokens) if req.chunking_strategy
                     else store.chunking)
 
-        def insert() -> None:
+        def insert() -> int:
             with self.db.begin() as c:
                 if not self._bump(c, store_id, "del_version"):  # re-attaching replaces the file's old chunks
                     raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
@@ -212,19 +212,22 @@ class VectorStoreService:
                                                             vector_store_files.c.file_id == req.file_id))
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
                                                 chunks.c.file_id == req.file_id))
-                c.execute(vector_store_files.insert().values(
+                return c.execute(vector_store_files.insert().values(
                     vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
                     last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
-                    batch_id=batch_id))
+                    batch_id=batch_id)).inserted_primary_key[0]
 
-        await asyncio.to_thread(insert)
-        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model))
+        attachment = await asyncio.to_thread(insert)
+        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model, attachment))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await self.get_file(store_id, req.file_id)
 
-    async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo) -> None:
-        """extract -> chunk -> embed -> insert; the file's row ends completed or failed with last_error."""
+    async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
+                      attachment: int) -> None:
+        """extract -> chunk -> embed -> insert; the file's row ends completed or failed with last_error.
+        `attachment` is the seq of the file's row this ingestion is for: if the file was attached again (on any
+        replica), removed or cancelled meanwhile, its chunks are dropped instead of doubling the new ones."""
         async with self._ingest_slots:
             error = None
             try:
@@ -237,7 +240,7 @@ class VectorStoreService:
                     raise UnsupportedFileError("no text could be extracted from the file")
                 vectors = await self._embed_all(model.model_id, pieces)
                 await asyncio.to_thread(self._insert_chunks, store_id, file_id, pieces, vectors,
-                                        [{"file_id": file_id, "filename": filename}] * len(pieces))
+                                        [{"file_id": file_id, "filename": filename}] * len(pieces), attachment)
             except UnsupportedFileError as e:
                 error = {"code": "unsupported_file", "message": str(e)}
             except NotFoundError as e:
@@ -245,7 +248,7 @@ class VectorStoreService:
             except Exception as e:  # the file fails, the service goes on
                 logger.exception("ingesting %s into %s failed", file_id, store_id)
                 error = {"code": "server_error", "message": f"{type(e).__name__}: {e}"}
-            await asyncio.to_thread(self._finish_file, store_id, file_id, error)
+            await asyncio.to_thread(self._finish_file, store_id, file_id, error, attachment)
 
     async def _embed_all(self, model_id: str, texts: list[str]) -> np.ndarray:
         parts = await asyncio.gather(*[self.embed(model_id, texts[i:i + EMBED_BATCH])
@@ -253,22 +256,25 @@ class VectorStoreService:
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
     def _insert_chunks(self, store_id: str, file_id: str, texts: list[str], vectors: np.ndarray,
-                       metas: list[dict]) -> None:
+                       metas: list[dict], attachment: int | None = None) -> None:
         rows = [{"vector_store_id": store_id, "file_id": file_id, "chunk_index": i, "text": t,
                  "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
                 for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
         with self.db.begin() as c:
             if not self._bump(c, store_id, "add_version"):
                 return  # the store was deleted while this file was being processed
+            current = sa.select(vector_store_files.c.seq).where(vector_store_files.c.seq == attachment,
+                                                                vector_store_files.c.status == "in_progress")
+            if attachment is not None and c.execute(current).first() is None:
+                return  # superseded (checked under the store's row lock, so no attach can slip in between)
             c.execute(chunks.insert(), rows)
 
-    def _finish_file(self, store_id: str, file_id: str, error: dict | None) -> None:
+    def _finish_file(self, store_id: str, file_id: str, error: dict | None, attachment: int) -> None:
         with self.db.begin() as c:
             usage = c.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(chunks.c.text)), 0))
                               .where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id)).scalar()
             c.execute(vector_store_files.update().where(
-                vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id,
-                vector_store_files.c.status == "in_progress").values(
+                vector_store_files.c.seq == attachment, vector_store_files.c.status == "in_progress").values(
                 status="failed" if error else "completed", last_error=error, usage_bytes=int(usage or 0)))
 
     async def get_file(self, store_id: str, file_id: str) -> dict[str, Any]:

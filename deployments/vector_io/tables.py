@@ -48,6 +48,7 @@ vector_store_files = sa.Table(
     sa.Column("usage_bytes", sa.BigInteger, nullable=False, default=0),
     sa.Column("batch_id", Str(64)),
     sa.UniqueConstraint("vector_store_id", "file_id"),
+    sqlite_autoincrement=True,  # seq identifies one attachment (ingestion); sqlite would reuse a deleted max rowid
 )
 
 chunks = sa.Table(
