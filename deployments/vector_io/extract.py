@@ -70,6 +70,6 @@ def extract_text(filename: str, data: bytes) -> str:
     if suffix in (".json", ".jsonl"):
         try:
             return json.dumps(json.loads(text), indent=1, ensure_ascii=False)
-        except json.JSONDecodeError:
-            return text  # jsonl or loose json: index as text
+        except (json.JSONDecodeError, RecursionError):
+            return text  # jsonl, loose or absurdly nested json: index as text
     return text
