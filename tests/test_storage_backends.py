@@ -289,3 +289,14 @@ def test_shields(db):
     reg.delete("scanner")
     with pytest.raises(NotFoundError):
         reg.get("scanner")
+
+
+def test_libpq_style_urls_use_psycopg(postgres_databases):
+    url = postgres_databases.create()
+    try:
+        db = Database(url.replace("postgresql+psycopg://", "postgresql://"))  # as in the README
+        ShieldRegistry(db).register("s", "code-scanner", None, {})
+        assert db.dialect == "postgresql" and db.engine.driver == "psycopg"
+        db.dispose()
+    finally:
+        postgres_databases.drop(url)
