@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 
 import pytest
@@ -24,6 +25,10 @@ from serve.errors import InvalidRequestError
 from serve.sse import sse_event, sse_stream
 from tests.fake_embedding import WordTokenizer
 
+# CI runs the same examples every time (a red CI names a change, not a lucky draw); developers explore.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = ["get_weather", "noop", "search-docs"]
 SPECS = parse_tools([{"type": "function", "function": {"name": n}} for n in NAMES])
