@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 
 import deployments.agents.tables  # noqa: F401  (register their tables on METADATA)
 import deployments.vector_io.tables  # noqa: F401
@@ -21,6 +22,7 @@ from serve.errors import ConflictError, InvalidRequestError, NotFoundError, Payl
 from serve.protocol.vector_io import AttachFileRequest, CreateVectorStoreRequest, FileBatchRequest, SearchRequest
 from serve.protocol.vector_io import UpdateVectorStoreRequest as UpdateStore
 from serve.storage import BlobStore, Database
+from serve.storage.sql import METADATA
 from tests.fake_embedding import MODEL, embed, model_info
 
 BEES = ("Honeybees tell their sisters where the flowers are with the waggle dance. The angle of the waggle run "
@@ -258,6 +260,9 @@ def test_conversations(db):
     with pytest.raises(ConflictError):
         convs.append(a["id"], [user("fourth", "a4"), user("dup", "a2")])
     assert [it["id"] for it in convs.items(a["id"])] == ["same", "a2", "a3"]  # all or nothing
+    with pytest.raises(ConflictError):
+        convs.create([{"role": "user", "content": "x", "id": "twice"}] * 2, {"n": "1"})
+    assert len(db_rows(db, "conversations", "id")) == 2  # no conversation left behind without its items
     page = convs.list_items(a["id"], None, 2, "asc")
     assert ids(page) == ["same", "a2"] and page["has_more"]
     assert convs.get_item(a["id"], "a3")["content"][0]["text"] == "third"
@@ -271,6 +276,11 @@ def test_conversations(db):
         with pytest.raises(NotFoundError):
             call(a["id"])
     assert [it["id"] for it in convs.items(b["id"])] == ["same"]
+
+
+def db_rows(db: Database, table: str, column: str) -> list:
+    with db.connect() as c:
+        return [r[0] for r in c.execute(sa.select(METADATA.tables[table].c[column]))]
 
 
 # ---- shields registry ----------------------------------------------------------------------------------------------

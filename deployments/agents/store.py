@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -101,10 +102,9 @@ class ConversationStore:
 
     def create(self, items: list[dict[str, Any]] | None, metadata: dict | None) -> dict[str, Any]:
         cid = new_id("conv")
-        with self.db.begin() as c:
+        with self._items_conflict(cid, items or []), self.db.begin() as c:  # the conversation with its items
             c.execute(conversations.insert().values(id=cid, created_at=int(time.time()), metadata=metadata or {}))
-        if items:
-            self.append(cid, normalize_input(items))
+            self._insert_items(c, cid, normalize_input(items) if items else [])
         return self.get(cid)
 
     def get(self, conversation_id: str) -> dict[str, Any]:
@@ -125,15 +125,25 @@ class ConversationStore:
 
     def append(self, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self._row(conversation_id)
+        with self._items_conflict(conversation_id, items), self.db.begin() as c:
+            self._insert_items(c, conversation_id, items)
+        return items
+
+    @staticmethod
+    def _insert_items(conn, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        for it in items:
+            conn.execute(conversation_items.insert().values(conversation_id=conversation_id, id=it["id"], item=it,
+                                                            created_at=int(time.time())))
+
+    @staticmethod
+    @contextmanager
+    def _items_conflict(conversation_id: str, items: list[dict[str, Any]]):
+        """An item id already in the conversation (or twice in `items`) is a 409, and nothing is written."""
         try:
-            with self.db.begin() as c:
-                for it in items:
-                    c.execute(conversation_items.insert().values(conversation_id=conversation_id, id=it["id"],
-                                                                 item=it, created_at=int(time.time())))
+            yield
         except sa.exc.IntegrityError:
             raise ConflictError(f"conversation '{conversation_id}' already has an item with one of the ids "
-                                f"{[it['id'] for it in items]}", param="items") from None
-        return items
+                                f"{[it.get('id') for it in items]}", param="items") from None
 
     def items(self, conversation_id: str) -> list[dict[str, Any]]:
         self._row(conversation_id)
