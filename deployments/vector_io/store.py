@@ -52,6 +52,11 @@ def _now() -> int:
     return int(time.time())
 
 
+def _no_store(store_id: str) -> NotFoundError:
+    return NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
+                         code="vector_store_not_found")
+
+
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
                  default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4):
@@ -71,8 +76,7 @@ class VectorStoreService:
         with self.db.connect() as c:
             row = c.execute(sa.select(vector_stores).where(vector_stores.c.id == store_id)).first()
         if row is None:
-            raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
-                                code="vector_store_not_found")
+            raise _no_store(store_id)
         return row
 
     def _file_row(self, store_id: str, file_id: str) -> Any:
@@ -206,8 +210,7 @@ class VectorStoreService:
         def insert() -> int:
             with self.db.begin() as c:
                 if not self._bump(c, store_id, "del_version"):  # re-attaching replaces the file's old chunks
-                    raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
-                                        code="vector_store_not_found")
+                    raise _no_store(store_id)
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == req.file_id))
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
