@@ -12,9 +12,18 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 # The engine behaviour suite on the vLLM engine (the main run skips its vllm cases), and several models in one graph.
 VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_multi_model.py
 
-.PHONY: install vllm-env run test lint bench-env clean
+.PHONY: install postgres vllm-env run test lint bench-env clean
 
-install: $(STAMP)
+install: $(STAMP) postgres
+
+# PostgreSQL for the storage tests (they start a throwaway server of their own, tests/pg_server.py): Debian's
+# package, installed only when missing and only as root with apt-get; elsewhere those tests skip (fail under CI).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing PostgreSQL (Debian package postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL is missing and needs root + apt-get to install: the PostgreSQL storage tests will skip"; fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -69,7 +69,7 @@ def _error_message(raw: bytes) -> str:
         body = json.loads(raw)
         err = body.get("error", body) if isinstance(body, dict) else body
         return str(err.get("message", err) if isinstance(err, dict) else err)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw.decode("utf-8", "replace")
 
 
@@ -137,7 +137,7 @@ async def send(session: aiohttp.ClientSession, url: str, scenario: Scenario, ite
         return r.fail("timeout", f"no complete response within {timeout_s:g}s")
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
         return r.fail("connection_error", f"{type(e).__name__}: {e}")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         return r.fail("invalid_response", f"{type(e).__name__}: {e}")
     finally:
         r.end = time.perf_counter()

@@ -166,6 +166,33 @@ def ray_serve(metrics_port):
 
 
 @pytest.fixture(scope="session")
+def postgres_databases():
+    """A throwaway PostgreSQL server for the session (tests/pg_server.py), handing out fresh databases. Skips when
+    PostgreSQL is missing, unless CI is set: then it fails."""
+    from tests.pg_server import DatabaseFactory, start_for_tests
+
+    server = start_for_tests()
+    try:
+        factory = DatabaseFactory(server)
+        yield factory
+        factory.admin.dispose()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """An empty database on each storage backend: run a store's tests against both with this fixture."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'stackserve.db'}"
+        return
+    factory = request.getfixturevalue("postgres_databases")
+    url = factory.create()
+    yield url
+    factory.drop(url)
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("stackserve-data")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import serve
 
-from serve.errors import InvalidRequestError, NotFoundError
+from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.responses import CreateResponseRequest
 from serve.telemetry.agents import agent_response
 from serve.telemetry.instrument import instrument_deployment
@@ -95,6 +95,12 @@ class AgentsServer:
             if conv:
                 history = await asyncio.to_thread(self.conversations.items, conv)
         items = normalize_input(req.input)
+        if conv:  # checked before generating: the turn's items are appended to the conversation at its end
+            ids = [it["id"] for it in items]
+            taken = {it["id"] for it in history}.intersection(ids)
+            if taken or len(set(ids)) != len(ids):
+                raise ConflictError(f"item ids must be new to the conversation and unique: "
+                                    f"{sorted(taken) or ids}", param="input")
         asked = {it["id"] for it in history if it.get("type") == "mcp_approval_request"}
         for it in items:
             if it["type"] == "mcp_approval_response" and it["approval_request_id"] not in asked:

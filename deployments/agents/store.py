@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
 from deployments.agents.items import new_id, normalize_input
 from deployments.agents.tables import conversation_items, conversations, responses
-from serve.errors import InvalidRequestError, NotFoundError
+from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.pagination import paginate
 from serve.storage import Database
+from serve.storage.sql import upsert
 
 
 class ResponseStore:
@@ -19,14 +21,11 @@ class ResponseStore:
         self.db = db
 
     def save(self, body: dict[str, Any], input_items: list[dict[str, Any]], previous: str | None) -> None:
+        """Insert the response, or update its status and body (a response is saved as it starts and ends)."""
         with self.db.begin() as c:
-            exists = c.execute(sa.select(responses.c.id).where(responses.c.id == body["id"])).first()
-            values = {"status": body["status"], "body": body, "model": body["model"]}
-            if exists:
-                c.execute(responses.update().where(responses.c.id == body["id"]).values(values))
-            else:
-                c.execute(responses.insert().values(id=body["id"], created_at=body["created_at"],
-                                                    input_items=input_items, previous_response_id=previous, **values))
+            upsert(c, responses, {"id": body["id"], "created_at": body["created_at"], "input_items": input_items,
+                                  "previous_response_id": previous, "status": body["status"], "body": body,
+                                  "model": body["model"]}, key=["id"], update=["status", "body", "model"])
 
     def _row(self, response_id: str) -> Any:
         with self.db.connect() as c:
@@ -103,10 +102,9 @@ class ConversationStore:
 
     def create(self, items: list[dict[str, Any]] | None, metadata: dict | None) -> dict[str, Any]:
         cid = new_id("conv")
-        with self.db.begin() as c:
+        with self._items_conflict(cid, items or []), self.db.begin() as c:  # the conversation with its items
             c.execute(conversations.insert().values(id=cid, created_at=int(time.time()), metadata=metadata or {}))
-        if items:
-            self.append(cid, normalize_input(items))
+            self._insert_items(c, cid, normalize_input(items) if items else [])
         return self.get(cid)
 
     def get(self, conversation_id: str) -> dict[str, Any]:
@@ -127,11 +125,25 @@ class ConversationStore:
 
     def append(self, conversation_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self._row(conversation_id)
-        with self.db.begin() as c:
-            for it in items:
-                c.execute(conversation_items.insert().values(conversation_id=conversation_id, id=it["id"], item=it,
-                                                             created_at=int(time.time())))
+        with self._items_conflict(conversation_id, items), self.db.begin() as c:
+            self._insert_items(c, conversation_id, items)
         return items
+
+    @staticmethod
+    def _insert_items(conn, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        for it in items:
+            conn.execute(conversation_items.insert().values(conversation_id=conversation_id, id=it["id"], item=it,
+                                                            created_at=int(time.time())))
+
+    @staticmethod
+    @contextmanager
+    def _items_conflict(conversation_id: str, items: list[dict[str, Any]]):
+        """An item id already in the conversation (or twice in `items`) is a 409, and nothing is written."""
+        try:
+            yield
+        except sa.exc.IntegrityError:
+            raise ConflictError(f"conversation '{conversation_id}' already has an item with one of the ids "
+                                f"{[it.get('id') for it in items]}", param="items") from None
 
     def items(self, conversation_id: str) -> list[dict[str, Any]]:
         self._row(conversation_id)
@@ -151,5 +163,6 @@ class ConversationStore:
     def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
         self.get_item(conversation_id, item_id)
         with self.db.begin() as c:
-            c.execute(conversation_items.delete().where(conversation_items.c.id == item_id))
+            c.execute(conversation_items.delete().where(conversation_items.c.conversation_id == conversation_id,
+                                                        conversation_items.c.id == item_id))
         return self.get(conversation_id)

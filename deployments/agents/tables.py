@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA
+from serve.storage.sql import METADATA, Str
 
 responses = sa.Table(
     "responses", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("id", Str(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("status", Str(16), nullable=False),
+    sa.Column("model", Str(256), nullable=False),
     sa.Column("body", sa.JSON, nullable=False),  # the full Response object
     sa.Column("input_items", sa.JSON, nullable=False),  # this response's own input, as items
-    sa.Column("previous_response_id", sa.String(64)),
+    sa.Column("previous_response_id", Str(64)),
 )
 
 conversations = sa.Table(
     "conversations", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(64), unique=True, nullable=False),
+    sa.Column("id", Str(64), unique=True, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),
 )
@@ -29,8 +29,9 @@ conversations = sa.Table(
 conversation_items = sa.Table(
     "conversation_items", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("conversation_id", sa.String(64), nullable=False, index=True),
-    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("conversation_id", Str(64), nullable=False, index=True),
+    sa.Column("id", Str(64), nullable=False),  # client-given ids are unique per conversation, not globally
     sa.Column("item", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Integer, nullable=False),
+    sa.UniqueConstraint("conversation_id", "id"),
 )

@@ -68,8 +68,9 @@ def resolve_tool_choice(choice: str | dict[str, Any] | None, specs: list[ToolSpe
         if choice != "none" and not specs:
             raise InvalidRequestError(f"tool_choice '{choice}' needs tools", param="tool_choice")
         return choice, None
-    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
-    if not isinstance(choice, dict) or choice.get("type") != "function" or not name:
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(name, str) or not name:
         raise InvalidRequestError('tool_choice must look like {"type": "function", "function": {"name": ...}}',
                                   param="tool_choice")
     if name not in {s.name for s in specs}:
@@ -119,29 +120,37 @@ def history_for_template(messages: list[dict[str, Any]], native: bool) -> list[d
 
 def _call_dict(call: dict[str, Any]) -> dict[str, Any]:
     fn = call.get("function") or {}
+    if not isinstance(fn, dict):
+        raise InvalidRequestError("an assistant tool call's 'function' must be an object", param="messages")
     args = fn.get("arguments")
     if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            raise InvalidRequestError("tool call arguments in the conversation must be JSON",
-                                      param="messages") from None
+        args = _json(args) if args.strip() else {}
+        if args is _NOT_JSON:
+            raise InvalidRequestError("tool call arguments in the conversation must be JSON", param="messages")
     return {"name": fn.get("name"), "parameters": args or {}}
 
 
-def parse_tool_calls(text: str, specs: list[ToolSpec]) -> list[dict[str, Any]] | None:
-    """OpenAI tool_calls from model output, or None when the output is not a call of a known function."""
-    names = {s.name for s in specs}
-    tagged = _TAGGED.findall(text)
-    candidates: list[Any] = []
+_NOT_JSON = object()
+
+
+def _json(text: str) -> Any:
+    """json.loads, or _NOT_JSON for text that is not JSON or nests deeper than the parser's stack."""
     try:
-        if tagged:
-            candidates = [json.loads(t) for t in tagged]
-        else:
-            body = json.loads(text.strip())
-            candidates = body if isinstance(body, list) else [body]
-    except json.JSONDecodeError:
-        return None
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return _NOT_JSON
+
+
+def parse_tool_calls(text: str, specs: list[ToolSpec]) -> list[dict[str, Any]] | None:
+    """OpenAI tool_calls from model output, or None when the output is not a call of a known function. The output
+    must start with the call (after whitespace), as ToolCallStream decides when streaming: text before a
+    `<tool_call>` block makes it an answer in both modes."""
+    names = {s.name for s in specs}
+    if text.lstrip().startswith("<tool_call>"):
+        candidates = [_json(t) for t in _TAGGED.findall(text)]
+    else:
+        body = _json(text.strip())
+        candidates = body if isinstance(body, list) else [body]
     calls = []
     for c in candidates:
         if not isinstance(c, dict) or c.get("name") not in names:

@@ -9,14 +9,14 @@ import sqlalchemy as sa
 
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.storage import Database
-from serve.storage.sql import METADATA
+from serve.storage.sql import METADATA, Str, upsert
 
 shields = sa.Table(
     "shields", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(256), unique=True, nullable=False),
-    sa.Column("provider_id", sa.String(64), nullable=False),
-    sa.Column("provider_resource_id", sa.String(1024)),
+    sa.Column("id", Str(256), unique=True, nullable=False),
+    sa.Column("provider_id", Str(64), nullable=False),
+    sa.Column("provider_resource_id", Str(1024)),
     sa.Column("params", sa.JSON, nullable=False, default=dict),
     sa.Column("from_config", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Integer, nullable=False),
@@ -36,10 +36,9 @@ class ShieldRegistry:
         self.db = db
 
     def upsert_from_config(self, shield_id: str, provider_id: str, resource: str | None, params: dict) -> None:
-        with self.db.begin() as c:
-            c.execute(shields.delete().where(shields.c.id == shield_id))
-            c.execute(shields.insert().values(id=shield_id, provider_id=provider_id, provider_resource_id=resource,
-                                              params=params, from_config=True, created_at=int(time.time())))
+        with self.db.begin() as c:  # every Safety replica does this at start, possibly at the same moment
+            upsert(c, shields, {"id": shield_id, "provider_id": provider_id, "provider_resource_id": resource,
+                                "params": params, "from_config": True, "created_at": int(time.time())}, key=["id"])
 
     def register(self, shield_id: str, provider_id: str, resource: str | None, params: dict) -> dict[str, Any]:
         if provider_id not in PROVIDER_TYPES:

@@ -57,12 +57,12 @@ def extract_text(filename: str, data: bytes) -> str:
 
         try:
             reader = PdfReader(io.BytesIO(data))
-            return "\n\n".join((page.extract_text() or "") for page in reader.pages)
+            return "\n\n".join((page.extract_text() or "") for page in reader.pages).replace("\x00", "")
         except (PdfReadError, ValueError, KeyError) as e:
             raise UnsupportedFileError(f"could not read the PDF: {e}") from None
     if b"\x00" in data[:4096] and suffix not in TEXT_SUFFIXES:
         raise UnsupportedFileError(f"binary file type '{suffix or 'unknown'}' is not supported")
-    text = _decode(data)
+    text = _decode(data).replace("\x00", "")  # NULs carry no text (and PostgreSQL text cannot hold them)
     if suffix in (".html", ".htm") or text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
         p = _HTMLText()
         p.feed(text)
@@ -70,6 +70,6 @@ def extract_text(filename: str, data: bytes) -> str:
     if suffix in (".json", ".jsonl"):
         try:
             return json.dumps(json.loads(text), indent=1, ensure_ascii=False)
-        except json.JSONDecodeError:
-            return text  # jsonl or loose json: index as text
+        except (json.JSONDecodeError, RecursionError):
+            return text  # jsonl, loose or absurdly nested json: index as text
     return text

@@ -37,7 +37,7 @@ class FileService:
                                        param="file", code="file_too_large")
         if not data:
             raise InvalidRequestError("the file is empty", param="file")
-        name = (filename or "upload").replace("/", "_").replace("\\", "_")[-255:]
+        name = (filename or "upload").replace("/", "_").replace("\\", "_").replace("\x00", "")[-255:] or "upload"
         fid = f"file-{uuid.uuid4().hex[:24]}"
         self.blobs.put(fid, data)  # bytes first: a row never points at missing bytes
         with self.db.begin() as c:

@@ -7,18 +7,21 @@ from typing import Any
 from serve.errors import InvalidRequestError
 
 COMPARISONS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
+MAX_DEPTH = 32  # compound filters nest at most this deep (matching recurses)
 
 
-def validate_filter(f: Any, path: str = "filters") -> None:
-    if not isinstance(f, dict) or "type" not in f:
+def validate_filter(f: Any, path: str = "filters", depth: int = 0) -> None:
+    if not isinstance(f, dict) or not isinstance(f.get("type"), str):
         raise InvalidRequestError("a filter is an object with a 'type'", param=path)
+    if depth > MAX_DEPTH:
+        raise InvalidRequestError(f"filters nest deeper than {MAX_DEPTH} levels", param="filters")
     kind = f["type"]
     if kind in ("and", "or"):
         subs = f.get("filters")
         if not isinstance(subs, list) or not subs:
             raise InvalidRequestError(f"a compound '{kind}' filter needs a non-empty 'filters' list", param=path)
         for i, sub in enumerate(subs):
-            validate_filter(sub, f"{path}.filters.{i}")
+            validate_filter(sub, f"{path}.filters.{i}", depth + 1)
         return
     if kind not in COMPARISONS:
         raise InvalidRequestError(f"unknown filter type '{kind}' (comparison: {', '.join(sorted(COMPARISONS))}; "

@@ -54,6 +54,11 @@ def _now() -> int:
     return int(time.time())
 
 
+def _no_store(store_id: str) -> NotFoundError:
+    return NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
+                         code="vector_store_not_found")
+
+
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
                  default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4):
@@ -73,8 +78,7 @@ class VectorStoreService:
         with self.db.connect() as c:
             row = c.execute(sa.select(vector_stores).where(vector_stores.c.id == store_id)).first()
         if row is None:
-            raise NotFoundError(f"No vector store with id '{store_id}' found", param="vector_store_id",
-                                code="vector_store_not_found")
+            raise _no_store(store_id)
         return row
 
     def _file_row(self, store_id: str, file_id: str) -> Any:
@@ -110,9 +114,14 @@ class VectorStoreService:
                 "created_at": row.created_at, "vector_store_id": row.vector_store_id, "status": row.status,
                 "last_error": row.last_error, "chunking_strategy": row.chunking, "attributes": row.attributes or {}}
 
-    def _bump(self, conn, store_id: str, column: str) -> None:
-        conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
-                     .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()}))
+    def _bump(self, conn, store_id: str, column: str) -> bool:
+        """Increment a version counter (False if the store is gone). Writers of a store's files and chunks call
+        this first in their transaction: the row lock it takes serialises them per store on PostgreSQL as on
+        sqlite, so chunk `seq`s commit in increasing order (index sync reads `seq > last_seq` and would skip a
+        chunk committed after a higher one) and concurrent attaches of one file replace each other cleanly."""
+        return conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
+                            .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()})
+                            ).rowcount > 0
 
     # ---- stores -----------------------------------------------------------------------------------------------
 
@@ -200,26 +209,30 @@ class VectorStoreService:
         chunking = (resolve_chunking(req.chunking_strategy, model.max_tokens) if req.chunking_strategy
                     else store.chunking)
 
-        def insert() -> None:
+        def insert() -> int:
             with self.db.begin() as c:
+                if not self._bump(c, store_id, "del_version"):  # re-attaching replaces the file's old chunks
+                    raise _no_store(store_id)
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == req.file_id))
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
                                                 chunks.c.file_id == req.file_id))
-                c.execute(vector_store_files.insert().values(
+                return c.execute(vector_store_files.insert().values(
                     vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
                     last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
-                    batch_id=batch_id))
-                self._bump(c, store_id, "del_version")  # re-attaching replaces the file's old chunks
+                    batch_id=batch_id)).inserted_primary_key[0]
 
-        await asyncio.to_thread(insert)
-        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model))
+        attachment = await asyncio.to_thread(insert)
+        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model, attachment))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await self.get_file(store_id, req.file_id)
 
-    async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo) -> None:
-        """extract -> chunk -> embed -> insert; the file's row ends completed or failed with last_error."""
+    async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
+                      attachment: int) -> None:
+        """extract -> chunk -> embed -> insert; the file's row ends completed or failed with last_error.
+        `attachment` is the seq of the file's row this ingestion is for: if the file was attached again (on any
+        replica), removed or cancelled meanwhile, its chunks are dropped instead of doubling the new ones."""
         async with self._ingest_slots:
             error = None
             try:
@@ -232,7 +245,7 @@ class VectorStoreService:
                     raise UnsupportedFileError("no text could be extracted from the file")
                 vectors = await self._embed_all(model.model_id, pieces)
                 await asyncio.to_thread(self._insert_chunks, store_id, file_id, pieces, vectors,
-                                        [{"file_id": file_id, "filename": filename}] * len(pieces))
+                                        [{"file_id": file_id, "filename": filename}] * len(pieces), attachment)
             except UnsupportedFileError as e:
                 error = {"code": "unsupported_file", "message": str(e)}
             except NotFoundError as e:
@@ -240,7 +253,7 @@ class VectorStoreService:
             except Exception as e:  # the file fails, the service goes on
                 logger.exception("ingesting %s into %s failed", file_id, store_id)
                 error = {"code": "server_error", "message": f"{type(e).__name__}: {e}"}
-            await asyncio.to_thread(self._finish_file, store_id, file_id, error)
+            await asyncio.to_thread(self._finish_file, store_id, file_id, error, attachment)
 
     async def _embed_all(self, model_id: str, texts: list[str]) -> np.ndarray:
         parts = await asyncio.gather(*[self.embed(model_id, texts[i:i + EMBED_BATCH])
@@ -248,24 +261,25 @@ class VectorStoreService:
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
     def _insert_chunks(self, store_id: str, file_id: str, texts: list[str], vectors: np.ndarray,
-                       metas: list[dict]) -> None:
+                       metas: list[dict], attachment: int | None = None) -> None:
         rows = [{"vector_store_id": store_id, "file_id": file_id, "chunk_index": i, "text": t,
                  "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
                 for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
         with self.db.begin() as c:
-            exists = c.execute(sa.select(vector_stores.c.id).where(vector_stores.c.id == store_id)).first()
-            if exists is None:
+            if not self._bump(c, store_id, "add_version"):
                 return  # the store was deleted while this file was being processed
+            current = sa.select(vector_store_files.c.seq).where(vector_store_files.c.seq == attachment,
+                                                                vector_store_files.c.status == "in_progress")
+            if attachment is not None and c.execute(current).first() is None:
+                return  # superseded (checked under the store's row lock, so no attach can slip in between)
             c.execute(chunks.insert(), rows)
-            self._bump(c, store_id, "add_version")
 
-    def _finish_file(self, store_id: str, file_id: str, error: dict | None) -> None:
+    def _finish_file(self, store_id: str, file_id: str, error: dict | None, attachment: int) -> None:
         with self.db.begin() as c:
             usage = c.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(chunks.c.text)), 0))
                               .where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id)).scalar()
             c.execute(vector_store_files.update().where(
-                vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id,
-                vector_store_files.c.status == "in_progress").values(
+                vector_store_files.c.seq == attachment, vector_store_files.c.status == "in_progress").values(
                 status="failed" if error else "completed", last_error=error, usage_bytes=int(usage or 0)))
 
     async def get_file(self, store_id: str, file_id: str) -> dict[str, Any]:
@@ -304,10 +318,10 @@ class VectorStoreService:
         def run() -> None:
             self._file_row(store_id, file_id)
             with self.db.begin() as c:
+                self._bump(c, store_id, "del_version")
                 c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id))
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == file_id))
-                self._bump(c, store_id, "del_version")
 
         await asyncio.to_thread(run)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}

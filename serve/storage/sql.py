@@ -1,24 +1,77 @@
-"""SQL storage through SQLAlchemy Core: one schema for every stateful service, sqlite by default.
+"""SQL storage through SQLAlchemy Core: one schema for every stateful service, sqlite by default, PostgreSQL by URL.
 
 Every replica of every deployment opens the same database, so what one replica writes the others read (sqlite in
-WAL mode on one node; a server database URL for multi-node clusters). Table definitions live with the services
-that own them and register on `METADATA`; `Database` creates whatever is missing.
+WAL mode on one node; PostgreSQL, `postgresql+psycopg://...`, for multi-node clusters). Table definitions live with
+the services that own them and register on `METADATA`; `Database` creates whatever is missing.
+
+Both backends must behave the same, so the types here refuse (400, on both) what only one of them would store:
+strings longer than their column or holding NUL characters, and NaN/Infinity inside JSON.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.exc import DontWrapMixin
+
+from serve.errors import InvalidRequestError
 
 METADATA = sa.MetaData()
+_SCHEMA_LOCK_KEY = 0x5374616B  # pg_advisory_xact_lock key: replicas creating the schema at once take turns
+
+
+class UnstorableValueError(DontWrapMixin, InvalidRequestError):
+    """A value the database cannot store (raised while binding parameters; SQLAlchemy passes it through)."""
+
+
+class Str(sa.TypeDecorator):
+    """A string column (bounded when `length` is given) that refuses what PostgreSQL refuses and sqlite would keep:
+    values longer than the column and NUL characters. Compared values are only checked for NUL, so looking up an
+    over-long id finds nothing (404), as it would anywhere."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None):
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return value
+        if "\x00" in value:
+            raise UnstorableValueError("text must not contain NUL (\\u0000) characters")
+        if self.length and len(value) > self.length:
+            raise UnstorableValueError(f"a text value of {len(value)} characters exceeds the limit of "
+                                       f"{self.length}")
+        return value
+
+    def coerce_compared_value(self, op, value):
+        return Str()
+
+
+def _json_dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise UnstorableValueError("JSON values must be finite numbers (NaN and Infinity are not JSON)") from None
 
 
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'stackserve.db'}"
+
+
+def _driver_url(url: str) -> str:
+    """`postgresql://` (libpq style) means the psycopg 3 driver we ship, not SQLAlchemy's default psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -37,21 +90,45 @@ class Database:
     _create_lock = threading.Lock()
 
     def __init__(self, url: str, metadata: sa.MetaData = METADATA):
-        self.url = url
-        kwargs: dict[str, Any] = {"future": True}
+        self.url = url = _driver_url(url)
+        kwargs: dict[str, Any] = {"future": True, "json_serializer": _json_dumps}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True  # a restarted database server leaves dead pooled connections
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._create_lock:
-            try:
-                metadata.create_all(self.engine)
-            except sa.exc.DatabaseError:  # another process created a table between our check and CREATE
-                metadata.create_all(self.engine)
+            self._create_schema(metadata)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _create_schema(self, metadata: sa.MetaData) -> None:
+        """Create missing tables. Replicas of several deployments start together and each does this, and a table
+        created by another process between the check and CREATE TABLE fails the statement: so they take turns,
+        under an advisory lock on PostgreSQL (DDL is transactional there) and a write lock on sqlite."""
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                metadata.create_all(conn)
+        elif self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")  # the driver leaves BEGIN/COMMIT to us
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) while another process holds it
+                try:
+                    metadata.create_all(conn)
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+        else:
+            metadata.create_all(self.engine)
 
     def begin(self):
         """A transaction: `with db.begin() as conn: ...` commits on success, rolls back on error."""
@@ -62,3 +139,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def upsert(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: list[str],
+           update: list[str] | None = None) -> None:
+    """Insert `values`, or set the `update` columns (default: all but `key`) of the row with the same `key`, in one
+    atomic statement: two replicas saving the same row at once must not fail on the unique key."""
+    update = update or [c for c in values if c not in key]
+    name = conn.dialect.name
+    if name in ("postgresql", "sqlite"):
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table).values(values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=key, set_={c: stmt.excluded[c] for c in update}))
+        return
+    where = [table.c[k] == values[k] for k in key]
+    if conn.execute(table.update().where(*where).values({c: values[c] for c in update})).rowcount == 0:
+        conn.execute(table.insert().values(values))

@@ -1,0 +1,312 @@
+"""The SQL-backed stores on both storage backends, sqlite and PostgreSQL, driven directly (no Ray).
+
+Every test takes `database_url` (conftest.py), so it runs once per backend on an empty database. A store added
+later (datasets, batches, ...) joins with one fixture built on `db`, its tests taking that fixture like these do.
+Concurrency (two replicas on one database) is in test_storage_concurrency.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+import deployments.agents.tables  # noqa: F401  (register their tables on METADATA)
+import deployments.vector_io.tables  # noqa: F401
+from deployments.agents.store import ConversationStore, ResponseStore
+from deployments.safety.registry import ShieldRegistry
+from deployments.vector_io.files import FileService
+from deployments.vector_io.store import VectorStoreService
+from serve.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from serve.protocol.vector_io import AttachFileRequest, CreateVectorStoreRequest, FileBatchRequest, SearchRequest
+from serve.protocol.vector_io import UpdateVectorStoreRequest as UpdateStore
+from serve.storage import BlobStore, Database
+from serve.storage.sql import METADATA
+from tests.fake_embedding import MODEL, embed, model_info
+
+BEES = ("Honeybees tell their sisters where the flowers are with the waggle dance. The angle of the waggle run "
+        "gives the direction and its length gives the distance to the nectar.")
+VOLCANO = ("Pyroclastic flows are the deadliest volcanic hazard: avalanches of hot gas and ash racing downhill "
+           "faster than a car. Lava flows are slow by comparison.")
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def files(db, tmp_path) -> FileService:
+    return FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=64 * 1024)
+
+
+def store_service(db: Database, files: FileService) -> VectorStoreService:
+    return VectorStoreService(db, files, embed, {MODEL: model_info()}, MODEL, {"type": "flat"})
+
+
+@pytest.fixture
+def stores(db, files) -> VectorStoreService:
+    return store_service(db, files)
+
+
+async def settle(*services: VectorStoreService) -> None:
+    """Wait for the background ingestion tasks (they must finish inside the test's event loop)."""
+    while any(s._tasks for s in services):
+        await asyncio.gather(*[t for s in services for t in list(s._tasks)])
+
+
+def ids(page: dict) -> list[str]:
+    return [item["id"] for item in page["data"]]
+
+
+# ---- files ---------------------------------------------------------------------------------------------------------
+
+def test_files(files):
+    a = files.create("a.txt", "assistants", b"alpha")
+    b = files.create("b.jsonl", "batch", b'{"x": 1}\n')
+    c = files.create("dir/evil\x00name.txt", "assistants", b"gamma")
+    assert files.get(a["id"]) == a and a["bytes"] == 5 and a["filename"] == "a.txt"
+    assert c["filename"] == "dir_evilname.txt"  # no path separators, no NUL
+    assert files.content(b["id"]) == ("b.jsonl", b'{"x": 1}\n')
+    assert ids(files.list(None, None, 20, "asc")) == [a["id"], b["id"], c["id"]]
+    page = files.list(None, None, 2, "desc")
+    assert ids(page) == [c["id"], b["id"]] and page["has_more"]
+    assert ids(files.list(None, page["last_id"], 2, "desc")) == [a["id"]]
+    assert ids(files.list("batch", None, 20, "asc")) == [b["id"]]
+    assert files.create("x" * 2000 + ".txt", "assistants", b"z")["filename"] == ("x" * 2000 + ".txt")[-255:]
+    with pytest.raises(InvalidRequestError):
+        files.create("a.txt", "nope", b"x")
+    with pytest.raises(InvalidRequestError):
+        files.create("a.txt", "assistants", b"")
+    with pytest.raises(PayloadTooLargeError):
+        files.create("a.txt", "assistants", b"x" * (64 * 1024 + 1))
+    files.delete(a["id"])
+    for call in (files.get, files.content, files.delete):
+        with pytest.raises(NotFoundError):
+            call(a["id"])
+
+
+# ---- vector stores -------------------------------------------------------------------------------------------------
+
+def test_vector_store_lifecycle(stores, files):
+    bees = files.create("bees.txt", "assistants", BEES.encode())["id"]
+    volcano = files.create("volcano.md", "assistants", VOLCANO.encode())["id"]
+
+    async def go():
+        vs = await stores.create_store(CreateVectorStoreRequest(name="nature", file_ids=[bees],
+                                                                metadata={"suite": "storage"}))
+        await stores.attach_file(vs["id"], AttachFileRequest(file_id=volcano, attributes={"topic": "geo",
+                                                                                          "year": 2021}))
+        await settle(stores)
+        got = await stores.get_store(vs["id"])
+        assert got["file_counts"] == {"in_progress": 0, "completed": 2, "failed": 0, "cancelled": 0, "total": 2}
+        assert got["status"] == "completed" and got["metadata"] == {"suite": "storage"}
+        assert got["usage_bytes"] >= len(BEES) + len(VOLCANO) > 0  # overlapping chunks count twice
+        listed = await stores.list_files(vs["id"], None, None, None, 20, "asc")
+        assert ids(listed) == [bees, volcano] and {f["status"] for f in listed["data"]} == {"completed"}
+
+        content = await stores.file_content(vs["id"], bees)
+        texts = [c["text"] for c in content["data"]]
+        assert len(texts) > 2 and texts[0].startswith("Honeybees tell") and texts[-1].endswith("nectar.")
+
+        async def top(query, mode="vector", filters=None):
+            page = await stores.search(vs["id"], SearchRequest(query=query, search_mode=mode, filters=filters))
+            return [hit["file_id"] for hit in page["data"]]
+
+        for mode in ("vector", "keyword", "hybrid"):
+            assert (await top("waggle dance of honeybees", mode))[0] == bees
+            assert (await top("deadliest volcanic hazard", mode))[0] == volcano
+        assert set(await top("waggle dance", filters={"type": "eq", "key": "topic", "value": "geo"})) == {volcano}
+        assert set(await top("waggle dance", filters={"type": "lt", "key": "year", "value": 2000})) == set()
+
+        await stores.update_file(vs["id"], bees, {"topic": "bio"})
+        assert set(await top("dance", filters={"type": "in", "key": "topic", "value": ["bio"]})) == {bees}
+        await stores.update_store(vs["id"], UpdateStore(name="renamed", metadata={"v": "2"}))
+        assert (await stores.get_store(vs["id"]))["name"] == "renamed"
+
+        await stores.delete_file(vs["id"], bees)
+        assert (await stores.get_store(vs["id"]))["file_counts"]["total"] == 1
+        assert bees not in await top("waggle dance of honeybees")
+
+        other = [await stores.create_store(CreateVectorStoreRequest(name=f"s{i}")) for i in range(3)]
+        page = await stores.list_stores(None, None, 2, "desc")
+        assert ids(page) == [other[2]["id"], other[1]["id"]] and page["has_more"]
+        assert ids(await stores.list_stores(page["last_id"], None, 5, "desc")) == [other[0]["id"], vs["id"]]
+
+        await stores.delete_store(vs["id"])
+        with pytest.raises(NotFoundError):
+            await stores.get_store(vs["id"])
+        with pytest.raises(NotFoundError):
+            await stores.list_files(vs["id"], None, None, None, 20, "asc")
+
+    asyncio.run(go())
+
+
+def test_file_batches_and_failures(stores, files):
+    good = [files.create(f"{i}.txt", "assistants", f"note {i} {BEES}".encode())["id"] for i in range(2)]
+    binary = files.create("blob.bin", "assistants", b"\x00\x01\x02\x03" * 16)["id"]
+    nul_text = files.create("nul.txt", "assistants", b"plain text with a \x00 NUL byte in it")["id"]
+
+    async def go():
+        vs = await stores.create_store(CreateVectorStoreRequest(name="batch"))
+        batch = await stores.create_batch(vs["id"], FileBatchRequest(file_ids=[*good, binary, nul_text]))
+        await settle(stores)
+        batch = await stores.get_batch(vs["id"], batch["id"])
+        assert batch["status"] == "completed"
+        assert batch["file_counts"] == {"in_progress": 0, "completed": 3, "failed": 1, "cancelled": 0, "total": 4}
+        failed = await stores.get_file(vs["id"], binary)
+        assert failed["status"] == "failed" and failed["last_error"]["code"] == "unsupported_file"
+        content = await stores.file_content(vs["id"], nul_text)
+        assert content["data"][0]["text"] == "plain text with a  NUL byte in it"
+        assert len((await stores.list_files(vs["id"], "completed", None, None, 20, "asc", batch["id"]))["data"]) == 3
+        assert (await stores.cancel_batch(vs["id"], batch["id"]))["status"] == "cancelled"
+        with pytest.raises(NotFoundError):
+            await stores.get_batch(vs["id"], "vsfb_missing")
+
+    asyncio.run(go())
+
+
+def test_llama_stack_chunks(stores):
+    async def go():
+        vs = await stores.create_store(CreateVectorStoreRequest(name="docs-db"), store_id="docs-db")
+        with pytest.raises(ConflictError):
+            await stores.create_store(CreateVectorStoreRequest(name="docs-db"), store_id="docs-db")
+        texts = ["bees dance to share the way", "lava is molten rock", "bees make honey"]
+        await stores.insert_chunks(vs["id"], texts, [{"document_id": "d1"}, {"document_id": "d2"},
+                                                     {"document_id": "d1"}], [None, None, None])
+        found = await stores.ranked_chunks(vs["id"], ["bees honey"], 2, "vector", None)
+        assert [row.text for row, _, _ in found] == ["bees make honey", "bees dance to share the way"]
+        with pytest.raises(InvalidRequestError):
+            await stores.insert_chunks(vs["id"], ["x"], [{}], [[1.0, 2.0]])  # wrong dimension
+
+    asyncio.run(go())
+
+
+def test_values_only_one_backend_would_store(stores, files):
+    """sqlite keeps over-long strings, NULs and NaN; PostgreSQL refuses them. Both must answer the same: 400."""
+    fid = files.create("a.txt", "assistants", BEES.encode())["id"]
+
+    async def go():
+        for bad in ("x" * 1025, "a\x00b"):
+            with pytest.raises(InvalidRequestError):
+                await stores.create_store(CreateVectorStoreRequest(name=bad))
+        with pytest.raises(InvalidRequestError):
+            await stores.create_store(CreateVectorStoreRequest(name="n", expires_after={"days": float("nan")}))
+        assert (await stores.list_stores(None, None, 20, "asc"))["data"] == []
+        vs = await stores.create_store(CreateVectorStoreRequest(name="naïve 🐝 東京",
+                                                                metadata={"k": "\x00 ok in JSON"}))
+        got = await stores.get_store(vs["id"])
+        assert got["name"] == "naïve 🐝 東京" and got["metadata"] == {"k": "\x00 ok in JSON"}
+        with pytest.raises(InvalidRequestError):
+            await stores.attach_file(vs["id"], AttachFileRequest(file_id=fid, attributes={"s": float("inf")}))
+        assert (await stores.list_files(vs["id"], None, None, None, 20, "asc"))["data"] == []
+        with pytest.raises(InvalidRequestError):
+            await stores.insert_chunks(vs["id"], ["nul \x00 inside"], [{}], [None])
+        with pytest.raises(NotFoundError):  # an id longer than any stored one is simply not there
+            await stores.get_store("vs_" + "x" * 300)
+        with pytest.raises(InvalidRequestError):
+            await stores.get_store("vs_\x00")
+
+    asyncio.run(go())
+
+
+# ---- responses and conversations -----------------------------------------------------------------------------------
+
+def response(rid: str, status: str, model: str = "m1", created: int = 100, text: str = "") -> dict:
+    out = [{"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text}]}] if text else []
+    return {"id": rid, "object": "response", "created_at": created, "status": status, "model": model,
+            "output": out}
+
+
+def user(text: str, item_id: str) -> dict:
+    return {"type": "message", "id": item_id, "role": "user", "status": "completed",
+            "content": [{"type": "input_text", "text": text}]}
+
+
+def test_responses(db):
+    store = ResponseStore(db)
+    store.save(response("resp_1", "in_progress"), [user("hi", "u1")], None)
+    store.save(response("resp_1", "completed", text="hello", created=999), [user("ignored", "x")], None)
+    assert store.get("resp_1")["status"] == "completed" and store.status("resp_1") == "completed"
+    assert store.get("resp_1")["created_at"] == 999  # the body is the latest saved; the row keeps its input
+    store.save(response("resp_2", "completed", model="m2", text="again"), [user("more", "u2")], "resp_1")
+    assert [it["id"] for it in store.history("resp_2")] == ["u1", "msg_resp_1", "u2", "msg_resp_2"]
+    assert ids(store.list(None, 20, "desc", None)) == ["resp_2", "resp_1"]
+    assert ids(store.list(None, 20, "desc", "m2")) == ["resp_2"]
+    assert ids(store.list("resp_2", 20, "desc", None)) == ["resp_1"]
+    assert ids(store.input_items("resp_1", None, None, 20, "asc")) == ["u1"]
+    with pytest.raises(InvalidRequestError):
+        store.cancel("resp_1")
+    store.save(response("resp_3", "in_progress"), [], None)
+    assert store.cancel("resp_3")["status"] == "cancelled" and store.status("resp_3") == "cancelled"
+    store.delete("resp_1")
+    with pytest.raises(NotFoundError):
+        store.get("resp_1")
+    with pytest.raises(NotFoundError):
+        store.history("resp_2")  # its chain is broken
+    assert store.status("resp_1") is None
+
+
+def test_conversations(db):
+    convs = ConversationStore(db)
+    a = convs.create([{"role": "user", "content": "first", "id": "same"}], {"topic": "a"})
+    b = convs.create(None, None)
+    convs.append(b["id"], [user("in b", "same")])  # ids are unique per conversation, not across them
+    convs.append(a["id"], [user("second", "a2"), user("third", "a3")])
+    with pytest.raises(ConflictError):
+        convs.append(a["id"], [user("fourth", "a4"), user("dup", "a2")])
+    assert [it["id"] for it in convs.items(a["id"])] == ["same", "a2", "a3"]  # all or nothing
+    with pytest.raises(ConflictError):
+        convs.create([{"role": "user", "content": "x", "id": "twice"}] * 2, {"n": "1"})
+    assert len(db_rows(db, "conversations", "id")) == 2  # no conversation left behind without its items
+    page = convs.list_items(a["id"], None, 2, "asc")
+    assert ids(page) == ["same", "a2"] and page["has_more"]
+    assert convs.get_item(a["id"], "a3")["content"][0]["text"] == "third"
+    convs.delete_item(a["id"], "same")
+    assert convs.get_item(b["id"], "same")["content"][0]["text"] == "in b"
+    with pytest.raises(NotFoundError):
+        convs.get_item(a["id"], "same")
+    assert convs.update(a["id"], {"topic": "changed"})["metadata"] == {"topic": "changed"}
+    convs.delete(a["id"])
+    for call in (convs.get, convs.items):
+        with pytest.raises(NotFoundError):
+            call(a["id"])
+    assert [it["id"] for it in convs.items(b["id"])] == ["same"]
+
+
+def db_rows(db: Database, table: str, column: str) -> list:
+    with db.connect() as c:
+        return [r[0] for r in c.execute(sa.select(METADATA.tables[table].c[column]))]
+
+
+# ---- shields registry ----------------------------------------------------------------------------------------------
+
+def test_shields(db):
+    reg = ShieldRegistry(db)
+    reg.upsert_from_config("guard", "llama-guard", "m1", {"excluded_categories": []})
+    reg.register("scanner", "code-scanner", None, {})
+    reg.upsert_from_config("guard", "llama-guard", "m2", {"excluded_categories": ["S1"]})  # a restart, new config
+    assert [s["identifier"] for s in reg.list()] == ["guard", "scanner"]
+    assert reg.get("guard")["provider_resource_id"] == "m2" and reg.get("guard")["params"]["excluded_categories"]
+    with pytest.raises(ConflictError):
+        reg.register("scanner", "code-scanner", None, {})
+    with pytest.raises(InvalidRequestError):
+        reg.register("other", "no-such-provider", None, {})
+    reg.delete("scanner")
+    with pytest.raises(NotFoundError):
+        reg.get("scanner")
+
+
+def test_libpq_style_urls_use_psycopg(postgres_databases):
+    url = postgres_databases.create()
+    try:
+        db = Database(url.replace("postgresql+psycopg://", "postgresql://"))  # as in the README
+        ShieldRegistry(db).register("s", "code-scanner", None, {})
+        assert db.dialect == "postgresql" and db.engine.driver == "psycopg"
+        db.dispose()
+    finally:
+        postgres_databases.drop(url)
