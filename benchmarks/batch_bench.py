@@ -43,9 +43,9 @@ def bench_config(data_dir: str, port: int) -> dict:
     from serve.config import load_config
 
     local = load_config(ROOT / "configs" / "local.yaml")
-    llm = local.models[0].model_dump(exclude_none=True)
+    llm = local.models[0].model_dump(exclude_unset=True)  # what the file says; defaults stay defaults
     return {"data_dir": data_dir, "server": {"port": port},
-            "ingress": local.ingress.model_dump(exclude_none=True), "models": [llm],
+            "ingress": local.ingress.model_dump(exclude_unset=True), "models": [llm],
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.1}}}],
             "vector_io": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
