@@ -43,9 +43,9 @@ def bench_config(data_dir: str, port: int) -> dict:
     from serve.config import load_config
 
     local = load_config(ROOT / "configs" / "local.yaml")
-    llm = local.models[0].model_dump(exclude_none=True)
+    llm = local.models[0].model_dump(exclude_unset=True)  # what the file says; defaults stay defaults
     return {"data_dir": data_dir, "server": {"port": port},
-            "ingress": local.ingress.model_dump(exclude_none=True), "models": [llm],
+            "ingress": local.ingress.model_dump(exclude_unset=True), "models": [llm],
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.1}}}],
             "vector_io": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
@@ -102,7 +102,7 @@ class LoadSampler:
         import threading
 
         self.loads: list[float] = []
-        self.busiest: list[list[str]] = []
+        self.busiest: list[list[str]] = []  # `ps` %CPU (over each process's lifetime), nice, name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
 
@@ -195,6 +195,12 @@ def run_cli(path: Path, out: Path, data_dir: Path, *extra: str) -> dict:
             "peak_in_flight": s["peak_in_flight"]}
 
 
+def _offline(res: dict, data_dir: Path) -> None:
+    print("offline CLI ...", flush=True)
+    res["offline_cli"] = measured(run_cli, data_dir / "in.jsonl", data_dir / "out.jsonl", data_dir)
+    print(res["offline_cli"], flush=True)
+
+
 def report(res: dict) -> str:
     rows = [("(a) Batch API (graph, Ray Data -> LLM handle)", res["batch_api"]),
             ("(b) offline CLI (Ray Data, engine in the UDF actor)", res["offline_cli"]),
@@ -220,7 +226,7 @@ def report(res: dict) -> str:
             f"{b['job_s']} s ({b['job_output_tokens_per_s']} tok/s), the first results after {b['first_result_s']} s; "
             f"at most {b['peak_in_flight']} requests were in flight in its UDF actor.",
             "Steady state: output tokens/s between 10% and 90% of the requests done (no start-up, no tail).",
-            "Order: (b), then the server with (c), then (a). Mean load: the 1-minute load average during the path "
+            f"Order: {res['order']}. Mean load: the 1-minute load average during the path "
             "(the engine alone keeps it near 2; more is other work on the machine)."]
     return "\n".join(out) + "\n"
 
@@ -233,6 +239,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--order", default="b,c,a", choices=["b,c,a", "b,a,c", "a,c,b", "c,a,b"],
+                    help="run order of the paths (the server runs (a) and (c) back to back)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batch_bench_cpu")
     a = ap.parse_args()
     if not a.port:
@@ -240,26 +248,28 @@ def main() -> int:
             sock.bind(("127.0.0.1", 0))
             a.port = sock.getsockname()[1]
     items, lines = make_requests(a.requests, a.input_tokens, a.max_tokens, a.seed)
-    res: dict = {"requests": a.requests, "input_tokens": a.input_tokens, "max_tokens": a.max_tokens,
+    res: dict = {"order": a.order, "requests": a.requests, "input_tokens": a.input_tokens, "max_tokens": a.max_tokens,
                  "hardware": hardware(), "software": software(), "load_before": load_average()}
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
         data_dir = Path(tmp)
         (data_dir / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         cfg = bench_config(str(data_dir / "state"), a.port)
         (data_dir / "bench.yaml").write_text(json.dumps(cfg))  # JSON is YAML
-        print("offline CLI ...", flush=True)
-        res["offline_cli"] = measured(run_cli, data_dir / "in.jsonl", data_dir / "out.jsonl", data_dir)
-        print(res["offline_cli"], flush=True)
+        server_first = a.order.index("a") < a.order.index("b")
+        if not server_first:
+            _offline(res, data_dir)
         server = start_server(cfg, data_dir)
         base = f"http://127.0.0.1:{a.port}"
         try:
-            print("online ...", flush=True)
-            res["online"] = measured(run_online, base, items, a.concurrency)
-            print(res["online"], "\nbatch API ...", flush=True)
-            res["batch_api"] = measured(run_batch_api, base, lines)
-            print(res["batch_api"], flush=True)
+            for path in [p for p in a.order.split(",") if p != "b"]:
+                key, fn, arg = ("online", run_online, items) if path == "c" else ("batch_api", run_batch_api, lines)
+                print(f"{key} ...", flush=True)
+                res[key] = measured(fn, base, arg, *([a.concurrency] if path == "c" else []))
+                print(res[key], flush=True)
         finally:
             stop_server(server)
+        if server_first:
+            _offline(res, data_dir)
         if (res["offline_cli"]["steady_output_tokens_per_s"] or 0) < res["online"]["steady_output_tokens_per_s"]:
             # diagnostic: does Ray Data's CPU budget for the engine actor (1 CPU of 2) hold its tasks back?
             print("offline CLI, engine actor reserving 0.1 CPU ...", flush=True)
