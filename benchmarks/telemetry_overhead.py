@@ -69,7 +69,7 @@ async def load(base_url: str, concurrency: int, duration_s: float, output_tokens
                     max_time_s=duration_s + 300, request_timeout_s=300)
     out = await gen.run(spec, [item], [item])
     ok = [r for r in out.results if r.ok]
-    tokens = sum(r.output_tokens or 0 for r in ok)
+    tokens = sum((r.usage or {}).get("completion_tokens", 0) for r in ok)  # streamed with include_usage
     return {"requests": len(out.results), "errors": len(out.results) - len(ok),
             "req_per_s": len(ok) / out.duration_s, "out_tok_per_s": tokens / out.duration_s,
             "ttft_p50_ms": 1000 * statistics.median([r.ttft for r in ok if r.ttft is not None] or [float("nan")]),
@@ -113,40 +113,55 @@ def measure(a: argparse.Namespace, log=print) -> list[dict[str, Any]]:
     return records
 
 
+def usable(records: list[dict[str, Any]], max_load: float | None) -> tuple[list[dict], list[dict]]:
+    """Cells measured while the machine's 1-minute load average exceeded `max_load` (other work on a shared box)
+    are set aside, not averaged in."""
+    if max_load is None:
+        return records, []
+    return ([r for r in records if (r.get("load_average") or 0) <= max_load],
+            [r for r in records if (r.get("load_average") or 0) > max_load])
+
+
 def summary(records: list[dict[str, Any]], settings: list[str]) -> list[dict[str, Any]]:
-    """Mean over rounds per (engine, concurrency, setting), with the ratio to `off`."""
+    """Mean over rounds per (engine, concurrency, setting), with the throughput ratio to `off` (every request
+    asks for the same number of output tokens, so req/s and tok/s ratios are the same)."""
     rows = []
     for engine in dict.fromkeys(r["engine"] for r in records):
         for c in dict.fromkeys(r["concurrency"] for r in records):
             cells = {s: [r for r in records if (r["engine"], r["concurrency"], r["setting"]) == (engine, c, s)]
                      for s in settings}
-            base = statistics.mean(r["out_tok_per_s"] for r in cells["off"]) if cells.get("off") else None
+            base = statistics.mean(r["req_per_s"] for r in cells["off"]) if cells.get("off") else None
             for s, rs in cells.items():
                 if not rs:
                     continue
-                tok = statistics.mean(r["out_tok_per_s"] for r in rs)
-                rows.append({"engine": engine, "concurrency": c, "setting": s, "rounds": len(rs),
-                             "req_per_s": statistics.mean(r["req_per_s"] for r in rs), "out_tok_per_s": tok,
+                rps = statistics.mean(r["req_per_s"] for r in rs)
+                rows.append({"engine": engine, "concurrency": c, "setting": s, "rounds": len(rs), "req_per_s": rps,
+                             "out_tok_per_s": statistics.mean(r["out_tok_per_s"] for r in rs),
                              "ttft_p50_ms": statistics.mean(r["ttft_p50_ms"] for r in rs),
                              "e2e_p50_ms": statistics.mean(r["e2e_p50_ms"] for r in rs),
-                             "vs_off": tok / base if base else None,
-                             "spread": (max(r["out_tok_per_s"] for r in rs) - min(r["out_tok_per_s"] for r in rs))
-                             / tok if tok else None})
+                             "vs_off": rps / base if base else None,
+                             "spread": (max(r["req_per_s"] for r in rs) - min(r["req_per_s"] for r in rs)) / rps})
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], dropped: list[dict[str, Any]] = ()) -> str:
     hw = meta["hardware"]
     lines = [f"# Telemetry overhead on chat throughput ({meta['config']['output_tokens']} output tokens, streamed)",
              "", f"Hardware: {hw.get('cpu_model')}, {hw.get('usable_cores')} cores, {hw.get('memory_gib')} GiB, "
              f"GPUs: {', '.join(hw.get('gpus') or []) or 'none'}. Command: `{meta['command']}`.", "",
-             "| engine | c | setting | req/s | out tok/s | vs off | TTFT p50 ms | e2e p50 ms | spread over rounds |",
+             "| engine | c | setting | req/s | out tok/s | vs off | TTFT p50 ms | e2e p50 ms | spread |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         vs = f"{r['vs_off']:.3f}x" if r["vs_off"] is not None else ""
-        lines.append(f"| {r['engine']} | {r['concurrency']} | {r['setting']} | {r['req_per_s']:.2f} | "
-                     f"{r['out_tok_per_s']:.1f} | {vs} | {r['ttft_p50_ms']:.1f} | {r['e2e_p50_ms']:.1f} | "
-                     f"{100 * (r['spread'] or 0):.1f}% |")
+        tok = f"{r['out_tok_per_s']:.1f}" if r["out_tok_per_s"] else "-"
+        lines.append(f"| {r['engine']} | {r['concurrency']} | {r['setting']} | {r['req_per_s']:.2f} | {tok} | {vs} | "
+                     f"{r['ttft_p50_ms']:.1f} | {r['e2e_p50_ms']:.1f} | {100 * r['spread']:.1f}% |")
+    lines += ["", "`vs off`: req/s relative to `off` at the same engine and concurrency (each request generates the "
+              "same number of tokens); `spread`: (max - min) / mean of req/s over the rounds, the noise floor."]
+    if dropped:
+        lines += ["", f"Set aside (load average above {meta.get('max_load')}): " + "; ".join(
+            f"{r['engine']} {r['setting']} round {r['round']} c={r['concurrency']} ({r['req_per_s']:.2f} req/s, "
+            f"load {r['load_average']})" for r in dropped) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tokens", type=int, default=32)
     p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--ray-cpus", type=int, default=2)
+    p.add_argument("--max-load", type=float, default=None,
+                   help="set aside cells measured at a higher 1-minute load average (a disturbed shared machine)")
+    p.add_argument("--from-json", type=Path, default=None, help="re-summarize a run's OUT.json into OUT.md")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/telemetry_overhead_cpu"),
                    help="writes OUT.json and OUT.md")
     return p
@@ -172,18 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if a.from_json:  # summarize the records of an earlier run again
+        saved = json.loads(a.from_json.read_text())
+        kept, dropped = usable(saved["records"], a.max_load)
+        saved |= {"max_load": a.max_load, "summary": summary(kept, saved["config"]["settings"])}
+        a.from_json.write_text(json.dumps(saved, indent=1, default=str))
+        md = markdown(saved["summary"], saved, dropped)
+        a.from_json.with_suffix(".md").write_text(md)
+        print(md)
+        return 0
     unknown = set(a.settings) - set(SETTINGS) | set(a.engine) - {"scripted", "smollm2"}
     if unknown:
         raise SystemExit(f"unknown engine or setting: {', '.join(sorted(unknown))}")
     records = measure(a)
-    rows = summary(records, a.settings)
+    kept, dropped = usable(records, a.max_load)
+    rows = summary(kept, a.settings)
     meta = {"config": vars(a) | {"out": str(a.out)}, "command": " ".join(["python -m benchmarks.telemetry_overhead",
                                                                           *(argv or sys.argv[1:])]),
-            "hardware": sysinfo.hardware(), "software": sysinfo.software()}
+            "hardware": sysinfo.hardware(), "software": sysinfo.software(), "max_load": a.max_load}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps({**meta, "summary": rows, "records": records}, indent=1,
                                                      default=str))
-    md = markdown(rows, meta)
+    md = markdown(rows, meta, dropped)
     a.out.with_suffix(".md").write_text(md)
     print(md)
     return 0

@@ -25,7 +25,13 @@ from serve.telemetry import tracing
 from serve.telemetry.exporters import OTLPHttpExporter, SpanStoreExporter
 from serve.telemetry.genai import InferenceTelemetry, observe_generation
 from serve.telemetry.logs import setup_json_logs
-from serve.telemetry.propagation import TRACE_KWARG, TracedHandle, accepting_trace_context, with_request_id
+from serve.telemetry.propagation import (
+    TRACE_KWARG,
+    TracedHandle,
+    accepting_trace_context,
+    request_id_from_context,
+    with_request_id,
+)
 from serve.telemetry.store import SpanStore
 from serve.telemetry.tables import spans
 
@@ -169,7 +175,7 @@ def test_context_crosses_a_handle_call(traced):
         assert TRACE_KWARG not in kwargs
         with tracing.span("callee") as s:
             seen["span"] = s
-            seen["request_id"] = __import__("serve.telemetry.propagation", fromlist=["x"]).request_id_from_context()
+            seen["request_id"] = request_id_from_context()
         return x + 1
 
     with tracing.span("caller") as caller:
