@@ -100,7 +100,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
         # still parse), Prompt Guard on a tiny random classifier, and the code scanner.
         models += [
             {"model_id": GUARD_SCRIPTED, "source": SMOLLM2,
-             "engine": {"type": "scripted", "script": [{"if_contains": "kill", "reply": "unsafe\nS1,S10"},
+             "engine": {"type": "scripted", "script": [{"if_contains": " kill ", "reply": "unsafe\nS1,S10"},
                                                         {"if_contains": "gibberish", "reply": "maybe?"},
                                                         {"reply": "safe"}]},
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},

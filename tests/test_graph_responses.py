@@ -129,7 +129,7 @@ def test_guardrails_refuse(client):
                                 extra_body={"guardrails": ["llama-guard"]})
     assert r.output[0].content[0].type == "refusal"
     assert r.output[0].content[0].refusal
-    ok = client.responses.create(model=SMOLLM2, input="How do I bake bread?", max_output_tokens=10,
+    ok = client.responses.create(model=SMOLLM2, input="How do I bake bread?", max_output_tokens=10, temperature=0,
                                  extra_body={"guardrails": ["llama-guard"]})
     assert ok.output[-1].content[0].type == "output_text"
 
