@@ -87,11 +87,11 @@ class AgentsServer:
             web_search = make_web_search(self.config.web_search if self.config else None)
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
+        conv = req.conversation_id()
         if history is None:
             history = []
             if req.previous_response_id:
                 history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
-            conv = req.conversation_id()
             if conv:
                 history = await asyncio.to_thread(self.conversations.items, conv)
         items = normalize_input(req.input)
