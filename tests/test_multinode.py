@@ -25,7 +25,7 @@ def rehearsal(tiny_model_dir, model_cache_dir, tmp_path_factory) -> dict:
     root = str(Path(__file__).resolve().parents[1])
     # RAY_TMPDIR: the cluster's sessions and its address file stay private, so no other process's ray.init()
     # can find this cluster (or a stale address of it).  A short path: Ray's unix sockets live under it.
-    with tempfile.TemporaryDirectory(prefix="ssr-", dir="/tmp") as ray_tmp:
+    with tempfile.TemporaryDirectory(prefix="ssr-", dir="/tmp", ignore_cleanup_errors=True) as ray_tmp:
         env = {**os.environ, "RAY_TMPDIR": ray_tmp,
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         proc = subprocess.run([sys.executable, str(SCRIPT), str(tiny_model_dir), str(model_cache_dir), str(work)],
