@@ -28,12 +28,9 @@ class ResponseStore:
                                   "model": body["model"]}, key=["id"], update=["status", "body", "model"])
 
     def _row(self, response_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(responses).where(responses.c.id == response_id)).first()
-        if row is None:
-            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id",
-                                code="response_not_found")
-        return row
+        return self.db.row_or_raise(responses, response_id,
+            NotFoundError(f"Response with id '{response_id}' not found.",
+                          param="response_id", code="response_not_found"))
 
     def get(self, response_id: str) -> dict[str, Any]:
         return self._row(response_id).body
@@ -93,12 +90,9 @@ class ConversationStore:
         return {"id": row.id, "object": "conversation", "created_at": row.created_at, "metadata": row.metadata or {}}
 
     def _row(self, conversation_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(conversations).where(conversations.c.id == conversation_id)).first()
-        if row is None:
-            raise NotFoundError(f"Conversation '{conversation_id}' not found.", param="conversation_id",
-                                code="conversation_not_found")
-        return row
+        return self.db.row_or_raise(conversations, conversation_id,
+            NotFoundError(f"Conversation '{conversation_id}' not found.",
+                          param="conversation_id", code="conversation_not_found"))
 
     def create(self, items: list[dict[str, Any]] | None, metadata: dict | None) -> dict[str, Any]:
         cid = new_id("conv")

@@ -36,11 +36,8 @@ class BatchStore:
             c.execute(batches.insert().values(**values))
 
     def row(self, batch_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
-        if row is None:
-            raise NotFoundError(f"No batch with id '{batch_id}' found", param="batch_id", code="batch_not_found")
-        return row
+        return self.db.row_or_raise(batches, batch_id,
+            NotFoundError(f"No batch with id '{batch_id}' found", param="batch_id", code="batch_not_found"))
 
     def _counts(self, batch_ids: list[str]) -> dict[str, dict[str, int]]:
         q = (sa.select(batch_results.c.batch_id, batch_results.c.ok, sa.func.count(),

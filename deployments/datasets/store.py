@@ -44,11 +44,8 @@ class DatasetService:
     # ---- registry ----------------------------------------------------------------------------------------------
 
     def _row(self, dataset_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(datasets).where(datasets.c.id == dataset_id)).first()
-        if row is None:
-            raise NotFoundError(f"Dataset '{dataset_id}' not found", param="dataset_id", code="dataset_not_found")
-        return row
+        return self.db.row_or_raise(datasets, dataset_id,
+            NotFoundError(f"Dataset '{dataset_id}' not found", param="dataset_id", code="dataset_not_found"))
 
     def register(self, req: RegisterDatasetRequest) -> dict[str, Any]:
         dataset_id = req.dataset_id or f"dataset-{uuid.uuid4().hex[:24]}"

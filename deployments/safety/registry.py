@@ -53,11 +53,8 @@ class ShieldRegistry:
         return self.get(shield_id)
 
     def row(self, shield_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(shields).where(shields.c.id == shield_id)).first()
-        if row is None:
-            raise NotFoundError(f"Shield '{shield_id}' not found", param="shield_id", code="shield_not_found")
-        return row
+        return self.db.row_or_raise(shields, shield_id,
+            NotFoundError(f"Shield '{shield_id}' not found", param="shield_id", code="shield_not_found"))
 
     def get(self, shield_id: str) -> dict[str, Any]:
         return shield_object(self.row(shield_id))

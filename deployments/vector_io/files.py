@@ -46,11 +46,8 @@ class FileService:
         return self.get(fid)
 
     def _row(self, file_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(files).where(files.c.id == file_id)).first()
-        if row is None:
-            raise NotFoundError(f"No file with id '{file_id}' found", param="file_id", code="file_not_found")
-        return row
+        return self.db.row_or_raise(files, file_id,
+            NotFoundError(f"No file with id '{file_id}' found", param="file_id", code="file_not_found"))
 
     def get(self, file_id: str) -> dict[str, Any]:
         return file_object(self._row(file_id))

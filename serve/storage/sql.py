@@ -130,6 +130,14 @@ class Database:
         else:
             metadata.create_all(self.engine)
 
+    def row_or_raise(self, table: sa.Table, row_id: Any, missing: Exception) -> Any:
+        """The row of `table` whose `id` is `row_id`; raises `missing` (the caller's 404) when there is none."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(table).where(table.c.id == row_id)).first()
+        if row is None:
+            raise missing
+        return row
+
     def begin(self):
         """A transaction: `with db.begin() as conn: ...` commits on success, rolls back on error."""
         return self.engine.begin()
