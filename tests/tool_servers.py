@@ -46,10 +46,19 @@ class LoopbackServer:
         self.thread.join(timeout=10)
 
 
-def mcp_app():
-    from mcp.server.fastmcp import FastMCP
+def mcp_app(json_response: bool = True):
+    """The test MCP server, built with the `mcp` SDK installed (2.x MCPServer, as vLLM requires, or 1.x FastMCP)."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+    except ImportError:  # mcp 1.x
+        from mcp.server.fastmcp import FastMCP
 
-    mcp = FastMCP("stackserve-test-tools", stateless_http=True, json_response=True, log_level="WARNING")
+        mcp = FastMCP("stackserve-test-tools", stateless_http=True, json_response=json_response,
+                      log_level="WARNING")
+        app_options: dict[str, Any] = {}
+    else:
+        mcp = MCPServer("stackserve-test-tools", log_level="WARNING")
+        app_options = {"stateless_http": True, "json_response": json_response}
 
     @mcp.tool()
     def add(a: int, b: int) -> int:
@@ -66,7 +75,7 @@ def mcp_app():
         """Always fails (for error handling tests)."""
         raise RuntimeError(f"exploded: {reason}")
 
-    return mcp.streamable_http_app()
+    return mcp.streamable_http_app(**app_options)
 
 
 def web_search_app(seen: list[dict[str, Any]]):
