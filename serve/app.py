@@ -7,9 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import context
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.auth import OPEN_PATHS, key_is_valid
+from serve.auth import OPEN_PATHS, Authenticator, with_principal
 from serve.context import get_stack
 from serve.errors import (
     APIError,
@@ -19,6 +20,7 @@ from serve.errors import (
     PayloadTooLargeError,
     to_api_error,
 )
+from serve.limits import PrincipalLimiter
 
 logger = logging.getLogger("stackserve.ingress")
 
@@ -45,6 +47,26 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid request: {detail}{more}", param=param, code="invalid_value")
 
 
+def _too_large(request: Request, path: str, config) -> APIError | None:
+    length = request.headers.get("content-length")
+    limit = config.server.max_request_bytes
+    if path.endswith("/files") and request.method == "POST" and config.vector_io is not None:
+        limit = max(limit, config.vector_io.max_file_bytes + 65536)  # the file limit governs uploads
+    if length and length.isdigit() and int(length) > limit:
+        return PayloadTooLargeError(f"request body of {length} bytes exceeds the limit of {limit}",
+                                    code="request_too_large")
+    return None
+
+
+async def _released(body, release):
+    """A response body that calls `release` once it has been sent (or abandoned): a stream counts till its end."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        release()
+
+
 def create_app() -> FastAPI:
     from serve.routers import (
         agents,
@@ -65,23 +87,43 @@ def create_app() -> FastAPI:
     from serve.telemetry.http import TracingMiddleware, trace_id_header
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
+    limiter = PrincipalLimiter()
+    authenticators: dict[int, Authenticator] = {}  # by the identity of the replica's config: built once
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         stack = get_stack()
-        keys = stack.config.resolved_api_keys()
+        auth = authenticators.get(id(stack.config))
+        if auth is None:
+            auth = authenticators[id(stack.config)] = Authenticator(stack.config)
         path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
-        if keys and path not in OPEN_PATHS and not key_is_valid(request.headers.get("authorization"), keys):
+        if path in OPEN_PATHS:
+            return await call_next(request)
+        principal = auth.authenticate(request.headers.get("authorization"))
+        if principal is None:
             return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
                                                       code="invalid_api_key"))
-        length = request.headers.get("content-length")
-        limit = stack.config.server.max_request_bytes
-        if path.endswith("/files") and request.method == "POST" and stack.config.vector_io is not None:
-            limit = max(limit, stack.config.vector_io.max_file_bytes + 65536)  # the file limit governs uploads
-        if length and length.isdigit() and int(length) > limit:
-            return error_response(PayloadTooLargeError(f"request body of {length} bytes exceeds the limit of {limit}",
-                                                       code="request_too_large"))
-        return await call_next(request)
+        rejected = _too_large(request, path, stack.config)
+        if rejected is not None:
+            return error_response(rejected)
+        try:
+            counted = limiter.acquire(principal)
+        except APIError as e:
+            return error_response(e)
+        # the principal rides in the context into every deployment call (only with access control on; a client's
+        # own `baggage` header never names one)
+        token = context.attach(with_principal(principal if stack.config.access_control() else None))
+        try:
+            response = await call_next(request)
+        except BaseException:
+            if counted:
+                limiter.release(principal)
+            raise
+        finally:
+            context.detach(token)
+        if counted:
+            response.body_iterator = _released(response.body_iterator, lambda: limiter.release(principal))
+        return response
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):

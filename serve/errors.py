@@ -46,6 +46,11 @@ class AuthenticationError(APIError):
     error_type = "authentication_error"
 
 
+class PermissionDeniedError(APIError):
+    status_code = 403
+    error_type = "permission_error"
+
+
 class NotFoundError(APIError):
     status_code = 404
     error_type = "not_found_error"

@@ -264,6 +264,44 @@ def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
     return f"{ray_serve}/secure"
 
 
+TENANT_KEYS = {"alice": "sk-alice", "bob": "sk-bob", "root": "sk-root", "carol": "sk-carol", "dave": "sk-dave"}
+
+
+def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path):
+    """A shared server: principals alice and bob (users), root (admin), carol (3 requests a minute) and dave (one
+    request at a time), over every stateful service, with the tiny model."""
+    from serve.config import parse_config
+
+    light = {"ray_actor_options": {"num_cpus": 0.01}}
+    principals = [{"name": n, "api_keys": [k]} for n, k in TENANT_KEYS.items()]
+    principals[2]["roles"] = ["admin"]
+    principals[3]["limits"] = {"requests_per_minute": 3}
+    principals[4]["limits"] = {"max_concurrent_requests": 1}
+    return parse_config({
+        "model_cache_dir": str(model_cache_dir), "data_dir": str(data_dir),
+        "server": {"principals": principals},
+        "ingress": light,
+        "models": [{"model_id": TINY, "source": str(tiny_model_dir), "deployment": light,
+                    "engine": {"max_num_seqs": 4, "max_model_len": 1024, "kv_cache_tokens": 8192}}],
+        "embedding_models": [{"model_id": MINILM, "source": MINILM, "deployment": light}],
+        "vector_io": {"deployment": light}, "agents": {"deployment": light}, "datasetio": {"deployment": light},
+        "batches": {"lines_per_batch": 2, "deployment": light},
+        "safety": {"shields": [{"shield_id": "code-scanner", "provider_id": "code-scanner"}], "deployment": light},
+    })
+
+
+@pytest.fixture(scope="session")
+def tenants_url(ray_serve, model_cache_dir, tiny_model_dir, tmp_path_factory) -> str:
+    """The shared-server application (`tenants_config`) under /tenants."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    cfg = tenants_config(model_cache_dir, tiny_model_dir, tmp_path_factory.mktemp("tenants-data"))
+    serve.run(build_graph(cfg), name="tenants", route_prefix="/tenants")
+    return f"{ray_serve}/tenants"
+
+
 def _on_vllm(model: dict) -> dict:
     # enforce_eager: no torch.compile on a 2-core box (minutes of start-up for nothing in tests)
     return {**model, "engine": {**model["engine"], "type": "vllm", "enforce_eager": True}}

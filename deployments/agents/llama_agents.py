@@ -12,6 +12,7 @@ from deployments.agents.llama_tables import agent_sessions, agent_turns, llama_a
 from serve.errors import NotFoundError
 from serve.pagination import paginate_records
 from serve.storage import Database
+from serve.storage.sql import owned, owner
 
 
 def now_iso() -> str:
@@ -27,7 +28,7 @@ class AgentStore:
     def create_agent(self, config: dict[str, Any]) -> dict[str, Any]:
         agent_id = str(uuid.uuid4())
         with self.db.begin() as c:
-            c.execute(llama_agents.insert().values(id=agent_id, created_at=now_iso(), config=config))
+            c.execute(llama_agents.insert().values(id=agent_id, owner=owner(), created_at=now_iso(), config=config))
         return {"agent_id": agent_id}
 
     @staticmethod
@@ -42,13 +43,13 @@ class AgentStore:
         return row
 
     def get_agent(self, agent_id: str) -> dict[str, Any]:
-        row = self._one(sa.select(llama_agents).where(llama_agents.c.id == agent_id), f"Agent '{agent_id}'",
-                        "agent_id")
+        query = sa.select(llama_agents).where(llama_agents.c.id == agent_id, owned(llama_agents))
+        row = self._one(query, f"Agent '{agent_id}'", "agent_id")
         return self._agent_object(row)
 
     def list_agents(self, start_index: int | None, limit: int | None) -> dict[str, Any]:
         with self.db.connect() as c:
-            rows = c.execute(sa.select(llama_agents).order_by(llama_agents.c.seq))
+            rows = c.execute(sa.select(llama_agents).where(owned(llama_agents)).order_by(llama_agents.c.seq))
             return paginate_records([self._agent_object(r) for r in rows], start_index, limit)
 
     def delete_agent(self, agent_id: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA
+from serve.storage.sql import METADATA, owner_column
 
 tool_groups = sa.Table(
     "tool_groups", METADATA,
@@ -20,6 +20,7 @@ llama_agents = sa.Table(
     "llama_agents", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
+    owner_column(),
     sa.Column("created_at", sa.String(40), nullable=False),  # ISO 8601, as Llama Stack reports it
     sa.Column("config", sa.JSON, nullable=False),  # the AgentConfig as given
 )

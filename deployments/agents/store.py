@@ -13,7 +13,7 @@ from deployments.agents.tables import conversation_items, conversations, respons
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.pagination import paginate
 from serve.storage import Database
-from serve.storage.sql import upsert
+from serve.storage.sql import owned, owner, upsert
 
 
 class ResponseStore:
@@ -23,9 +23,10 @@ class ResponseStore:
     def save(self, body: dict[str, Any], input_items: list[dict[str, Any]], previous: str | None) -> None:
         """Insert the response, or update its status and body (a response is saved as it starts and ends)."""
         with self.db.begin() as c:
-            upsert(c, responses, {"id": body["id"], "created_at": body["created_at"], "input_items": input_items,
-                                  "previous_response_id": previous, "status": body["status"], "body": body,
-                                  "model": body["model"]}, key=["id"], update=["status", "body", "model"])
+            upsert(c, responses, {"id": body["id"], "owner": owner(), "created_at": body["created_at"],
+                                  "input_items": input_items, "previous_response_id": previous,
+                                  "status": body["status"], "body": body, "model": body["model"]},
+                   key=["id"], update=["status", "body", "model"])
 
     def _row(self, response_id: str) -> Any:
         return self.db.row_or_raise(responses, response_id,
@@ -58,7 +59,7 @@ class ResponseStore:
         return paginate(row.input_items, after=after, before=before, limit=limit, order=order)
 
     def list(self, after: str | None, limit: int, order: str, model: str | None) -> dict[str, Any]:
-        q = sa.select(responses.c.body).order_by(responses.c.seq)
+        q = sa.select(responses.c.body).where(owned(responses)).order_by(responses.c.seq)
         if model:
             q = q.where(responses.c.model == model)
         with self.db.connect() as c:
@@ -97,7 +98,8 @@ class ConversationStore:
     def create(self, items: list[dict[str, Any]] | None, metadata: dict | None) -> dict[str, Any]:
         cid = new_id("conv")
         with self._items_conflict(cid, items or []), self.db.begin() as c:  # the conversation with its items
-            c.execute(conversations.insert().values(id=cid, created_at=int(time.time()), metadata=metadata or {}))
+            c.execute(conversations.insert().values(id=cid, owner=owner(), created_at=int(time.time()),
+                                                    metadata=metadata or {}))
             self._insert_items(c, cid, normalize_input(items) if items else [])
         return self.get(cid)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA, Str
+from serve.storage.sql import METADATA, Str, owner_column
 
 responses = sa.Table(
     "responses", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", Str(64), unique=True, nullable=False),
+    owner_column(),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("status", Str(16), nullable=False),
     sa.Column("model", Str(256), nullable=False),
@@ -22,6 +23,7 @@ conversations = sa.Table(
     "conversations", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", Str(64), unique=True, nullable=False),
+    owner_column(),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),
 )

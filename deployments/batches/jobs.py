@@ -19,6 +19,7 @@ from deployments.batches.pipeline import run_lines
 from deployments.batches.store import BatchStore
 from deployments.batches.udf import ServeRequestsUDF
 from deployments.vector_io.files import FileService
+from serve.auth import acting_as
 from serve.config import BatchesConfig
 from serve.errors import APIError
 
@@ -68,7 +69,9 @@ class BatchJobs:
             return
         renewer = asyncio.get_running_loop().create_task(self._renew(batch_id))
         try:
-            await self._execute(batch_id)
+            owner = (await asyncio.to_thread(self.store.row, batch_id)).owner
+            with acting_as(owner):  # a resumed job reads and writes files as the batch's owner
+                await self._execute(batch_id)
         except Exception as e:
             logger.exception("batch %s failed", batch_id)
             err = e if isinstance(e, APIError) else APIError(f"the batch job failed: {type(e).__name__}")

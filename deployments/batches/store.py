@@ -18,6 +18,7 @@ from deployments.batches.tables import batch_results, batches
 from serve.errors import InvalidRequestError, NotFoundError
 from serve.pagination import paginate
 from serve.storage import Database
+from serve.storage.sql import owned, owner
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # a runner owns these
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -33,7 +34,7 @@ class BatchStore:
 
     def insert(self, **values: Any) -> None:
         with self.db.begin() as c:
-            c.execute(batches.insert().values(**values))
+            c.execute(batches.insert().values(owner=owner(), **values))
 
     def row(self, batch_id: str) -> Any:
         return self.db.row_or_raise(batches, batch_id,
@@ -71,7 +72,7 @@ class BatchStore:
 
     def list(self, after: str | None, limit: int) -> dict[str, Any]:
         with self.db.connect() as c:
-            rows = list(c.execute(sa.select(batches).order_by(batches.c.seq)))
+            rows = list(c.execute(sa.select(batches).where(owned(batches)).order_by(batches.c.seq)))
         page = paginate([{"id": r.id, "row": r} for r in rows], after=after, limit=limit, order="desc")
         counts = self._counts([it["id"] for it in page["data"]])
         page["data"] = [self._object(it["row"], counts[it["id"]]) for it in page["data"]]

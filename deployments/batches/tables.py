@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA
+from serve.storage.sql import METADATA, owner_column
 
 batches = sa.Table(
     "batches", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), unique=True, nullable=False),
+    owner_column(),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("endpoint", sa.String(64), nullable=False),
     sa.Column("input_file_id", sa.String(64), nullable=False),

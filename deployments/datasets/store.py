@@ -24,6 +24,7 @@ from deployments.datasets.tables import datasets
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.storage import BlobStore, Database
+from serve.storage.sql import owned, owner
 
 PROVIDER_ID = "parquet"  # as listed by GET /v1/providers (api datasetio)
 
@@ -57,7 +58,7 @@ class DatasetService:
         self._write_part(storage, table)  # data first: a registered dataset never lacks its rows
         try:
             with self.db.begin() as c:
-                c.execute(datasets.insert().values(id=dataset_id, purpose=req.purpose,
+                c.execute(datasets.insert().values(id=dataset_id, owner=owner(), purpose=req.purpose,
                                                    source=req.source.model_dump(), metadata=req.metadata or {},
                                                    storage=storage, created_at=int(time.time())))
         except IntegrityError:
@@ -71,7 +72,8 @@ class DatasetService:
 
     def list(self) -> list[dict[str, Any]]:
         with self.db.connect() as c:
-            return [dataset_object(r) for r in c.execute(sa.select(datasets).order_by(datasets.c.seq))]
+            rows = c.execute(sa.select(datasets).where(owned(datasets)).order_by(datasets.c.seq))
+            return [dataset_object(r) for r in rows]
 
     def unregister(self, dataset_id: str) -> None:
         row = self._row(dataset_id)

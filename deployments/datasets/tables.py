@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA
+from serve.storage.sql import METADATA, owner_column
 
 datasets = sa.Table(
     "datasets", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(256), unique=True, nullable=False),
+    owner_column(),
     sa.Column("purpose", sa.String(64), nullable=False),
     sa.Column("source", sa.JSON, nullable=False),  # as registered (Llama Stack returns it, inline rows too)
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),

@@ -12,6 +12,7 @@ from deployments.vector_io.tables import files
 from serve.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
 from serve.pagination import paginate
 from serve.storage import BlobStore, Database
+from serve.storage.sql import owned, owner
 
 PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 SYSTEM_PURPOSES = {"batch_output"}  # files the server writes (batch results); not accepted as uploads
@@ -41,7 +42,7 @@ class FileService:
         fid = f"file-{uuid.uuid4().hex[:24]}"
         self.blobs.put(fid, data)  # bytes first: a row never points at missing bytes
         with self.db.begin() as c:
-            c.execute(files.insert().values(id=fid, filename=name, purpose=purpose, bytes=len(data),
+            c.execute(files.insert().values(id=fid, owner=owner(), filename=name, purpose=purpose, bytes=len(data),
                                             created_at=int(time.time())))
         return self.get(fid)
 
@@ -57,7 +58,7 @@ class FileService:
         return row.filename, self.blobs.get(file_id)
 
     def list(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
-        q = sa.select(files).order_by(files.c.seq)
+        q = sa.select(files).where(owned(files)).order_by(files.c.seq)
         if purpose:
             q = q.where(files.c.purpose == purpose)
         with self.db.connect() as c:

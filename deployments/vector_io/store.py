@@ -33,6 +33,7 @@ from serve.protocol.vector_io import (
     UpdateVectorStoreRequest,
 )
 from serve.storage import Database
+from serve.storage.sql import owned, owner
 from serve.telemetry.metrics import observe_search
 from serve.telemetry.tracing import traced
 
@@ -75,13 +76,10 @@ class VectorStoreService:
     # ---- SQL helpers (blocking) -----------------------------------------------------------------------------
 
     def _store_row(self, store_id: str) -> Any:
-        with self.db.connect() as c:
-            row = c.execute(sa.select(vector_stores).where(vector_stores.c.id == store_id)).first()
-        if row is None:
-            raise _no_store(store_id)
-        return row
+        return self.db.row_or_raise(vector_stores, store_id, _no_store(store_id))
 
     def _file_row(self, store_id: str, file_id: str) -> Any:
+        self._store_row(store_id)  # the caller's store (others' are 404)
         with self.db.connect() as c:
             row = c.execute(sa.select(vector_store_files).where(
                 vector_store_files.c.vector_store_id == store_id, vector_store_files.c.file_id == file_id)).first()
@@ -149,8 +147,8 @@ class VectorStoreService:
             try:
                 with self.db.begin() as c:
                     c.execute(vector_stores.insert().values(
-                        id=sid, name=req.name, created_at=_now(), last_active_at=_now(), metadata=req.metadata or {},
-                        expires_after=req.expires_after, embedding_model=model.model_id,
+                        id=sid, owner=owner(), name=req.name, created_at=_now(), last_active_at=_now(),
+                        metadata=req.metadata or {}, expires_after=req.expires_after, embedding_model=model.model_id,
                         embedding_dimension=model.dimension, chunking=chunking, index_config=index_cfg,
                         provider_id=req.provider_id or "faiss", add_version=0, del_version=0))
             except sa.exc.IntegrityError:
@@ -169,7 +167,8 @@ class VectorStoreService:
     async def list_stores(self, after: str | None, before: str | None, limit: int, order: str) -> dict[str, Any]:
         def run() -> list[dict]:
             with self.db.connect() as c:
-                rows = list(c.execute(sa.select(vector_stores).order_by(vector_stores.c.seq)))
+                rows = list(c.execute(sa.select(vector_stores).where(owned(vector_stores))
+                                      .order_by(vector_stores.c.seq)))
             return [self._store_object(r) for r in rows]
 
         return paginate(await asyncio.to_thread(run), after=after, before=before, limit=limit, order=order)
@@ -367,6 +366,7 @@ class VectorStoreService:
                 "vector_store_id": row.vector_store_id, "status": status, "file_counts": fc}
 
     def _batch_row(self, store_id: str, batch_id: str) -> Any:
+        self._store_row(store_id)
         with self.db.connect() as c:
             row = c.execute(sa.select(file_batches).where(file_batches.c.id == batch_id,
                                                           file_batches.c.vector_store_id == store_id)).first()

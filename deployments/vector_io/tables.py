@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from serve.storage.sql import METADATA, Str
+from serve.storage.sql import METADATA, Str, owner_column
 
 files = sa.Table(
     "files", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", Str(64), unique=True, nullable=False),
+    owner_column(),
     sa.Column("filename", Str(1024), nullable=False),
     sa.Column("purpose", Str(32), nullable=False),
     sa.Column("bytes", sa.BigInteger, nullable=False),
@@ -20,6 +21,7 @@ vector_stores = sa.Table(
     "vector_stores", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", Str(256), unique=True, nullable=False),
+    owner_column(),
     sa.Column("name", Str(1024)),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("last_active_at", sa.Integer, nullable=False),

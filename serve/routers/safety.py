@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError, NotFoundError
 
@@ -56,12 +57,14 @@ async def get_shield(shield_id: str) -> dict[str, Any]:
 
 @router.post("/shields")
 async def register_shield(body: RegisterShieldRequest) -> dict[str, Any]:
+    require_admin("registering a shield")
     return await _safety().register_shield.remote(body.shield_id, body.provider_id, body.provider_shield_id,
                                                   body.params or {})
 
 
 @router.delete("/shields/{shield_id:path}")
 async def delete_shield(shield_id: str) -> None:
+    require_admin("deleting a shield")
     await _safety().delete_shield.remote(shield_id)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError
 from serve.protocol.agents import InvokeToolRequest, RegisterToolGroupRequest
@@ -25,6 +26,7 @@ async def list_toolgroups() -> dict[str, Any]:
 
 @router.post("/toolgroups")
 async def register_toolgroup(body: RegisterToolGroupRequest) -> None:
+    require_admin("registering a tool group")
     uri = body.mcp_endpoint.uri if body.mcp_endpoint else None
     await _call("toolgroups", "register", body.toolgroup_id, body.provider_id, uri, body.args)
 
@@ -36,6 +38,7 @@ async def get_toolgroup(toolgroup_id: str) -> dict[str, Any]:
 
 @router.delete("/toolgroups/{toolgroup_id:path}")
 async def unregister_toolgroup(toolgroup_id: str) -> None:
+    require_admin("unregistering a tool group")
     await _call("toolgroups", "unregister", toolgroup_id)
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DontWrapMixin
 
+from serve.auth import DEFAULT_PRINCIPAL, current_principal
 from serve.errors import InvalidRequestError
 
 METADATA = sa.MetaData()
@@ -53,6 +54,26 @@ class Str(sa.TypeDecorator):
 
     def coerce_compared_value(self, op, value):
         return Str()
+
+
+def owner_column() -> sa.Column:
+    """The principal who created the row (serve/auth.py); rows from before access control belong to `default`."""
+    return sa.Column("owner", Str(128), nullable=False, server_default=DEFAULT_PRINCIPAL, index=True)
+
+
+def owner() -> str:
+    """The owner to record on a new row: the calling principal."""
+    p = current_principal()
+    return p.name if p is not None else DEFAULT_PRINCIPAL
+
+
+def owned(table: sa.Table) -> Any:
+    """WHERE clause: the rows of `table` the calling principal may see (all of them in internal work, or when
+    access control is off: then no principal travels with calls)."""
+    p = current_principal()
+    if p is None or "owner" not in table.c:
+        return sa.true()
+    return table.c.owner == p.name
 
 
 def _json_dumps(value: Any) -> str:
@@ -117,23 +138,28 @@ class Database:
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
                 metadata.create_all(conn)
+                _add_missing_columns(conn, metadata)
         elif self.dialect == "sqlite":
             with self.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT")  # the driver leaves BEGIN/COMMIT to us
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits (busy_timeout) while another process holds it
                 try:
                     metadata.create_all(conn)
+                    _add_missing_columns(conn, metadata)
                     conn.exec_driver_sql("COMMIT")
                 except BaseException:
                     conn.exec_driver_sql("ROLLBACK")
                     raise
         else:
             metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                _add_missing_columns(conn, metadata)
 
     def row_or_raise(self, table: sa.Table, row_id: Any, missing: Exception) -> Any:
-        """The row of `table` whose `id` is `row_id`; raises `missing` (the caller's 404) when there is none."""
+        """The row of `table` whose `id` is `row_id`; raises `missing` (the caller's 404) when there is none or it
+        belongs to another principal."""
         with self.engine.connect() as c:
-            row = c.execute(sa.select(table).where(table.c.id == row_id)).first()
+            row = c.execute(sa.select(table).where(table.c.id == row_id, owned(table))).first()
         if row is None:
             raise missing
         return row
@@ -147,6 +173,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> None:
+    """Columns added to a table since a database was created (each has a default or is nullable): ALTER them in."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 def upsert(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: list[str],

@@ -3,7 +3,9 @@
 The graph builder binds each deployment with `telemetry=TelemetrySettings(...)`. The decorator takes that keyword
 off the constructor, sets the replica process up (tracing, metrics, log format), and when tracing is on wraps the
 handles the constructor receives (so calls carry the trace context) and the instance's public async methods (so
-they run under the caller's context). With tracing off nothing is wrapped: calls cost exactly what they did.
+they run under the caller's context). The same context carries the calling principal (serve/auth.py), so with
+access control on the wrappers are there with tracing off too. With both off nothing is wrapped: calls cost exactly
+what they did.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class TelemetrySettings:
 
     config: TelemetryConfig
     store_url: str
+    # who is calling (serve/auth.py) travels in the same context: with access control on, calls carry it always
+    propagate: bool = False
 
     @classmethod
     def from_stack(cls, config: StackConfig) -> TelemetrySettings:
-        return cls(config.telemetry, config.telemetry_store_url())
+        return cls(config.telemetry, config.telemetry_store_url(), config.access_control())
 
 
 def replica_identity(default: str) -> dict[str, str]:
@@ -69,17 +73,18 @@ def _wants_trace_context(name: str, fn: Any) -> bool:
 def instrument_deployment(cls: type) -> type:
     init = cls.__init__
 
-    def prepare(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def prepare(self, args: tuple, kwargs: dict) -> tuple[tuple, dict, bool]:
         settings = kwargs.pop("telemetry", None)
         if settings is not None:
             configure_process(settings, cls.__name__)
-        if tracing.enabled():
+        propagate = tracing.enabled() or (settings is not None and settings.propagate)
+        if propagate:
             args = tuple(traced_handles(a) for a in args)
             kwargs = {k: traced_handles(v) for k, v in kwargs.items()}
-        return args, kwargs
+        return args, kwargs, propagate
 
-    def accept(self) -> None:
-        if not tracing.enabled():
+    def accept(self, propagate: bool) -> None:
+        if not propagate:
             return
         for name, fn in inspect.getmembers(type(self), inspect.isfunction):
             if _wants_trace_context(name, fn):
@@ -88,15 +93,15 @@ def instrument_deployment(cls: type) -> type:
     if inspect.iscoroutinefunction(init):
         @functools.wraps(init)
         async def __init__(self, *args, **kwargs):
-            args, kwargs = prepare(self, args, kwargs)
+            args, kwargs, propagate = prepare(self, args, kwargs)
             await init(self, *args, **kwargs)
-            accept(self)
+            accept(self, propagate)
     else:
         @functools.wraps(init)
         def __init__(self, *args, **kwargs):
-            args, kwargs = prepare(self, args, kwargs)
+            args, kwargs, propagate = prepare(self, args, kwargs)
             init(self, *args, **kwargs)
-            accept(self)
+            accept(self, propagate)
 
     cls.__init__ = __init__
     return cls

@@ -26,12 +26,12 @@ _propagator = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePr
 
 
 def inject(ctx: context.Context | None = None) -> dict[str, str] | None:
-    """The (current) context as W3C headers, or None when there is no span to continue."""
-    if not trace.get_current_span(ctx).get_span_context().is_valid:
+    """The (current) context as W3C headers, or None when there is neither a span to continue nor baggage."""
+    if not trace.get_current_span(ctx).get_span_context().is_valid and not baggage.get_all(ctx):
         return None
     carrier: dict[str, str] = {}
     _propagator.inject(carrier, context=ctx)
-    return carrier
+    return carrier or None
 
 
 def extract(headers: Mapping[str, str]) -> context.Context:

@@ -1,0 +1,123 @@
+"""Access control pieces without Ray: keys -> principals, the principal in the context, owners in the stores,
+the limiter, and the column migration that gives existing databases their owner column."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from serve.auth import DEFAULT_PRINCIPAL, Authenticator, Principal, acting_as, current_principal, require_admin
+from serve.config import RateLimitConfig, parse_config
+from serve.errors import PermissionDeniedError, RateLimitError
+from serve.limits import PrincipalLimiter
+
+MODELS = [{"model_id": "m", "source": "m"}]
+
+
+def config(**server):
+    return parse_config({"models": MODELS, "server": server})
+
+
+def test_keys_map_to_principals():
+    auth = Authenticator(config(api_keys=["k0"], principals=[
+        {"name": "alice", "api_keys": ["ka"]}, {"name": "ops", "api_keys": ["ko"], "roles": ["admin"]}]))
+    assert auth.authenticate("Bearer ka").name == "alice" and not auth.authenticate("Bearer ka").is_admin
+    assert auth.authenticate("bearer ko").is_admin
+    assert auth.authenticate("Bearer k0") == Principal(DEFAULT_PRINCIPAL, frozenset({"admin"}))
+    for bad in (None, "", "Bearer", "Bearer nope", "Basic ka", "Bearer ka2"):
+        assert auth.authenticate(bad) is None
+
+
+def test_no_keys_means_everyone_is_the_default_admin():
+    auth = Authenticator(config())
+    assert not auth.required and auth.authenticate(None).name == DEFAULT_PRINCIPAL
+    assert not config().access_control() and config(api_keys=["k"]).access_control() is False
+
+
+def test_principal_keys_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TEAM_KEYS", "e1, e2")
+    auth = Authenticator(config(principals=[{"name": "team", "api_keys_env": "TEAM_KEYS"}]))
+    assert auth.authenticate("Bearer e2").name == "team"
+
+
+@pytest.mark.parametrize("server", [
+    {"principals": [{"name": "a", "api_keys": ["k"]}, {"name": "a", "api_keys": ["j"]}]},
+    {"principals": [{"name": "default", "api_keys": ["k"]}]},
+    {"principals": [{"name": "a", "api_keys": ["k"]}, {"name": "b", "api_keys": ["k"]}]},
+    {"api_keys": ["k"], "principals": [{"name": "a", "api_keys": ["k"]}]},
+    {"principals": [{"name": "has space", "api_keys": ["k"]}]},
+    {"principals": [{"name": "a", "roles": ["root"]}]},
+])
+def test_bad_principal_configs_are_rejected(server):
+    with pytest.raises(ValueError):
+        config(**server)
+
+
+def test_acting_as_and_require_admin():
+    assert current_principal() is None
+    require_admin("x")  # internal work (no principal) is not refused
+    with acting_as("alice"):
+        assert current_principal().name == "alice"
+        with pytest.raises(PermissionDeniedError):
+            require_admin("registering a shield")
+    with acting_as("ops", frozenset({"admin"})):
+        require_admin("x")
+    assert current_principal() is None
+
+
+def test_stores_record_and_filter_owners(tmp_path):
+    from deployments.vector_io.files import FileService
+    from serve.errors import NotFoundError
+    from serve.storage import BlobStore, Database
+
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    files = FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=1000)
+    with acting_as("alice"):
+        fid = files.create("a.txt", "assistants", b"alice")["id"]
+    with acting_as("bob"):
+        with pytest.raises(NotFoundError):
+            files.get(fid)
+        with pytest.raises(NotFoundError):
+            files.delete(fid)
+        assert files.list(None, None, 100, "asc")["data"] == []
+    with acting_as("alice"):
+        assert [f["id"] for f in files.list(None, None, 100, "asc")["data"]] == [fid]
+    assert files.get(fid)["id"] == fid  # internal work sees every row
+
+
+def test_limiter_rate_and_concurrency():
+    now = [0.0]
+    lim = PrincipalLimiter(clock=lambda: now[0])
+    p = Principal("carol", limits=RateLimitConfig(requests_per_minute=2, max_concurrent_requests=5))
+    assert lim.acquire(p) and lim.acquire(p)
+    with pytest.raises(RateLimitError) as e:
+        lim.acquire(p)
+    assert e.value.status_code == 429 and e.value.headers["Retry-After"] == "30"
+    now[0] += 30  # a token per 30 s
+    assert lim.acquire(p)
+    q = Principal("dave", limits=RateLimitConfig(max_concurrent_requests=1))
+    assert lim.acquire(q)
+    with pytest.raises(RateLimitError):
+        lim.acquire(q)
+    lim.release(q)
+    assert lim.acquire(q)
+    assert lim.acquire(Principal("free")) is False  # no limits: nothing to release
+
+
+def test_existing_database_gains_the_owner_column(tmp_path):
+    from serve.storage import Database
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as c:  # the files table as it was before owners
+        c.exec_driver_sql("CREATE TABLE files (seq INTEGER PRIMARY KEY, id VARCHAR(64) UNIQUE NOT NULL, "
+                          "filename VARCHAR(1024) NOT NULL, purpose VARCHAR(32) NOT NULL, bytes BIGINT NOT NULL, "
+                          "created_at INTEGER NOT NULL)")
+        c.exec_driver_sql("INSERT INTO files (id, filename, purpose, bytes, created_at) "
+                          "VALUES ('file-old', 'a.txt', 'assistants', 1, 0)")
+    engine.dispose()
+    import deployments.vector_io.tables  # noqa: F401 - registers the files table
+
+    db = Database(url)
+    with db.connect() as c:
+        assert c.exec_driver_sql("SELECT owner FROM files WHERE id = 'file-old'").scalar() == DEFAULT_PRINCIPAL
