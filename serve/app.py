@@ -20,7 +20,7 @@ from serve.errors import (
     PayloadTooLargeError,
     to_api_error,
 )
-from serve.limits import PrincipalLimiter
+from serve.limits import PrincipalLimiter, RequestTimeout
 
 logger = logging.getLogger("stackserve.ingress")
 
@@ -88,6 +88,8 @@ def create_app() -> FastAPI:
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
     limiter = PrincipalLimiter()
+    # inside the guard below (middleware added later wraps what was added before)
+    app.add_middleware(RequestTimeout, timeout_s=lambda: get_stack().config.server.request_timeout_s)
     authenticators: dict[int, Authenticator] = {}  # by the identity of the replica's config: built once
 
     @app.middleware("http")

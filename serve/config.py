@@ -15,7 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serve.serve_options import AutoscalingConfig, check_actor_options, llm_autoscaling_defaults
+from serve.serve_options import (
+    LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S,
+    AutoscalingConfig,
+    check_actor_options,
+    llm_autoscaling_defaults,
+)
 
 
 class ConfigError(ValueError):
@@ -36,6 +41,9 @@ class DeploymentOptions(_Strict):
     autoscaling_config: AutoscalingConfig | None = None
     health_check_period_s: float | None = Field(default=None, gt=0)
     health_check_timeout_s: float | None = Field(default=None, gt=0)
+    # a stopping replica (scale-down, redeploy) takes no new requests and waits this long for the ones in flight
+    graceful_shutdown_timeout_s: float | None = Field(default=None, ge=0)
+    graceful_shutdown_wait_loop_s: float | None = Field(default=None, gt=0)
 
     @field_validator("num_replicas", mode="before")
     @classmethod
@@ -78,6 +86,8 @@ class DeploymentOptions(_Strict):
         """The options for Ray Serve. An LLM deployment passes its engine's batch size: with autoscaling on, the
         fields left unset take the LLM defaults (serve/autoscaling.py) instead of Ray's generic ones."""
         opts = self.model_dump(exclude_none=True)
+        if llm_max_num_seqs is not None:  # streams run for minutes: drain them, not Ray's generic 20 s
+            opts.setdefault("graceful_shutdown_timeout_s", LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S)
         if llm_max_num_seqs is not None and self.autoscaling:
             opts["autoscaling_config"] = {**llm_autoscaling_defaults(llm_max_num_seqs, self.max_ongoing_requests),
                                           **opts.get("autoscaling_config", {})}
@@ -101,6 +111,9 @@ class EngineConfig(_Strict):
     max_prefill_tokens: int = Field(default=4096, ge=16)
     max_queued_requests: int = Field(default=256, ge=0)
     num_threads: int | None = Field(default=None, ge=1)
+    # meta-reference: a step (one forward pass) running longer fails the replica's health check, and Ray Serve
+    # replaces the wedged replica
+    step_timeout_s: float = Field(default=300.0, gt=0)
     # vllm only
     tensor_parallel_size: int = 1  # > 1: one GPU per shard, in one placement group packed on one node
     gpu_memory_utilization: float = 0.9  # fraction of each GPU's memory vLLM may take (weights + KV cache)
@@ -350,6 +363,8 @@ class ServerConfig(_Strict):
     principals: list[PrincipalConfig] = Field(default_factory=list)
     limits: RateLimitConfig = Field(default_factory=RateLimitConfig)  # every principal's default limits
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # a request whose response has not started by then is cancelled and answered 504 (streams, once started, run on)
+    request_timeout_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _unique_principals(self) -> ServerConfig:

@@ -83,6 +83,13 @@ class OverloadedError(APIError):
     error_type = "overloaded_error"
 
 
+class RequestTimeoutError(APIError):
+    """The server gave up on a request that had not started its response within `server.request_timeout_s`."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """The original exception behind Ray's wrappers (RayTaskError keeps it as `.cause`)."""
     seen = 0

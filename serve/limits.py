@@ -1,5 +1,6 @@
-"""Per-principal request limits in the ingress: a rate (token bucket, requests per minute) and a number of requests
-in flight (a streamed response counts until its last byte). Over either limit: 429 with Retry-After.
+"""Request limits in the ingress. Per principal: a rate (token bucket, requests per minute) and a number of
+requests in flight (a streamed response counts until its last byte); over either limit, 429 with Retry-After.
+Per request: a timeout until the response starts (`RequestTimeout`, 504).
 
 Counted per ingress replica (no shared state on the request path): with N ingress replicas a principal may get up
 to N times the configured figures; set them per replica, or run one ingress replica where the bound must be exact.
@@ -7,13 +8,15 @@ to N times the configured figures; set them per replica, or run one ingress repl
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serve.auth import Principal
-from serve.errors import RateLimitError
+from serve.errors import RateLimitError, RequestTimeoutError
 
 
 @dataclass
@@ -58,3 +61,41 @@ class PrincipalLimiter:
         b = self._buckets.get(principal.name)
         if b is not None and b.in_flight > 0:
             b.in_flight -= 1
+
+
+class RequestTimeout:
+    """ASGI middleware: a request whose response has not started within `timeout_s()` seconds is cancelled (its
+    handler, and through it the deployment calls it awaits) and answered 504. A response that has started (a
+    stream) runs on: generation length is bounded by max_tokens, not by this timeout."""
+
+    def __init__(self, app, timeout_s: Callable[[], float | None]):
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope, receive, send):
+        timeout = self.timeout_s() if scope["type"] == "http" else None
+        if not timeout:
+            return await self.app(scope, receive, send)
+        started = asyncio.Event()
+
+        async def send_started(message) -> None:
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, send_started))
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if started.is_set() or task.done():
+            return await task
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if started.is_set():  # it started while being cancelled: nothing more can be sent
+            return
+        err = RequestTimeoutError(f"the request did not complete within the server's timeout of {timeout:g} s",
+                                  code="request_timeout")
+        body = json.dumps(err.envelope()).encode()
+        await send({"type": "http.response.start", "status": err.status_code,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

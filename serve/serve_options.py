@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 # batch: scale up within seconds of a sustained queue, scale down only after minutes of spare capacity.
 LLM_UPSCALE_DELAY_S = 10.0
 LLM_DOWNSCALE_DELAY_S = 300.0
+# a stopping LLM replica finishes its in-flight generations (up to this long) before it exits
+LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S = 120.0
 
 ACTOR_OPTION_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "runtime_env",
                      "label_selector", "object_store_memory"}

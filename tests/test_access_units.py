@@ -121,3 +121,48 @@ def test_existing_database_gains_the_owner_column(tmp_path):
     db = Database(url)
     with db.connect() as c:
         assert c.exec_driver_sql("SELECT owner FROM files WHERE id = 'file-old'").scalar() == DEFAULT_PRINCIPAL
+
+
+def test_request_timeout_cancels_the_handler_and_answers_504():
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    from serve.limits import RequestTimeout
+
+    seen: list[str] = []
+
+    async def slow(request):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return JSONResponse({})
+
+    async def stream(request):
+        async def body():
+            for i in range(4):
+                await asyncio.sleep(0.2)
+                yield f"{i}".encode()
+        return StreamingResponse(body())
+
+    async def fast(request):
+        return JSONResponse({"ok": True})
+
+    app = RequestTimeout(Starlette(routes=[Route("/slow", slow), Route("/stream", stream), Route("/fast", fast)]),
+                         timeout_s=lambda: 0.3)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/slow")
+            assert r.status_code == 504 and r.json()["error"]["code"] == "request_timeout"
+            assert r.json()["error"]["type"] == "timeout_error"
+            assert (await c.get("/stream")).text == "0123"  # started in time: runs past the timeout
+            assert (await c.get("/fast")).json() == {"ok": True}
+
+    asyncio.run(main())
+    assert seen == ["cancelled"]

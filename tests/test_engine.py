@@ -104,3 +104,32 @@ def test_limits(smollm2_dir, tokenizer):
 
     with pytest.raises(OverloadedError):
         asyncio.run(overload())
+
+
+def test_a_wedged_step_fails_the_health_check(tiny_model_dir):
+    """A forward pass that never returns (a hung kernel, a deadlocked device) makes check_health raise, so Ray
+    Serve replaces the replica; a healthy engine, idle or busy, passes."""
+    import threading
+
+    engine = MetaReferenceEngine.from_checkpoint(tiny_model_dir, EngineConfig(max_num_seqs=2, kv_cache_tokens=1024,
+                                                                              step_timeout_s=0.5))
+    stuck, execute = threading.Event(), engine._execute
+
+    def wedged(plan):
+        stuck.wait(30)
+        return execute(plan)
+
+    async def main():
+        await engine.check_health()
+        await _run(engine, [1, 2, 3], max_tokens=3)  # healthy while it works
+        await engine.check_health()
+        engine._execute = wedged
+        task = asyncio.ensure_future(_run(engine, [1, 2, 3], max_tokens=3))
+        await asyncio.sleep(1.0)
+        with pytest.raises(RuntimeError, match="wedged"):
+            await engine.check_health()
+        stuck.set()
+        await task
+        await engine.check_health()  # the step finished: healthy again
+
+    asyncio.run(main())

@@ -146,3 +146,27 @@ def tiny_checkpoint(tmp_path_factory):
                       num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=256)
     LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
     return out
+
+
+def test_llm_replicas_drain_their_streams_before_stopping():
+    from ray import serve
+
+    from serve.serve_options import LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S
+
+    cfg = parse_config({"models": [
+        {"model_id": "a", "source": "/a"},
+        {"model_id": "b", "source": "/b", "deployment": {"graceful_shutdown_timeout_s": 600,
+                                                         "graceful_shutdown_wait_loop_s": 1}}]})
+    a, b = (m.serve_options() for m in cfg.models)
+    assert a["graceful_shutdown_timeout_s"] == LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S > 20  # Ray's default is 20 s
+    assert b["graceful_shutdown_timeout_s"] == 600 and b["graceful_shutdown_wait_loop_s"] == 1
+    assert "graceful_shutdown_timeout_s" not in cfg.ingress.serve_options()
+
+    @serve.deployment
+    class D:
+        pass
+
+    D.options(**{k: v for k, v in b.items() if k != "placement_group_bundles"})  # names Ray Serve accepts
+    with pytest.raises(ConfigError, match="graceful_shutdown_timeout_s"):
+        parse_config({"models": [{"model_id": "a", "source": "/a",
+                                  "deployment": {"graceful_shutdown_timeout_s": -1}}]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +89,7 @@ class MetaReferenceEngine:
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
         self._loop_error: BaseException | None = None
+        self._step_started: float | None = None  # monotonic time the running step began
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path, cfg: EngineConfig) -> MetaReferenceEngine:
@@ -135,6 +137,10 @@ class MetaReferenceEngine:
     async def check_health(self) -> None:
         if self._loop_error is not None:
             raise RuntimeError(f"engine loop died: {self._loop_error!r}")
+        started = self._step_started
+        if started is not None and time.monotonic() - started > self.cfg.step_timeout_s:
+            raise RuntimeError(f"engine wedged: a step has run for {time.monotonic() - started:.0f} s "
+                               f"(engine.step_timeout_s is {self.cfg.step_timeout_s:g})")
 
     # ---- the loop ---------------------------------------------------------------------------------------
 
@@ -154,6 +160,7 @@ class MetaReferenceEngine:
                 if not plan.prefill and not plan.decode:
                     await asyncio.sleep(0.001)  # only aborted sequences were dropped
                     continue
+                self._step_started = time.monotonic()
                 try:
                     results = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, plan)
                 except Exception as e:  # a failed step fails its sequences, not the engine
@@ -162,6 +169,8 @@ class MetaReferenceEngine:
                         self.scheduler.finish(seq)
                         seq.queue.put_nowait(e)
                     continue
+                finally:
+                    self._step_started = None
                 self._postprocess(results)
         except BaseException as e:
             self._loop_error = e
