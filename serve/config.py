@@ -243,6 +243,8 @@ class VectorIOConfig(_Strict):
     default_embedding_model: str | None = None  # defaults to the first embedding model
     index: IndexConfig = Field(default_factory=IndexConfig)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    # a file whose ingesting replica stopped renewing for this long is ingested again by another replica
+    ingest_lease_timeout_s: float = Field(default=30.0, gt=0)
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.2}))
 

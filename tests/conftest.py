@@ -124,7 +124,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
             "telemetry": {"tracing": True, "log_format": "json"},  # spans in the data dir's span store
             "embedding_models": [{"model_id": MINILM, "source": MINILM,
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
-            "vector_io": {"max_file_bytes": 200_000,
+            "vector_io": {"max_file_bytes": 200_000, "ingest_lease_timeout_s": 3,
                           "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},
             "datasetio": {"deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
             # a short lease, so the restart test sees a killed replica's job resumed within seconds

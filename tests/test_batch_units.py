@@ -41,6 +41,9 @@ def test_parse_input_reports_each_bad_line():
     assert by_id["f"]["error"]["code"] == "invalid_body"
     assert by_id["g"]["response"]["body"]["error"]["code"] == "wrong_model_type"
     assert [e["line"] for e in parsed.errors] == [3, 4, 5, 9]  # the duplicate "a" is line 5
+    long_id = parse_input("\n".join([line("x" * 513), line("n\x00ul"), line("ok")]).encode(), CHAT, MODELS)
+    assert [e["code"] for e in long_id.errors] == ["invalid_custom_id"] * 2
+    assert [r.custom_id for r in long_id.requests] == ["ok"]
     override = parse_input(line("z", model="anything").encode(), CHAT, MODELS, override_model="m")
     assert override.requests[0].body["model"] == "m"
     with pytest.raises(InvalidRequestError):

@@ -280,3 +280,41 @@ def test_restart_loses_nothing(client, corpus_store, main_config, base_url):
     assert [(d.file_id, round(d.score, 4)) for d in after.data] == [(d.file_id, round(d.score, 4)) for d in before.data]
     assert client.vector_stores.retrieve(store_id).file_counts.completed == 5
     assert client.files.content(ids["chess.html"]).read() == (CORPUS / "chess.html").read_bytes()
+
+
+def test_ingestion_resumes_after_every_vector_io_replica_dies(client):
+    """Kill both VectorIO replicas while a large file is being ingested: Serve starts new ones, one of them takes
+    the orphaned ingestion over once its lease (3 s here) runs out, and the file ends with exactly the chunks a
+    clean ingestion gives."""
+    import random
+
+    import ray
+
+    rng = random.Random(7)
+    words = "river stone lantern orbit meadow copper signal harbor glacier thistle ember violin".split()
+    text = "\n\n".join(" ".join(rng.choice(words) for _ in range(60)) + "." for _ in range(400))[:190_000]
+    fid = client.files.create(file=("big.txt", text.encode()), purpose="assistants").id
+    vs = client.vector_stores.create(name="resume-after-crash")
+    client.vector_stores.files.create(vs.id, file_id=fid)
+    assert client.vector_stores.files.retrieve(fid, vector_store_id=vs.id).status == "in_progress"
+    killed = 0
+    for a in ray.util.list_named_actors(all_namespaces=True):
+        if "#VectorIO#" in a["name"] and "stackserve" in a["name"]:
+            ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]), no_restart=True)
+            killed += 1
+    assert killed == 2
+    deadline, status = time.time() + 240, "in_progress"
+    while status == "in_progress":
+        assert time.time() < deadline, "the ingestion was never resumed"
+        time.sleep(0.5)
+        try:
+            status = client.vector_stores.files.retrieve(fid, vector_store_id=vs.id).status
+        except (openai.InternalServerError, openai.APIConnectionError):
+            continue  # no VectorIO replica yet
+    assert status == "completed"
+    resumed = client.vector_stores.files.content(fid, vector_store_id=vs.id).data
+    clean = client.vector_stores.create(name="clean", file_ids=[fid])
+    wait_ingested(client, clean.id, timeout=240)
+    assert len(resumed) == len(client.vector_stores.files.content(fid, vector_store_id=clean.id).data) > 10
+    hits = client.vector_stores.search(vs.id, query="copper lantern harbor", max_num_results=3).data
+    assert hits and all(h.file_id == fid for h in hits)

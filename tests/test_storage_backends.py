@@ -12,7 +12,10 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-import deployments.agents.tables  # noqa: F401  (register their tables on METADATA)
+import deployments.agents.llama_tables  # noqa: F401  (register their tables on METADATA)
+import deployments.agents.tables  # noqa: F401
+import deployments.batches.tables  # noqa: F401
+import deployments.datasets.tables  # noqa: F401
 import deployments.vector_io.tables  # noqa: F401
 from deployments.agents.store import ConversationStore, ResponseStore
 from deployments.safety.registry import ShieldRegistry
@@ -141,6 +144,33 @@ def test_vector_store_lifecycle(stores, files):
             await stores.get_store(vs["id"])
         with pytest.raises(NotFoundError):
             await stores.list_files(vs["id"], None, None, None, 20, "asc")
+
+    asyncio.run(go())
+
+
+def test_ingestion_of_a_dead_replica_is_resumed_once(db, files):
+    """Replica A attaches a file and dies before ingesting it (its task never runs); once A's lease has run out,
+    B and C both look for orphans: exactly one takes it over and the file ends with one set of chunks."""
+    a, b, c = (VectorStoreService(db, files, embed, {MODEL: model_info()}, MODEL, {"type": "flat"},
+                                  runner=name, lease_s=0.3) for name in "abc")
+    bees = files.create("bees.txt", "assistants", BEES.encode())["id"]
+
+    async def go():
+        vs = await a.create_store(CreateVectorStoreRequest(name="resume"))
+        a._start_ingest = lambda *args: None  # A dies right after the attach is stored
+        await a.attach_file(vs["id"], AttachFileRequest(file_id=bees))
+        assert await b.resume_orphans() == 0  # A's lease still runs
+        await asyncio.sleep(0.4)
+        taken = await asyncio.gather(b.resume_orphans(), c.resume_orphans())
+        assert sorted(taken) == [0, 1]
+        await settle(b, c)
+        got = await b.get_file(vs["id"], bees)
+        assert got["status"] == "completed", got
+        content = await b.file_content(vs["id"], bees)
+        fresh = await b.create_store(CreateVectorStoreRequest(name="fresh", file_ids=[bees]))
+        await settle(b)
+        assert len(content["data"]) == len((await b.file_content(fresh["id"], bees))["data"]) > 1  # no doubles
+        assert await c.resume_orphans() == 0
 
     asyncio.run(go())
 
@@ -299,6 +329,44 @@ def test_shields(db):
     reg.delete("scanner")
     with pytest.raises(NotFoundError):
         reg.get("scanner")
+
+
+# ---- the stores added later: datasets, batches, Llama Stack agents, tool groups; owners on every backend ---------
+
+def test_datasets_batches_agents_toolgroups_and_owners(db, tmp_path):
+    from deployments.agents.llama_agents import AgentStore
+    from deployments.agents.toolgroups import ToolGroupRegistry
+    from deployments.batches.store import BatchStore
+    from deployments.datasets.store import DatasetService
+    from serve.auth import acting_as
+    from serve.protocol.datasets import RegisterDatasetRequest
+
+    datasets, batches, agents = DatasetService(db, tmp_path / "ds"), BatchStore(db), AgentStore(db)
+    rows = {"type": "rows", "rows": [{"q": "1+1", "a": "2"}]}
+    with acting_as("alice"):
+        datasets.register(RegisterDatasetRequest(purpose="eval/question-answer", source=rows, dataset_id="qa"))
+        batches.insert(id="batch_1", status="validating", endpoint="/v1/chat/completions", input_file_id="file-1",
+                       completion_window="24h", created_at=0, expires_at=1)
+        agent = agents.create_agent({"model": "m", "instructions": "x"})["agent_id"]
+        assert datasets.iterrows("qa", None, None)["data"] == [{"q": "1+1", "a": "2"}]
+        assert [b["id"] for b in batches.list(None, 10)["data"]] == ["batch_1"]
+    with acting_as("bob"):
+        for call in (lambda: datasets.get("qa"), lambda: batches.get("batch_1"), lambda: agents.get_agent(agent),
+                     lambda: agents.create_session(agent, "s")):
+            with pytest.raises(NotFoundError):
+                call()
+        assert datasets.list() == [] and batches.list(None, 10)["data"] == [] and agents.list_agents(None, None)[
+            "data"] == []
+        with pytest.raises(ConflictError):  # ids chosen by clients stay unique across principals
+            datasets.register(RegisterDatasetRequest(purpose="eval/question-answer", source=rows, dataset_id="qa"))
+        with pytest.raises(InvalidRequestError):  # refused alike on both backends, not stored or a 500
+            agents.create_session(agents.create_agent({"model": "m"})["agent_id"], "n" * 1025)
+    tools = ToolGroupRegistry(db)
+    tools.register("mcp::calc", "model-context-protocol", "http://127.0.0.1:9/mcp", None)
+    tools.register("mcp::calc", "model-context-protocol", "http://127.0.0.1:9/mcp", None)  # the same again
+    with pytest.raises(ConflictError):
+        tools.register("mcp::calc", "model-context-protocol", "http://127.0.0.1:8/mcp", None)
+    assert "mcp::calc" in [g["identifier"] for g in tools.list()]
 
 
 def test_libpq_style_urls_use_psycopg(postgres_databases):

@@ -77,15 +77,21 @@ class ToolGroupRegistry:
         if "/" in toolgroup_id or toolgroup_id in {g["identifier"] for g in self.builtins()}:
             raise InvalidRequestError(f"'{toolgroup_id}' cannot be registered (builtin or contains '/')",
                                       param="toolgroup_id")
-        with self.db.begin() as c:
-            row = c.execute(sa.select(tool_groups).where(tool_groups.c.id == toolgroup_id)).first()
-            if row is not None:
-                if (row.provider_id, row.mcp_endpoint, row.args) == (provider_id, mcp_uri, args):
-                    return  # the same registration again
-                raise ConflictError(f"Tool group '{toolgroup_id}' is already registered differently",
-                                    param="toolgroup_id", code="toolgroup_exists")
-            c.execute(tool_groups.insert().values(id=toolgroup_id, provider_id=provider_id, mcp_endpoint=mcp_uri,
-                                                  args=args))
+        for attempt in range(2):  # a registration racing ours inserts first: then compare with it
+            try:
+                with self.db.begin() as c:
+                    row = c.execute(sa.select(tool_groups).where(tool_groups.c.id == toolgroup_id)).first()
+                    if row is not None:
+                        if (row.provider_id, row.mcp_endpoint, row.args) == (provider_id, mcp_uri, args):
+                            return  # the same registration again
+                        raise ConflictError(f"Tool group '{toolgroup_id}' is already registered differently",
+                                            param="toolgroup_id", code="toolgroup_exists")
+                    c.execute(tool_groups.insert().values(id=toolgroup_id, provider_id=provider_id,
+                                                          mcp_endpoint=mcp_uri, args=args))
+                return
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
 
     def unregister(self, toolgroup_id: str) -> None:
         if toolgroup_id in {g["identifier"] for g in self.builtins()}:

@@ -85,6 +85,9 @@ def error_result(line: int, custom_id: str | None, err: APIError) -> LineResult:
     return response_result(line, custom_id, err.status_code, err.envelope())
 
 
+MAX_CUSTOM_ID = 512  # the batch_results column
+
+
 def _line_error(line: int, custom_id: str | None, code: str, message: str, out: ParsedInput) -> None:
     error = {"code": code, "message": message, "param": None, "line": line}
     out.errors.append(error)
@@ -119,6 +122,10 @@ def parse_input(data: bytes, endpoint: str, models: dict[str, str], override_mod
         custom_id = obj.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
             _line_error(number, None, "missing_custom_id", f"line {number} has no custom_id string", out)
+            continue
+        if len(custom_id) > MAX_CUSTOM_ID or "\x00" in custom_id:
+            _line_error(number, None, "invalid_custom_id", f"line {number}: custom_id must be at most "
+                        f"{MAX_CUSTOM_ID} characters without NUL", out)
             continue
         if custom_id in seen:
             _line_error(number, custom_id, "duplicate_custom_id", f"custom_id {custom_id!r} is used twice", out)

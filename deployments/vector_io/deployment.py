@@ -49,7 +49,18 @@ class VectorIOServer:
         self._info_cls = EmbeddingModelInfo
         self.stores = VectorStoreService(self.db, self.files, self._embed, self._infos,
                                          cfg.default_embedding_model or embedding_models[0].model_id,
-                                         cfg.index.model_dump())
+                                         cfg.index.model_dump(), lease_s=cfg.ingest_lease_timeout_s,
+                                         runner=serve.get_replica_context().replica_id.unique_id)
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_orphans())
+
+    async def _watch_orphans(self) -> None:
+        while True:  # resumed ingestions need the embedding models' sizes: wait for the Embeddings deployments
+            try:
+                await self._ensure_infos()
+                break
+            except Exception:
+                await asyncio.sleep(1.0)
+        await self.stores.watch_orphans()
 
     async def _ensure_infos(self) -> None:
         for m in self._model_cfgs:

@@ -62,8 +62,11 @@ def _no_store(store_id: str) -> NotFoundError:
 
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
-                 default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4):
+                 default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4,
+                 runner: str | None = None, lease_s: float = 30.0):
         self.db = db
+        self.runner = runner or f"vector-io-{uuid.uuid4().hex[:12]}"
+        self.lease_s = lease_s
         self.files = files
         self.embed = embed
         self.models = models
@@ -219,13 +222,67 @@ class VectorStoreService:
                 return c.execute(vector_store_files.insert().values(
                     vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
                     last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
-                    batch_id=batch_id)).inserted_primary_key[0]
+                    batch_id=batch_id, runner=self.runner, lease_until=time.time() + self.lease_s,
+                )).inserted_primary_key[0]
 
         attachment = await asyncio.to_thread(insert)
-        task = asyncio.create_task(self._ingest(store_id, req.file_id, chunking, model, attachment))
+        self._start_ingest(store_id, req.file_id, chunking, model, attachment)
+        return await self.get_file(store_id, req.file_id)
+
+    def _start_ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
+                      attachment: int) -> None:
+        task = asyncio.create_task(self._ingest(store_id, file_id, chunking, model, attachment))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return await self.get_file(store_id, req.file_id)
+
+    # ---- ingestion leases: a replica that dies mid-ingestion leaves in_progress rows; others take them over ------
+
+    def _renew(self, attachment: int) -> bool:
+        with self.db.begin() as c:
+            return c.execute(vector_store_files.update().where(
+                vector_store_files.c.seq == attachment, vector_store_files.c.runner == self.runner,
+                vector_store_files.c.status == "in_progress").values(
+                lease_until=time.time() + self.lease_s)).rowcount == 1
+
+    async def _keep_lease(self, attachment: int) -> None:
+        while await asyncio.to_thread(self._renew, attachment):
+            await asyncio.sleep(self.lease_s / 3)
+
+    def _claim_orphans(self) -> list[Any]:
+        """Take over the in_progress files whose lease ran out: each is claimed by one replica (a conditional
+        UPDATE), and its new runner is the only one whose chunks will be kept."""
+        now, claimed = time.time(), []
+        with self.db.connect() as c:
+            rows = list(c.execute(sa.select(vector_store_files, vector_stores.c.embedding_model).join(
+                vector_stores, vector_stores.c.id == vector_store_files.c.vector_store_id).where(
+                vector_store_files.c.status == "in_progress", vector_store_files.c.lease_until < now)))
+        for row in rows:
+            with self.db.begin() as c:
+                if c.execute(vector_store_files.update().where(
+                        vector_store_files.c.seq == row.seq, vector_store_files.c.status == "in_progress",
+                        vector_store_files.c.lease_until < now).values(
+                        runner=self.runner, lease_until=time.time() + self.lease_s)).rowcount == 1:
+                    claimed.append(row)
+        return claimed
+
+    async def resume_orphans(self) -> int:
+        """Ingest again every file a dead replica left in progress; the number taken over."""
+        rows = await asyncio.to_thread(self._claim_orphans)
+        for row in rows:
+            logger.warning("resuming the ingestion of %s into %s (its replica stopped)", row.file_id,
+                           row.vector_store_id)
+            self._start_ingest(row.vector_store_id, row.file_id, row.chunking, self._model(row.embedding_model),
+                               row.seq)
+        return len(rows)
+
+    async def watch_orphans(self) -> None:
+        """Forever (in each replica): take over ingestions whose replica died."""
+        while True:
+            try:
+                await self.resume_orphans()
+            except Exception:
+                logger.exception("resuming orphaned ingestions")
+            await asyncio.sleep(self.lease_s / 3)
 
     async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
                       attachment: int) -> None:
@@ -234,6 +291,7 @@ class VectorStoreService:
         replica), removed or cancelled meanwhile, its chunks are dropped instead of doubling the new ones."""
         async with self._ingest_slots:
             error = None
+            lease = asyncio.create_task(self._keep_lease(attachment))
             try:
                 filename, data = await asyncio.to_thread(self.files.content, file_id)
                 text = await asyncio.to_thread(extract_text, filename, data)
@@ -252,6 +310,8 @@ class VectorStoreService:
             except Exception as e:  # the file fails, the service goes on
                 logger.exception("ingesting %s into %s failed", file_id, store_id)
                 error = {"code": "server_error", "message": f"{type(e).__name__}: {e}"}
+            finally:
+                lease.cancel()
             await asyncio.to_thread(self._finish_file, store_id, file_id, error, attachment)
 
     async def _embed_all(self, model_id: str, texts: list[str]) -> np.ndarray:
@@ -268,7 +328,8 @@ class VectorStoreService:
             if not self._bump(c, store_id, "add_version"):
                 return  # the store was deleted while this file was being processed
             current = sa.select(vector_store_files.c.seq).where(vector_store_files.c.seq == attachment,
-                                                                vector_store_files.c.status == "in_progress")
+                                                                vector_store_files.c.status == "in_progress",
+                                                                vector_store_files.c.runner == self.runner)
             if attachment is not None and c.execute(current).first() is None:
                 return  # superseded (checked under the store's row lock, so no attach can slip in between)
             c.execute(chunks.insert(), rows)
@@ -278,7 +339,8 @@ class VectorStoreService:
             usage = c.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(chunks.c.text)), 0))
                               .where(chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id)).scalar()
             c.execute(vector_store_files.update().where(
-                vector_store_files.c.seq == attachment, vector_store_files.c.status == "in_progress").values(
+                vector_store_files.c.seq == attachment, vector_store_files.c.status == "in_progress",
+                vector_store_files.c.runner == self.runner).values(
                 status="failed" if error else "completed", last_error=error, usage_bytes=int(usage or 0)))
 
     async def get_file(self, store_id: str, file_id: str) -> dict[str, Any]:

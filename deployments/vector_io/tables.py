@@ -49,6 +49,10 @@ vector_store_files = sa.Table(
     sa.Column("chunking", sa.JSON, nullable=False),
     sa.Column("usage_bytes", sa.BigInteger, nullable=False, default=0),
     sa.Column("batch_id", Str(64)),
+    # the replica ingesting the file renews its lease; an in_progress file whose lease ran out (its replica died)
+    # is ingested again by another
+    sa.Column("runner", Str(128)),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
     sa.UniqueConstraint("vector_store_id", "file_id"),
     sqlite_autoincrement=True,  # seq identifies one attachment (ingestion); sqlite would reuse a deleted max rowid
 )
