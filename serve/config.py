@@ -274,6 +274,8 @@ class AgentsConfig(_Strict):
     enabled: bool = True
     web_search: WebSearchConfig | None = None
     tool_timeout_s: float = Field(default=60.0, gt=0)  # one MCP / web search call
+    # a stored response still running when its replica stopped renewing for this long is marked failed
+    lease_timeout_s: float = Field(default=30.0, gt=0)
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(ray_actor_options={"num_cpus": 0.1}))
 

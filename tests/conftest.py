@@ -109,7 +109,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
         ]
         extra = {
-            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}},
+            "agents": {"deployment": {"ray_actor_options": {"num_cpus": 0.1}}, "lease_timeout_s": 3,
                        "web_search": {"provider": "brave", "endpoint": web_search_url, "api_key": SEARCH_KEY}},
             "safety": {"shields": [
                 {"shield_id": "llama-guard", "provider_id": "llama-guard", "provider_shield_id": GUARD_SCRIPTED},

@@ -130,6 +130,38 @@ def test_background_and_cancel(client):
         client.responses.create(model=SMOLLM2, input="x", background=True, store=False)
 
 
+def test_background_run_of_a_dead_replica_fails_instead_of_running_forever(client):
+    """Kill the Agents replica while a background response runs: once its lease (3 s here) lapses, the restarted
+    replica marks it failed with a server_error; new background responses run again."""
+    import ray
+
+    long = client.responses.create(model=GUARD_TINY, input="Ramble.", max_output_tokens=1500, background=True)
+    deadline = time.time() + 60
+    while client.responses.retrieve(long.id).status == "queued":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if "#Agents#" in a["name"] and "stackserve" in a["name"]]
+    assert len(names) == 1
+    ray.kill(ray.get_actor(names[0]["name"], namespace=names[0]["namespace"]), no_restart=True)
+    deadline, status = time.time() + 180, "in_progress"
+    while status in ("queued", "in_progress"):
+        assert time.time() < deadline, "the orphaned response stayed in progress"
+        time.sleep(0.5)
+        try:
+            got = client.responses.retrieve(long.id)
+            status = got.status
+        except (openai.InternalServerError, openai.APIConnectionError):
+            continue  # no Agents replica yet
+    assert status == "failed" and got.error.code == "server_error"
+    again = client.responses.create(model=GUARD_TINY, input="Hi.", max_output_tokens=4, background=True)
+    deadline = time.time() + 120
+    while client.responses.retrieve(again.id).status in ("queued", "in_progress"):
+        assert time.time() < deadline
+        time.sleep(0.3)
+    assert client.responses.retrieve(again.id).status in ("completed", "incomplete")
+
+
 def test_bad_tool_input(client):
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=SMOLLM2, input="x", tools=[{"type": "mcp", "server_label": "a"}])

@@ -281,6 +281,24 @@ def test_responses(db):
     assert store.status("resp_1") is None
 
 
+def test_runs_whose_replica_died_are_failed_not_left_running(db):
+    import time
+
+    store = ResponseStore(db)
+    dead, alive, done = (response(i, "in_progress") for i in ("resp_dead", "resp_alive", "resp_done"))
+    store.save(dead, [], None, ("replica-a", 0.2))
+    store.save(alive, [], None, ("replica-b", 0.2))
+    store.save(done, [], None, ("replica-a", 0.2))
+    store.save({**done, "status": "completed"}, [], None)  # finished: no lease any more
+    time.sleep(0.3)
+    assert store.renew("resp_alive", "replica-b", 60) and not store.renew("resp_alive", "replica-a", 60)
+    assert store.fail_orphans() == ["resp_dead"] and store.fail_orphans() == []
+    got = store.get("resp_dead")
+    assert got["status"] == "failed" and got["error"]["code"] == "server_error"
+    assert store.status("resp_alive") == "in_progress" and store.status("resp_done") == "completed"
+    assert not store.renew("resp_dead", "replica-a", 60)  # a late renewal cannot revive it
+
+
 def test_conversations(db):
     convs = ConversationStore(db)
     a = convs.create([{"role": "user", "content": "first", "id": "same"}], {"topic": "a"})

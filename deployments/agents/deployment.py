@@ -6,6 +6,7 @@ Stateless: responses and conversations live in the shared SQL store, so any repl
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.responses import CreateResponseRequest
 from serve.telemetry.agents import agent_response
 from serve.telemetry.instrument import instrument_deployment
+
+logger = logging.getLogger("stackserve.agents")
 
 
 @serve.deployment
@@ -42,7 +45,26 @@ class AgentsServer:
         self.safety = safety
         self.config = config  # serve.config.AgentsConfig (web search provider, tool timeouts)
         self._background: set[asyncio.Task] = set()  # background responses running on this replica
+        self.runner = serve.get_replica_context().replica_id.unique_id
+        self.lease_s = config.lease_timeout_s if config is not None else 30.0
         self._init_llama_stack(db)
+        self._watcher = asyncio.get_running_loop().create_task(self._fail_orphans())
+
+    async def _fail_orphans(self) -> None:
+        """Forever: stored runs whose replica died (lease lapsed) become `failed`, not in progress forever."""
+        while True:
+            try:
+                for rid in await asyncio.to_thread(self.responses.fail_orphans):
+                    logger.warning("response %s failed: its replica stopped while running it", rid)
+            except Exception:
+                logger.exception("failing orphaned responses")
+            await asyncio.sleep(self.lease_s / 3)
+
+    async def _keep_lease(self, rid: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            if not await asyncio.to_thread(self.responses.renew, rid, self.runner, self.lease_s):
+                return
 
     def _init_llama_stack(self, db: Any) -> None:
         from deployments.agents.agent_turn import TurnRunner
@@ -118,13 +140,15 @@ class AgentsServer:
     async def stream(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends."""
         run, items = prepared or await self._prepare(req)
-        rid, final = run.response["id"], None
+        rid, final, lease = run.response["id"], None, None
         try:
             async for event in run.events():
                 if event["type"] == "response.created" and req.store:
                     if req.background and await asyncio.to_thread(self.responses.status, rid) == "cancelled":
                         return  # cancelled while queued
-                    await asyncio.to_thread(self.responses.save, event["response"], items, req.previous_response_id)
+                    await asyncio.to_thread(self.responses.save, event["response"], items, req.previous_response_id,
+                                            (self.runner, self.lease_s))
+                    lease = asyncio.get_running_loop().create_task(self._keep_lease(rid))
                 if event["type"] in ("response.completed", "response.incomplete", "response.failed",
                                      "response.cancelled"):
                     final = event["response"]
@@ -134,6 +158,8 @@ class AgentsServer:
                      "error": {"code": "server_error", "message": f"{type(e).__name__}: {e}"}}
             yield {"type": "response.failed", "sequence_number": run.seq + 1, "response": final}
         finally:
+            if lease is not None:
+                lease.cancel()
             if final is not None:
                 if req.store and final["status"] != "cancelled" and \
                         await asyncio.to_thread(self.responses.status, rid) != "cancelled":
@@ -157,7 +183,8 @@ class AgentsServer:
         prepared = await self._prepare(req)
         run, items = prepared
         queued = {**run._snapshot(), "status": "queued", "background": True}
-        await asyncio.to_thread(self.responses.save, queued, items, req.previous_response_id)
+        await asyncio.to_thread(self.responses.save, queued, items, req.previous_response_id,
+                                (self.runner, self.lease_s))
 
         async def drain() -> None:
             async for _ in self.stream(req, prepared):

@@ -15,18 +15,46 @@ from serve.pagination import paginate
 from serve.storage import Database
 from serve.storage.sql import owned, owner, upsert
 
+RUNNING = ("queued", "in_progress")
+
 
 class ResponseStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def save(self, body: dict[str, Any], input_items: list[dict[str, Any]], previous: str | None) -> None:
-        """Insert the response, or update its status and body (a response is saved as it starts and ends)."""
+    def save(self, body: dict[str, Any], input_items: list[dict[str, Any]], previous: str | None,
+             lease: tuple[str, float] | None = None) -> None:
+        """Insert the response, or update its status and body (a response is saved as it starts and ends).
+        `lease` (runner, seconds): the replica running it holds it that long (renewed with `renew`)."""
+        values = {"id": body["id"], "owner": owner(), "created_at": body["created_at"], "input_items": input_items,
+                  "previous_response_id": previous, "status": body["status"], "body": body, "model": body["model"],
+                  "runner": lease[0] if lease else None, "lease_until": time.time() + lease[1] if lease else 0.0}
         with self.db.begin() as c:
-            upsert(c, responses, {"id": body["id"], "owner": owner(), "created_at": body["created_at"],
-                                  "input_items": input_items, "previous_response_id": previous,
-                                  "status": body["status"], "body": body, "model": body["model"]},
-                   key=["id"], update=["status", "body", "model"])
+            upsert(c, responses, values, key=["id"],
+                   update=["status", "body", "model", "runner", "lease_until"])
+
+    def renew(self, response_id: str, runner: str, lease_s: float) -> bool:
+        with self.db.begin() as c:
+            return c.execute(responses.update().where(
+                responses.c.id == response_id, responses.c.runner == runner,
+                responses.c.status.in_(RUNNING)).values(lease_until=time.time() + lease_s)).rowcount == 1
+
+    def fail_orphans(self) -> list[str]:
+        """Mark failed the stored runs whose replica stopped renewing their lease; their ids."""
+        now, failed = time.time(), []
+        with self.db.connect() as c:
+            rows = list(c.execute(sa.select(responses.c.id, responses.c.body).where(
+                responses.c.status.in_(RUNNING), responses.c.lease_until > 0, responses.c.lease_until < now)))
+        for rid, body in rows:
+            error = {"code": "server_error", "message": "the replica running this response stopped before it "
+                                                        "finished; create the response again"}
+            with self.db.begin() as c:
+                if c.execute(responses.update().where(
+                        responses.c.id == rid, responses.c.status.in_(RUNNING), responses.c.lease_until < now
+                ).values(status="failed", lease_until=0.0,
+                         body={**body, "status": "failed", "error": error})).rowcount == 1:
+                    failed.append(rid)
+        return failed
 
     def _row(self, response_id: str) -> Any:
         return self.db.row_or_raise(responses, response_id,

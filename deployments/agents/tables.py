@@ -17,6 +17,10 @@ responses = sa.Table(
     sa.Column("body", sa.JSON, nullable=False),  # the full Response object
     sa.Column("input_items", sa.JSON, nullable=False),  # this response's own input, as items
     sa.Column("previous_response_id", Str(64)),
+    # a stored run (queued / in_progress) is leased by the replica running it; one whose lease lapsed (its replica
+    # died) is failed by another replica instead of staying in progress forever
+    sa.Column("runner", Str(128)),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
 )
 
 conversations = sa.Table(
