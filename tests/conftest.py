@@ -267,9 +267,9 @@ def secure_url(ray_serve, model_cache_dir, tiny_model_dir) -> str:
 TENANT_KEYS = {"alice": "sk-alice", "bob": "sk-bob", "root": "sk-root", "carol": "sk-carol", "dave": "sk-dave"}
 
 
-def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path):
+def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path, database_url: str | None = None):
     """A shared server: principals alice and bob (users), root (admin), carol (3 requests a minute) and dave (one
-    request at a time), over every stateful service, with the tiny model."""
+    request at a time), over every stateful service, with the tiny model; on PostgreSQL when given its URL."""
     from serve.config import parse_config
 
     light = {"ray_actor_options": {"num_cpus": 0.01}}
@@ -279,7 +279,7 @@ def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path):
     principals[4]["limits"] = {"max_concurrent_requests": 1}
     return parse_config({
         "model_cache_dir": str(model_cache_dir), "data_dir": str(data_dir),
-        "server": {"principals": principals},
+        "storage": {"url": database_url}, "server": {"principals": principals},
         "ingress": light,
         "models": [{"model_id": TINY, "source": str(tiny_model_dir), "deployment": light,
                     "engine": {"max_num_seqs": 4, "max_model_len": 1024, "kv_cache_tokens": 8192}}],
@@ -291,13 +291,15 @@ def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def tenants_url(ray_serve, model_cache_dir, tiny_model_dir, tmp_path_factory) -> str:
-    """The shared-server application (`tenants_config`) under /tenants."""
+def tenants_url(ray_serve, model_cache_dir, tiny_model_dir, tmp_path_factory, postgres_databases) -> str:
+    """The shared-server application (`tenants_config`) under /tenants, on PostgreSQL: the main graph runs the API
+    suites on sqlite, this one runs the access-control suite (every stateful service) on PostgreSQL."""
     from ray import serve
 
     from serve.graph import build_graph
 
-    cfg = tenants_config(model_cache_dir, tiny_model_dir, tmp_path_factory.mktemp("tenants-data"))
+    cfg = tenants_config(model_cache_dir, tiny_model_dir, tmp_path_factory.mktemp("tenants-data"),
+                         postgres_databases.create())
     serve.run(build_graph(cfg), name="tenants", route_prefix="/tenants")
     return f"{ray_serve}/tenants"
 
