@@ -172,6 +172,8 @@ class EngineConfig(_Strict):
             return {}
         replica = {"CPU": ray_actor_options.get("num_cpus", 1), "GPU": ray_actor_options.get("num_gpus", 0),
                    **ray_actor_options.get("resources", {})}
+        if ray_actor_options.get("accelerator_type"):  # Ray asks for it as this resource: bundle 0 must hold it
+            replica[f"accelerator_type:{ray_actor_options['accelerator_type']}"] = 0.001
         first = {k: v for k, v in {**replica, "GPU": replica["GPU"] + 1}.items() if v}
         return {"placement_group_bundles": [first] + [{"GPU": 1}] * (self.tensor_parallel_size - 1),
                 "placement_group_strategy": "STRICT_PACK"}

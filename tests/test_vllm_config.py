@@ -68,6 +68,10 @@ def test_tensor_parallel_asks_for_one_gpu_bundle_per_shard():
     assert opts["placement_group_bundles"] == [{"CPU": 2, "GPU": 1, "llm_node": 0.01}, {"GPU": 1}, {"GPU": 1},
                                                {"GPU": 1}]
     assert opts["ray_actor_options"] == {"num_cpus": 2, "resources": {"llm_node": 0.01}}
+    # a GPU type pins the replica (Ray's accelerator_type:<T> resource), so the bundle it lives in carries it
+    typed = _config({"type": "vllm", "device": "cuda", "tensor_parallel_size": 2},
+                    {"ray_actor_options": {"num_cpus": 1, "accelerator_type": "H100"}}).models[0].serve_options()
+    assert typed["placement_group_bundles"] == [{"CPU": 1, "GPU": 1, "accelerator_type:H100": 0.001}, {"GPU": 1}]
 
 
 @pytest.mark.parametrize("engine", [{"type": "vllm", "device": "cuda"}, {"type": "meta-reference"}])
