@@ -66,8 +66,8 @@ def _replica_actor_names() -> list[dict]:
 
 
 async def _one_stream(client: AsyncOpenAI, started: asyncio.Event) -> str:
-    """How one stream ended: "completed", "error_event" (OpenAI error raised mid-stream), "http_error" (an error
-    status before the stream began) or "truncated" (the stream ended with neither a finish_reason nor an error)."""
+    """How one stream ended: "completed", "error_event:<code>" (OpenAI error event mid-stream), "http_error:<status>:
+    <code>" (an error status before the stream began) or "truncated" (neither a finish_reason nor an error)."""
     finish = None
     try:
         stream = await client.chat.completions.create(
@@ -78,10 +78,10 @@ async def _one_stream(client: AsyncOpenAI, started: asyncio.Event) -> str:
                 started.set()
             if chunk.choices and chunk.choices[0].finish_reason:
                 finish = chunk.choices[0].finish_reason
-    except openai.APIStatusError:
-        return "http_error"
-    except openai.APIError:  # an `error` event in the SSE stream: raised by the SDK, no status code
-        return "error_event"
+    except openai.APIStatusError as e:
+        return f"http_error:{e.status_code}:{e.code}"
+    except openai.APIError as e:  # an `error` event in the SSE stream: raised by the SDK, no status code
+        return f"error_event:{e.code}"
     return "completed" if finish == "length" else "truncated"
 
 
@@ -122,7 +122,10 @@ def test_killed_replica_fails_its_streams_cleanly_and_is_replaced(faults_url):
     print(f"streams after killing {victim}: {dict(outcomes)}")
     assert outcomes["hung"] == 0 and outcomes["truncated"] == 0, outcomes
     assert outcomes["completed"] == STREAMS_PER_REPLICA, outcomes  # the surviving replica's streams
-    assert outcomes["error_event"] + outcomes["http_error"] == STREAMS_PER_REPLICA, outcomes
+    # the killed replica's streams: an OpenAI error saying the replica is gone (503 before the first byte)
+    failed = {k: v for k, v in outcomes.items() if k.startswith(("error_event", "http_error"))}
+    assert sum(failed.values()) == STREAMS_PER_REPLICA, outcomes
+    assert set(failed) <= {"error_event:unavailable", "http_error:503:unavailable"}, outcomes
 
     deadline = time.monotonic() + RECOVERY_S
     while not (_replica_states() == {"RUNNING": 2} and victim not in {a["name"] for a in _replica_actor_names()}):
