@@ -31,6 +31,11 @@ def test_rows_round_trip_any_json():
                                     {"a": None, "b": None, "c": None, "d": None, "e": True}]
 
 
+def test_integers_past_int64_round_trip_exactly():
+    rows = [{"n": 88082878388190842265205211136}, {"n": -(2**70)}, {"n": 1}]  # a fuzzed row once made this a 500
+    assert table_to_rows(rows_to_table(rows)) == rows
+
+
 def test_sources(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"x": 1}\n\n{"x": 2, "y": [1]}\n')
     assert load_uri(str(tmp_path / "a.jsonl")).num_rows == 2

@@ -390,3 +390,21 @@ def test_config_section(tmp_path):
         parse_config({**base, "telemetry": {"sampling_ratio": 2}})
     with pytest.raises(ConfigError, match="telemetry.span_store.ttl: unknown key"):
         parse_config({**base, "telemetry": {"span_store": {"ttl": 3}}})
+
+
+def test_logged_event_times_must_fit_the_store(store):
+    from pydantic import ValidationError
+
+    from serve.protocol.telemetry import MAX_TTL_SECONDS, LogEventRequest
+
+    def request(timestamp: str, ttl: int) -> LogEventRequest:
+        event = {"type": "metric", "trace_id": "t", "span_id": "s", "timestamp": timestamp, "metric": "m",
+                 "value": 1.5, "unit": "ms"}
+        return LogEventRequest.model_validate({"event": event, "ttl_seconds": ttl})
+
+    for timestamp, ttl in [("3545-04-11T18:36:47-22:09", 40), ("1969-12-31T23:59:59Z", 40),
+                           ("2025-01-01T00:00:00Z", MAX_TTL_SECONDS + 1)]:
+        with pytest.raises(ValidationError):
+            request(timestamp, ttl)
+    latest = request("2199-12-31T23:59:59Z", MAX_TTL_SECONDS)  # the extremes still fit int64 nanoseconds
+    store.log_event(latest.event.model_dump(), latest.ttl_seconds)

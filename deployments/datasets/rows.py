@@ -30,7 +30,7 @@ def _infer(values: list[Any]) -> pa.Array:
         return _json_array(values)
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed scalars, e.g. 1 and "a"
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed scalars (1 and "a"), ints past int64
         return _json_array(values)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_TTL_SECONDS = 7 * 86400
+# The span store keeps times as int64 nanoseconds since the epoch (up to 2262): event times and their expiry must fit.
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_TTL_SECONDS = 50 * 365 * 86400
 
 
 class _Lenient(BaseModel):
@@ -44,6 +48,14 @@ class _EventCommon(_Lenient):
     timestamp: datetime
     attributes: dict[str, Any] | None = None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _storable(cls, value: datetime) -> datetime:
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if not EARLIEST_EVENT <= aware < LATEST_EVENT:
+            raise ValueError(f"must fall between {EARLIEST_EVENT.year} and {LATEST_EVENT.year}")
+        return value
+
 
 class UnstructuredLogEvent(_EventCommon):
     type: Literal["unstructured_log"]
@@ -76,4 +88,4 @@ class StructuredLogEvent(_EventCommon):
 
 class LogEventRequest(_Lenient):
     event: Annotated[UnstructuredLogEvent | MetricEvent | StructuredLogEvent, Field(discriminator="type")]
-    ttl_seconds: int = Field(default=DEFAULT_TTL_SECONDS, ge=1)
+    ttl_seconds: int = Field(default=DEFAULT_TTL_SECONDS, ge=1, le=MAX_TTL_SECONDS)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from serve.context import get_stack
 from serve.protocol.agents import CreateAgentRequest, CreateSessionRequest, CreateTurnRequest, ResumeTurnRequest
-from serve.sse import sse_response
+from serve.sse import STREAMING_RESPONSES, sse_response
 
 router = APIRouter(tags=["agents"])
 
@@ -76,12 +76,12 @@ async def _turn(agent_id: str, session_id: str, body: CreateTurnRequest | Resume
                               done_marker=False)
 
 
-@router.post("/agents/{agent_id}/session/{session_id}/turn")
+@router.post("/agents/{agent_id}/session/{session_id}/turn", responses=STREAMING_RESPONSES)
 async def create_turn(agent_id: str, session_id: str, body: CreateTurnRequest):
     return await _turn(agent_id, session_id, body)
 
 
-@router.post("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume")
+@router.post("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume", responses=STREAMING_RESPONSES)
 async def resume_turn(agent_id: str, session_id: str, turn_id: str, body: ResumeTurnRequest):
     return await _turn(agent_id, session_id, body, turn_id)
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from serve.context import get_stack
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
-from serve.sse import sse_response
+from serve.sse import STREAMING_RESPONSES, sse_response
 
 router = APIRouter(tags=["inference"])
 
@@ -25,11 +25,11 @@ async def _call(method: str, body: ChatCompletionRequest | CompletionRequest, re
     return await sse_response(stream, _wants_done_marker(request))  # validation errors raise before any header
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=STREAMING_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     return await _call("chat", body, request)
 
 
-@router.post("/completions")
+@router.post("/completions", responses=STREAMING_RESPONSES)
 async def completions(body: CompletionRequest, request: Request):
     return await _call("completion", body, request)

@@ -14,7 +14,7 @@ from serve.protocol.responses import (
     CreateResponseRequest,
     UpdateConversationRequest,
 )
-from serve.sse import sse_response
+from serve.sse import STREAMING_RESPONSES, sse_response
 
 router = APIRouter(tags=["responses"])
 
@@ -26,7 +26,7 @@ def _agents():
     return stack.agents
 
 
-@router.post("/responses")
+@router.post("/responses", responses=STREAMING_RESPONSES)
 async def create_response(body: CreateResponseRequest):
     get_stack().model(body.model, model_type="llm")
     agents = _agents()
