@@ -82,11 +82,12 @@ class DeploymentOptions(_Strict):
     def autoscaling(self) -> bool:
         return self.num_replicas == "auto" or self.autoscaling_config is not None
 
-    def serve_options(self, llm_max_num_seqs: int | None = None) -> dict[str, Any]:
+    def serve_options(self, llm_max_num_seqs: int | None = None, streams: bool = False) -> dict[str, Any]:
         """The options for Ray Serve. An LLM deployment passes its engine's batch size: with autoscaling on, the
-        fields left unset take the LLM defaults (serve/autoscaling.py) instead of Ray's generic ones."""
+        fields left unset take the LLM defaults (serve/autoscaling.py) instead of Ray's generic ones. LLM
+        deployments and those that relay their streams (`streams`: the ingress, agents) drain for longer."""
         opts = self.model_dump(exclude_none=True)
-        if llm_max_num_seqs is not None:  # streams run for minutes: drain them, not Ray's generic 20 s
+        if llm_max_num_seqs is not None or streams:  # streams run for minutes: drain them, not Ray's generic 20 s
             opts.setdefault("graceful_shutdown_timeout_s", LLM_GRACEFUL_SHUTDOWN_TIMEOUT_S)
         if llm_max_num_seqs is not None and self.autoscaling:
             opts["autoscaling_config"] = {**llm_autoscaling_defaults(llm_max_num_seqs, self.max_ongoing_requests),

@@ -23,7 +23,7 @@ def deployment_name(model_id: str, prefix: str = "LLM") -> str:
 
 def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
     """Every deployment of the graph, ingress first, mapped to its Ray Serve options."""
-    out = {"Ingress": config.ingress.serve_options()}
+    out = {"Ingress": config.ingress.serve_options(streams=True)}  # every stream passes through it
     for m in config.models:
         out[deployment_name(m.model_id)] = m.serve_options()
     for e in config.embedding_models:
@@ -33,7 +33,7 @@ def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
     if config.safety is not None:
         out["Safety"] = config.safety.deployment.serve_options()
     if config.agents is not None and config.agents.enabled and config.models:
-        out["Agents"] = config.agents.deployment.serve_options()
+        out["Agents"] = config.agents.deployment.serve_options(streams=True)
     if config.datasetio is not None and config.datasetio.enabled:
         out["DatasetIO"] = config.datasetio.deployment.serve_options()
     if config.batches is not None and config.batches.enabled:

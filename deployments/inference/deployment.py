@@ -84,7 +84,8 @@ class LLMServer:
         return self._info
 
     async def stats(self) -> dict[str, Any]:
-        return vars(self.engine.stats()).copy()
+        """The engine's counters, and which replica answered."""
+        return {**vars(self.engine.stats()), "replica": serve.get_replica_context().replica_id.unique_id}
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
         with self.telemetry.call("chat", req) as call:
