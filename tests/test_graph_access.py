@@ -182,7 +182,7 @@ def test_concurrency_quota_counts_a_stream_until_its_end(url):
     def stream() -> None:
         try:
             s = dave.chat.completions.create(model=TINY, messages=[{"role": "user", "content": "hi"}],
-                                             max_tokens=64, stream=True)
+                                             max_tokens=900, stream=True, extra_body={"ignore_eos": True})
             next(iter(s))
             opened.set()
             release.wait(60)
