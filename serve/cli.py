@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -71,6 +72,15 @@ def _serve_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _masked(config: dict) -> dict:
+    """The resolved config as check-config prints it: API keys shown as their count, never their text."""
+    server = config.get("server", {})
+    server["api_keys"] = ["***"] * len(server.get("api_keys", []))
+    for p in server.get("principals", []):
+        p["api_keys"] = ["***"] * len(p.get("api_keys", []))
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
-            print(load_config(args.config).model_dump_json(indent=2))
+            print(json.dumps(_masked(load_config(args.config).model_dump(mode="json")), indent=2))
             return 0
         if args.command == "serve-config":
             return _serve_config(args)

@@ -166,3 +166,18 @@ def test_request_timeout_cancels_the_handler_and_answers_504():
 
     asyncio.run(main())
     assert seen == ["cancelled"]
+
+
+def test_check_config_never_prints_keys(tmp_path, capsys):
+    import json
+
+    from serve.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [{model_id: m, source: m}]\nserver: {api_keys: [sk-secret-0], principals: "
+                    "[{name: a, api_keys: [sk-secret-a, sk-secret-b]}]}\n")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sk-secret" not in out
+    server = json.loads(out)["server"]
+    assert server["api_keys"] == ["***"] and server["principals"][0]["api_keys"] == ["***", "***"]
