@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import context
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.auth import OPEN_PATHS, Authenticator, with_principal
+from serve.auth import OPEN_PATHS, with_principal
 from serve.context import get_stack
 from serve.errors import (
     APIError,
@@ -90,18 +90,14 @@ def create_app() -> FastAPI:
     limiter = PrincipalLimiter()
     # inside the guard below (middleware added later wraps what was added before)
     app.add_middleware(RequestTimeout, timeout_s=lambda: get_stack().config.server.request_timeout_s)
-    authenticators: dict[int, Authenticator] = {}  # by the identity of the replica's config: built once
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         stack = get_stack()
-        auth = authenticators.get(id(stack.config))
-        if auth is None:
-            auth = authenticators[id(stack.config)] = Authenticator(stack.config)
         path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
         if path in OPEN_PATHS:
             return await call_next(request)
-        principal = auth.authenticate(request.headers.get("authorization"))
+        principal = stack.authenticator.authenticate(request.headers.get("authorization"))
         if principal is None:
             return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
                                                       code="invalid_api_key"))

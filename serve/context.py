@@ -6,9 +6,11 @@ Set once in the Ingress deployment's constructor; read by handlers through `get_
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve.auth import Authenticator
 from serve.config import EmbeddingModelConfig, ModelConfig, StackConfig
 from serve.errors import InvalidRequestError, NotFoundError
 
@@ -31,6 +33,11 @@ class Stack:
     agents: Any = None  # DeploymentHandle of the Agents deployment, when configured
     datasetio: Any = None  # DeploymentHandle of the DatasetIO deployment, when configured
     batches: Any = None  # DeploymentHandle of the Batches deployment, when configured
+
+    @functools.cached_property
+    def authenticator(self) -> Authenticator:
+        """API keys -> principals, built once per replica from the config."""
+        return Authenticator(self.config)
 
     def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
         m = self.models.get(model_id)

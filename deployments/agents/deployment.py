@@ -14,6 +14,7 @@ from ray import serve
 
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.responses import CreateResponseRequest
+from serve.storage.leases import renew_while_held, sweep_forever
 from serve.telemetry.agents import agent_response
 from serve.telemetry.instrument import instrument_deployment
 
@@ -52,19 +53,11 @@ class AgentsServer:
 
     async def _fail_orphans(self) -> None:
         """Forever: stored runs whose replica died (lease lapsed) become `failed`, not in progress forever."""
-        while True:
-            try:
-                for rid in await asyncio.to_thread(self.responses.fail_orphans):
-                    logger.warning("response %s failed: its replica stopped while running it", rid)
-            except Exception:
-                logger.exception("failing orphaned responses")
-            await asyncio.sleep(self.lease_s / 3)
+        async def sweep() -> None:
+            for rid in await asyncio.to_thread(self.responses.fail_orphans):
+                logger.warning("response %s failed: its replica stopped while running it", rid)
 
-    async def _keep_lease(self, rid: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            if not await asyncio.to_thread(self.responses.renew, rid, self.runner, self.lease_s):
-                return
+        await sweep_forever(sweep, self.lease_s / 3, "failing orphaned responses")
 
     def _init_llama_stack(self, db: Any) -> None:
         from deployments.agents.agent_turn import TurnRunner
@@ -148,7 +141,8 @@ class AgentsServer:
                         return  # cancelled while queued
                     await asyncio.to_thread(self.responses.save, event["response"], items, req.previous_response_id,
                                             (self.runner, self.lease_s))
-                    lease = asyncio.get_running_loop().create_task(self._keep_lease(rid))
+                    lease = asyncio.get_running_loop().create_task(renew_while_held(
+                        lambda: self.responses.renew(rid, self.runner, self.lease_s), self.lease_s))
                 if event["type"] in ("response.completed", "response.incomplete", "response.failed",
                                      "response.cancelled"):
                     final = event["response"]

@@ -22,6 +22,7 @@ from deployments.vector_io.files import FileService
 from serve.auth import acting_as
 from serve.config import BatchesConfig
 from serve.errors import APIError
+from serve.storage.leases import renew_while_held, sweep_forever
 
 logger = logging.getLogger("stackserve.batches")
 MAX_REPORTED_ERRORS = 100
@@ -56,13 +57,11 @@ class BatchJobs:
 
     async def watch(self) -> None:
         """Forever: take over jobs that no live replica holds (this replica's restart included)."""
-        while True:
-            try:
-                for batch_id in await asyncio.to_thread(self.store.orphans):
-                    self.start(batch_id)
-            except Exception:
-                logger.exception("batch watcher")
-            await asyncio.sleep(self.cfg.lease_timeout_s / 3)
+        async def sweep() -> None:
+            for batch_id in await asyncio.to_thread(self.store.orphans):
+                self.start(batch_id)
+
+        await sweep_forever(sweep, self.cfg.lease_timeout_s / 3, "the batch watcher")
 
     async def _run(self, batch_id: str) -> None:
         if not await asyncio.to_thread(self.store.claim, batch_id, self.runner, self.cfg.lease_timeout_s):
@@ -82,11 +81,9 @@ class BatchJobs:
             self._lost.discard(batch_id)
 
     async def _renew(self, batch_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.lease_timeout_s / 3)
-            if not await asyncio.to_thread(self.store.renew, batch_id, self.runner, self.cfg.lease_timeout_s):
-                self._lost.add(batch_id)
-                return
+        lease_s = self.cfg.lease_timeout_s
+        await renew_while_held(lambda: self.store.renew(batch_id, self.runner, lease_s), lease_s)
+        self._lost.add(batch_id)  # another replica took the job over
 
     async def _execute(self, batch_id: str) -> None:
         row = await asyncio.to_thread(self.store.row, batch_id)

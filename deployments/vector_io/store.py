@@ -33,6 +33,7 @@ from serve.protocol.vector_io import (
     UpdateVectorStoreRequest,
 )
 from serve.storage import Database
+from serve.storage.leases import renew_while_held, sweep_forever
 from serve.storage.sql import owned, owner
 from serve.telemetry.metrics import observe_search
 from serve.telemetry.tracing import traced
@@ -244,10 +245,6 @@ class VectorStoreService:
                 vector_store_files.c.status == "in_progress").values(
                 lease_until=time.time() + self.lease_s)).rowcount == 1
 
-    async def _keep_lease(self, attachment: int) -> None:
-        while await asyncio.to_thread(self._renew, attachment):
-            await asyncio.sleep(self.lease_s / 3)
-
     def _claim_orphans(self) -> list[Any]:
         """Take over the in_progress files whose lease ran out: each is claimed by one replica (a conditional
         UPDATE), and its new runner is the only one whose chunks will be kept."""
@@ -277,12 +274,7 @@ class VectorStoreService:
 
     async def watch_orphans(self) -> None:
         """Forever (in each replica): take over ingestions whose replica died."""
-        while True:
-            try:
-                await self.resume_orphans()
-            except Exception:
-                logger.exception("resuming orphaned ingestions")
-            await asyncio.sleep(self.lease_s / 3)
+        await sweep_forever(self.resume_orphans, self.lease_s / 3, "resuming orphaned ingestions")
 
     async def _ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
                       attachment: int) -> None:
@@ -291,7 +283,7 @@ class VectorStoreService:
         replica), removed or cancelled meanwhile, its chunks are dropped instead of doubling the new ones."""
         async with self._ingest_slots:
             error = None
-            lease = asyncio.create_task(self._keep_lease(attachment))
+            lease = asyncio.create_task(renew_while_held(lambda: self._renew(attachment), self.lease_s))
             try:
                 filename, data = await asyncio.to_thread(self.files.content, file_id)
                 text = await asyncio.to_thread(extract_text, filename, data)
