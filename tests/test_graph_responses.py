@@ -115,7 +115,7 @@ def test_file_search_cites_the_right_file(client):
     r = client.responses.create(
         model=SMOLLM2, input="How do honeybees tell each other where flowers are?", max_output_tokens=150,
         tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}],
-        tool_choice="required", include=["file_search_call.results"])
+        tool_choice="required", include=["file_search_call.results"], temperature=0)
     search = next(o for o in r.output if o.type == "file_search_call")
     assert search.status == "completed" and search.queries
     assert search.results[0].file_id == ids["honeybees.md"]

@@ -11,7 +11,9 @@ strings longer than their column or holding NUL characters, and NaN/Infinity ins
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +99,17 @@ def _driver_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; replicas share the file
     cur.execute("PRAGMA busy_timeout=30000")
+    # readers never block the writer; replicas share the file. Switching a new file to WAL while other processes
+    # open it can answer "database is locked" at once (no busy wait for that lock): retry for a while
+    for attempt in range(300):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 299:
+                raise
+            time.sleep(0.1)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
