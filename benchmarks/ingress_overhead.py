@@ -290,8 +290,8 @@ def measure_ray(a: argparse.Namespace, log) -> dict[str, dict[str, dict[str, Any
         instant = serve.deployment(InstantEngine, name="Instant", ray_actor_options={"num_cpus": 0.1},
                                    max_ongoing_requests=256)
         cfg = stack_config()
-        serve.run(Ingress.options(name="Ingress", **cfg.ingress.serve_options()).bind(cfg, {MODEL: instant.bind()}, {}),
-                  name="ingress-bench", route_prefix="/")
+        ingress = Ingress.options(name="Ingress", **cfg.ingress.serve_options())
+        serve.run(ingress.bind(cfg, {MODEL: instant.bind()}, {}, {}), name="ingress-bench", route_prefix="/")
         handle = serve.get_deployment_handle("Instant", app_name="ingress-bench")
         out: dict[str, dict[str, dict[str, Any]]] = {"graph": {}, "handle": {}}
 

@@ -1,9 +1,10 @@
 """The graph's deployments by name with their Ray Serve options, and a stackserve config as a Ray Serve deploy
 config (the input of `serve deploy` on a cluster).
 
-`deployment_options` is the one place that names the graph's deployments and decides which exist: the graph
-builder binds exactly these names and options, and `serve_deploy_config` lists them in the Serve file, so Ray
-Serve's schema checks every deployment's options and an operator can read (or override) them there.
+`deployment_options` decides which of the graph's deployments exist (the service deployments are the table in
+serve/nodes.py): the graph builder binds exactly these names and options, and `serve_deploy_config` lists them in
+the Serve file, so Ray Serve's schema checks every deployment's options and an operator can read (or override) them
+there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from typing import Any
 
 from serve.config import StackConfig
+from serve.nodes import NODES
 
 APP_IMPORT_PATH = "serve.graph:build_app"
 
@@ -28,16 +30,10 @@ def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
         out[deployment_name(m.model_id)] = m.serve_options()
     for e in config.embedding_models:
         out[deployment_name(e.model_id, "Embeddings")] = e.deployment.serve_options()
-    if config.vector_io is not None and config.vector_io.enabled:
-        out["VectorIO"] = config.vector_io.deployment.serve_options()
-    if config.safety is not None:
-        out["Safety"] = config.safety.deployment.serve_options()
-    if config.agents is not None and config.agents.enabled and config.models:
-        out["Agents"] = config.agents.deployment.serve_options(streams=True)
-    if config.datasetio is not None and config.datasetio.enabled:
-        out["DatasetIO"] = config.datasetio.deployment.serve_options()
-    if config.batches is not None and config.batches.enabled:
-        out["Batches"] = config.batches.deployment.serve_options()
+    for node in NODES:
+        opts = node.options(config)
+        if opts is not None:
+            out[node.name] = opts
     return out
 
 

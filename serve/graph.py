@@ -1,4 +1,4 @@
-"""The graph builder: a StackConfig -> a Ray Serve application (ingress -> one LLM deployment per model).
+"""The graph builder: a StackConfig -> a Ray Serve application (ingress -> model deployments and service nodes).
 
 `build_app` is also a Ray Serve application builder, so a Serve config file can name it:
 `serve run serve.graph:build_app config=configs/local.yaml`.
@@ -12,6 +12,7 @@ from ray.serve import Application
 
 from serve.config import StackConfig, load_config, parse_config
 from serve.deploy_config import deployment_name, deployment_options
+from serve.nodes import NODES, BoundGraph
 
 __all__ = ["build_app", "build_graph", "deployment_name"]
 
@@ -25,48 +26,20 @@ def build_graph(config: StackConfig) -> Application:
     opts = deployment_options(config)  # names and Serve options of every deployment below
     telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
-    llms = {}
+    graph = BoundGraph(llms={}, embedders={})
     for m in config.models:
         name = deployment_name(m.model_id)
-        llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, telemetry=telemetry)
-    embedders = {}
+        graph.llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, telemetry=telemetry)
     for m in config.embedding_models:
         name = deployment_name(m.model_id, "Embeddings")
-        embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m, telemetry=telemetry)
-    vector_io = None
-    if "VectorIO" in opts:
-        from deployments.vector_io.deployment import VectorIOServer
-
-        vector_io = VectorIOServer.options(name="VectorIO", **opts["VectorIO"]).bind(
-            config.vector_io, config.embedding_models, embedders, str(config.resolved_data_dir()),
-            config.database_url(), telemetry=telemetry)
-    safety = None
-    if "Safety" in opts:
-        from deployments.safety.deployment import SafetyServer
-
-        shields = [s.model_dump() for s in config.safety.shields]
-        safety = SafetyServer.options(name="Safety", **opts["Safety"]).bind(
-            shields, llms, config.database_url(), telemetry=telemetry)
-    agents = None
-    if "Agents" in opts:
-        from deployments.agents.deployment import AgentsServer
-
-        agents = AgentsServer.options(name="Agents", **opts["Agents"]).bind(
-            llms, vector_io, safety, config.database_url(), config.agents, telemetry=telemetry)
-    datasetio = None
-    if "DatasetIO" in opts:
-        from deployments.datasets.deployment import DatasetIOServer
-
-        datasetio = DatasetIOServer.options(name="DatasetIO", **opts["DatasetIO"]).bind(
-            config.datasetio, str(config.resolved_data_dir()), config.database_url(), telemetry=telemetry)
-    batches = None
-    if "Batches" in opts:
-        from deployments.batches.deployment import BatchesServer
-
-        batches = BatchesServer.options(name="Batches", **opts["Batches"]).bind(config, llms, embedders,
-                                                                                telemetry=telemetry)
-    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, llms, embedders, vector_io, safety, agents,
-                                                                 datasetio, batches, telemetry=telemetry)
+        graph.embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m, telemetry=telemetry)
+    for node in NODES:  # in table order: a node's arguments may name nodes bound before it
+        if node.name in opts:
+            cls = node.deployment_class()
+            graph.nodes[node.name] = cls.options(name=node.name, **opts[node.name]).bind(
+                *node.args(config, graph), telemetry=telemetry)
+    return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, graph.llms, graph.embedders, graph.nodes,
+                                                                 telemetry=telemetry)
 
 
 def build_app(args: dict[str, Any]) -> Application:

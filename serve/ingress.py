@@ -1,4 +1,4 @@
-"""The Ingress deployment: the FastAPI app served by Ray Serve, holding a handle per model deployment."""
+"""The Ingress deployment: the FastAPI app served by Ray Serve, holding a handle per model and per service node."""
 
 from __future__ import annotations
 
@@ -18,12 +18,8 @@ app = create_app()
 @serve.ingress(app)
 @instrument_deployment
 class Ingress:
-    def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, vector_io=None,
-                 safety=None, agents=None, datasetio=None, batches=None):
+    def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, nodes: dict):
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
-        deployments = {"VectorIO": vector_io, "Safety": safety, "Agents": agents, "DatasetIO": datasetio,
-                       "Batches": batches}
-        set_stack(Stack(config, models, started_at=int(time.time()),
-                        deployments={name: h for name, h in deployments.items() if h is not None}))
+        set_stack(Stack(config, models, started_at=int(time.time()), deployments=nodes))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from serve.context import get_stack
 from serve.errors import NotFoundError
+from serve.nodes import NODES
 
 try:
     VERSION = version("stackserve")
@@ -41,24 +42,9 @@ def _providers() -> list[dict[str, Any]]:
                                       "config": {"models": []}, "health": {"status": "OK"}})
         entry["config"]["models"].append(m.config.model_id)
     out = list(seen.values())
-    if stack.has("VectorIO"):
-        index = stack.config.vector_io.index
-        out.append({"api": "vector_io", "provider_id": "faiss", "provider_type": "inline::faiss",
-                    "config": {"index": index.type, "device": index.device}, "health": {"status": "OK"}})
-        out.append({"api": "files", "provider_id": "localfs", "provider_type": "inline::localfs",
-                    "config": {}, "health": {"status": "OK"}})
-        out.append({"api": "tool_runtime", "provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
-                    "config": {}, "health": {"status": "OK"}})
-    if stack.has("DatasetIO"):
-        out.append({"api": "datasetio", "provider_id": "parquet", "provider_type": "inline::localfs", "config": {},
-                    "health": {"status": "OK"}})
-    if stack.has("Batches"):
-        out.append({"api": "batches", "provider_id": "ray-data", "provider_type": "inline::reference", "config": {},
-                    "health": {"status": "OK"}})
-    if stack.has("Safety"):
-        for pid in sorted({s.provider_id for s in stack.config.safety.shields} | {"llama-guard", "code-scanner"}):
-            out.append({"api": "safety", "provider_id": pid, "provider_type": f"inline::{pid}", "config": {},
-                        "health": {"status": "OK"}})
+    for node in NODES:
+        if stack.has(node.name):
+            out += node.providers(stack.config)
     return out
 
 
