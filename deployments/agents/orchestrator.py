@@ -66,6 +66,8 @@ class ResponseRun:
     # ---- the loop ---------------------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """created, in_progress; input guardrails; tools prepared; then steps until one ends the run (an answer,
+        a hand-back to the client, a cancel, a spent budget) or max_infer_iters runs out; the final event."""
         yield self.out.event("response.created", response=self.out.snapshot())
         yield self.out.event("response.in_progress", response=self.out.snapshot())
         async for e in self._guard_input():
