@@ -41,7 +41,9 @@ def _omitted_not_nullable(schema: dict[str, Any], cls: type[BaseModel]) -> None:
 class OpenAIObject(BaseModel):
     """A response body: unknown fields pass through (Llama Stack extensions, newer fields the producer adds)."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=(), json_schema_extra=_omitted_not_nullable)
+    # every field but an omitted() one is always serialized: the served schema says so (required)
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), json_schema_extra=_omitted_not_nullable,
+                              json_schema_serialization_defaults_required=True)
 
 
 class ListPage(OpenAIObject, Generic[T]):

@@ -146,6 +146,13 @@ class Response(OpenAIObject):
     background: bool | None = None
 
 
+class ResponseStreamEvent(OpenAIObject):
+    """One `data:` event of a streamed Response (`response.created`, `response.output_text.delta`, ...)."""
+
+    type: str
+    sequence_number: int
+
+
 class ResponseList(ListPage[Response]):
     pass
 
