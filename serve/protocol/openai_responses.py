@@ -108,9 +108,14 @@ class StoredItem(OpenAIObject):
 
 # ---- the Response ---------------------------------------------------------------------------------------------------
 
+class InputTokensDetails(OpenAIObject):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
 class ResponseUsage(OpenAIObject):
     input_tokens: int
-    input_tokens_details: dict[str, int]
+    input_tokens_details: InputTokensDetails
     output_tokens: int
     output_tokens_details: dict[str, int]
     total_tokens: int
