@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 import deployments.agents.llama_tables  # noqa: F401  (register their tables on METADATA)
 import deployments.agents.tables  # noqa: F401
@@ -223,8 +224,8 @@ def test_values_only_one_backend_would_store(stores, files):
         for bad in ("x" * 1025, "a\x00b"):
             with pytest.raises(InvalidRequestError):
                 await stores.create_store(CreateVectorStoreRequest(name=bad))
-        with pytest.raises(InvalidRequestError):
-            await stores.create_store(CreateVectorStoreRequest(name="n", expires_after={"days": float("nan")}))
+        with pytest.raises(ValidationError):  # expires_after is validated as OpenAI's {anchor, days} before the store
+            CreateVectorStoreRequest(name="n", expires_after={"anchor": "last_active_at", "days": float("nan")})
         assert (await stores.list_stores(None, None, 20, "asc"))["data"] == []
         vs = await stores.create_store(CreateVectorStoreRequest(name="naïve 🐝 東京",
                                                                 metadata={"k": "\x00 ok in JSON"}))

@@ -48,7 +48,8 @@ class ResponseEvents:
     def snapshot(self) -> dict[str, Any]:
         u = self.usage
         return {**self.response, "output": list(self.output),
-                "usage": {"input_tokens": u["input_tokens"], "input_tokens_details": {"cached_tokens": 0},
+                "usage": {"input_tokens": u["input_tokens"],
+                          "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                           "output_tokens": u["output_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
                           "total_tokens": u["input_tokens"] + u["output_tokens"]}}
 

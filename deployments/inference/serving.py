@@ -252,7 +252,7 @@ class OpenAIServing:
                 choice["logprobs"] = {"content": [self._chat_logprob(t) for t in tokens[i]]}
             choices.append(choice)
         return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": self.model_id,
-                "choices": choices, "usage": _usage(len(job.prompt_ids), tokens), "system_fingerprint": None}
+                "choices": choices, "usage": _usage(len(job.prompt_ids), tokens)}
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
         job = await self._chat_job(req)  # validation errors surface before the first chunk
@@ -261,7 +261,7 @@ class OpenAIServing:
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
-                 "choices": choices, "system_fingerprint": None}
+                 "choices": choices}
             if include_usage:
                 c["usage"] = usage
             return c
@@ -302,7 +302,7 @@ class OpenAIServing:
                             if req.logprobs is not None else None})
         prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
         return {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": self.model_id,
-                "choices": choices, "usage": _usage(prompt_tokens, tokens), "system_fingerprint": None}
+                "choices": choices, "usage": _usage(prompt_tokens, tokens)}
 
     async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
         jobs = self._completion_jobs(req)
@@ -311,7 +311,7 @@ class OpenAIServing:
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
-                 "choices": choices, "system_fingerprint": None}
+                 "choices": choices}
             if include_usage:
                 c["usage"] = usage
             return c

@@ -36,6 +36,18 @@ class ChunkingStrategy(_Lenient):
 Attributes = dict[str, str | int | float | bool]
 
 
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    anchor: Literal["last_active_at"]
+    days: int = Field(ge=1, le=365)
+
+
+def _expires_after(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    # validated here (the store echoes it back in every vector store object), kept a plain dict for the store
+    return None if v is None else ExpiresAfter.model_validate(v).model_dump()
+
+
 class CreateVectorStoreRequest(_Lenient):
     name: str | None = None
     file_ids: list[str] = Field(default_factory=list, max_length=500)
@@ -48,11 +60,15 @@ class CreateVectorStoreRequest(_Lenient):
     provider_id: str | None = None
     index: dict[str, Any] | None = None  # stackserve: per-store FAISS index override ({"type": "hnsw", ...})
 
+    _check_expires_after = field_validator("expires_after")(_expires_after)
+
 
 class UpdateVectorStoreRequest(_Lenient):
     name: str | None = None
     metadata: dict[str, str] | None = None
     expires_after: dict[str, Any] | None = None
+
+    _check_expires_after = field_validator("expires_after")(_expires_after)
 
 
 class AttachFileRequest(_Lenient):

@@ -7,26 +7,26 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from serve.context import get_stack
-from serve.protocol.batches import CreateBatchRequest
+from serve.protocol.batches import Batch, BatchList, CreateBatchRequest
 
 router = APIRouter(tags=["batches"])
 
 
-@router.post("/batches")
+@router.post("/batches", response_model=Batch)
 async def create_batch(body: CreateBatchRequest) -> dict[str, Any]:
     return await get_stack().batches().create_batch.remote(body)
 
 
-@router.get("/batches")
+@router.get("/batches", response_model=BatchList)
 async def list_batches(after: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
     return await get_stack().batches().list_batches.remote(after, limit)
 
 
-@router.get("/batches/{batch_id}")
+@router.get("/batches/{batch_id}", response_model=Batch)
 async def get_batch(batch_id: str) -> dict[str, Any]:
     return await get_stack().batches().get_batch.remote(batch_id)
 
 
-@router.post("/batches/{batch_id}/cancel")
+@router.post("/batches/{batch_id}/cancel", response_model=Batch)
 async def cancel_batch(batch_id: str) -> dict[str, Any]:
     return await get_stack().batches().cancel_batch.remote(batch_id)

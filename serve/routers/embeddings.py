@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from serve.context import get_stack
+from serve.protocol.openai_files import EmbeddingList
 from serve.protocol.vector_io import EmbeddingRequest
 
 router = APIRouter(tags=["embeddings"])
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", response_model=EmbeddingList)
 async def create_embeddings(body: EmbeddingRequest) -> dict[str, Any]:
     return await get_stack().embeddings(body.model).embeddings.remote(body)

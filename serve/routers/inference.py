@@ -6,7 +6,14 @@ from fastapi import APIRouter, Request
 
 from serve.context import get_stack
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
-from serve.sse import STREAMING_RESPONSES, sse_response
+from serve.protocol.openai_completions import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    CompletionChunk,
+    streaming_responses,
+)
+from serve.sse import sse_response
 
 router = APIRouter(tags=["inference"])
 
@@ -17,7 +24,7 @@ def _wants_done_marker(request: Request) -> bool:
     return "LlamaStackClient/Python 0." not in request.headers.get("user-agent", "")
 
 
-@router.post("/chat/completions", responses=STREAMING_RESPONSES)
+@router.post("/chat/completions", response_model=ChatCompletion, responses=streaming_responses(ChatCompletionChunk))
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     llm = get_stack().llm(body.model)
     if not body.stream:
@@ -26,7 +33,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     return await sse_response(llm.options(stream=True).chat_stream.remote(body), _wants_done_marker(request))
 
 
-@router.post("/completions", responses=STREAMING_RESPONSES)
+@router.post("/completions", response_model=Completion, responses=streaming_responses(CompletionChunk))
 async def completions(body: CompletionRequest, request: Request):
     llm = get_stack().llm(body.model)
     if not body.stream:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from serve.context import ServedModel, get_stack
+from serve.protocol.openai_models import ModelList, ModelObject
 
 router = APIRouter(tags=["models"])
 
@@ -35,7 +36,7 @@ async def _with_info(m: ServedModel) -> ServedModel:
     return m
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList)
 async def list_models() -> dict[str, Any]:
     stack = get_stack()
     for m in stack.models.values():
@@ -43,7 +44,7 @@ async def list_models() -> dict[str, Any]:
     return {"object": "list", "data": [model_object(m, stack.started_at) for m in stack.models.values()]}
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", response_model=ModelObject)
 async def get_model(model_id: str) -> dict[str, Any]:
     stack = get_stack()
     return model_object(await _with_info(stack.model(model_id, param="model_id")), stack.started_at)

@@ -7,18 +7,30 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from serve.context import get_stack
+from serve.protocol.openai_completions import streaming_responses
+from serve.protocol.openai_responses import (
+    Conversation,
+    ConversationDeleted,
+    ConversationItemList,
+    Response,
+    ResponseDeleted,
+    ResponseItemList,
+    ResponseList,
+    ResponseStreamEvent,
+    StoredItem,
+)
 from serve.protocol.responses import (
     ConversationItemsRequest,
     CreateConversationRequest,
     CreateResponseRequest,
     UpdateConversationRequest,
 )
-from serve.sse import STREAMING_RESPONSES, sse_response
+from serve.sse import sse_response
 
 router = APIRouter(tags=["responses"])
 
 
-@router.post("/responses", responses=STREAMING_RESPONSES)
+@router.post("/responses", response_model=Response, responses=streaming_responses(ResponseStreamEvent))
 async def create_response(body: CreateResponseRequest):
     stack = get_stack()
     stack.llm(body.model)  # 404 before anything runs
@@ -27,69 +39,69 @@ async def create_response(body: CreateResponseRequest):
     return await sse_response(stack.agents().options(stream=True).stream_response.remote(body), done_marker=False)
 
 
-@router.get("/responses")
+@router.get("/responses", response_model=ResponseList)
 async def list_responses(after: str | None = None, limit: int = Query(50, ge=1, le=100), order: str = "desc",
                          model: str | None = None) -> dict[str, Any]:
     return await get_stack().agents().list_responses.remote(after, limit, order, model)
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", response_model=Response)
 async def get_response(response_id: str) -> dict[str, Any]:
     return await get_stack().agents().get_response.remote(response_id)
 
 
-@router.delete("/responses/{response_id}")
+@router.delete("/responses/{response_id}", response_model=ResponseDeleted)
 async def delete_response(response_id: str) -> dict[str, Any]:
     return await get_stack().agents().delete_response.remote(response_id)
 
 
-@router.post("/responses/{response_id}/cancel")
+@router.post("/responses/{response_id}/cancel", response_model=Response)
 async def cancel_response(response_id: str) -> dict[str, Any]:
     return await get_stack().agents().cancel_response.remote(response_id)
 
 
-@router.get("/responses/{response_id}/input_items")
+@router.get("/responses/{response_id}/input_items", response_model=ResponseItemList)
 async def input_items(response_id: str, after: str | None = None, before: str | None = None,
                       limit: int = Query(20, ge=1, le=100), order: str = "desc") -> dict[str, Any]:
     return await get_stack().agents().list_input_items.remote(response_id, after, before, limit, order)
 
 
-@router.post("/conversations")
+@router.post("/conversations", response_model=Conversation)
 async def create_conversation(body: CreateConversationRequest) -> dict[str, Any]:
     return await get_stack().agents().create_conversation.remote(body.items, body.metadata)
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", response_model=Conversation)
 async def get_conversation(conversation_id: str) -> dict[str, Any]:
     return await get_stack().agents().get_conversation.remote(conversation_id)
 
 
-@router.post("/conversations/{conversation_id}")
+@router.post("/conversations/{conversation_id}", response_model=Conversation)
 async def update_conversation(conversation_id: str, body: UpdateConversationRequest) -> dict[str, Any]:
     return await get_stack().agents().update_conversation.remote(conversation_id, body.metadata)
 
 
-@router.delete("/conversations/{conversation_id}")
+@router.delete("/conversations/{conversation_id}", response_model=ConversationDeleted)
 async def delete_conversation(conversation_id: str) -> dict[str, Any]:
     return await get_stack().agents().delete_conversation.remote(conversation_id)
 
 
-@router.get("/conversations/{conversation_id}/items")
+@router.get("/conversations/{conversation_id}/items", response_model=ConversationItemList)
 async def list_items(conversation_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=100),
                      order: str = "desc") -> dict[str, Any]:
     return await get_stack().agents().list_conversation_items.remote(conversation_id, after, limit, order)
 
 
-@router.post("/conversations/{conversation_id}/items")
+@router.post("/conversations/{conversation_id}/items", response_model=ConversationItemList)
 async def add_items(conversation_id: str, body: ConversationItemsRequest) -> dict[str, Any]:
     return await get_stack().agents().add_conversation_items.remote(conversation_id, body.items)
 
 
-@router.get("/conversations/{conversation_id}/items/{item_id}")
+@router.get("/conversations/{conversation_id}/items/{item_id}", response_model=StoredItem)
 async def get_item(conversation_id: str, item_id: str) -> dict[str, Any]:
     return await get_stack().agents().get_conversation_item.remote(conversation_id, item_id)
 
 
-@router.delete("/conversations/{conversation_id}/items/{item_id}")
+@router.delete("/conversations/{conversation_id}/items/{item_id}", response_model=Conversation)
 async def delete_item(conversation_id: str, item_id: str) -> dict[str, Any]:
     return await get_stack().agents().delete_conversation_item.remote(conversation_id, item_id)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError
+from serve.protocol.openai_moderations import ModerationResponse
 
 router = APIRouter(tags=["safety"])  # under /v1 only (Llama Stack routes)
 openai_router = APIRouter(tags=["safety"])  # under both prefixes
@@ -68,7 +69,7 @@ async def run_shield(body: RunShieldRequest) -> dict[str, Any]:
     return await get_stack().safety().run_shield.remote(body.shield_id, body.messages, body.params)
 
 
-@openai_router.post("/moderations")
+@openai_router.post("/moderations", response_model=ModerationResponse)
 async def moderations(body: ModerationRequest) -> dict[str, Any]:
     from deployments.safety.llama_guard import OPENAI_CATEGORIES, OPENAI_KEYS
 
