@@ -1,4 +1,4 @@
-"""Llama Stack datasets (Parquet under the data directory) on their own deployment."""
+"""DatasetIO: the Llama Stack datasets API."""
 
 from __future__ import annotations
 
