@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from fastapi import FastAPI, Request
@@ -69,7 +70,7 @@ async def _released(body, release):
         release()
 
 
-async def guard(request: Request, call_next):
+async def guard(request: Request, call_next, limiter: PrincipalLimiter):
     """Authenticate, bound the body size, count the request against its principal's limits, and carry the
     principal into every deployment call the request makes."""
     stack = get_stack()
@@ -83,7 +84,6 @@ async def guard(request: Request, call_next):
     rejected = _too_large(request, path, stack.config)
     if rejected is not None:
         return error_response(rejected)
-    limiter: PrincipalLimiter = request.app.state.limiter
     try:
         counted = limiter.acquire(principal)
     except APIError as e:
@@ -150,10 +150,9 @@ def create_app() -> FastAPI:
     )
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
-    app.state.limiter = PrincipalLimiter()
     # inside the guard below (middleware added later wraps what was added before)
     app.add_middleware(RequestTimeout, timeout_s=lambda: get_stack().config.server.request_timeout_s)
-    app.middleware("http")(guard)
+    app.middleware("http")(functools.partial(guard, limiter=PrincipalLimiter()))
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
