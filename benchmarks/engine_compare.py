@@ -72,7 +72,7 @@ async def worker_ours(model_dir: Path, dtype: str, concurrency: int, n: int, ple
     from deployments.inference.engine import EngineRequest
     from deployments.inference.meta_reference.engine import MetaReferenceEngine
     from deployments.inference.sampling import SamplingParams
-    from serve.config import EngineConfig
+    from serve.config import MetaReferenceEngineConfig as EngineConfig
 
     cfg = EngineConfig(dtype=dtype, max_num_seqs=max(concurrency, 1), kv_cache_tokens=max(concurrency, 1) * 320)
     engine = MetaReferenceEngine.from_checkpoint(model_dir, cfg)

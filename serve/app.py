@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import context
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.auth import OPEN_PATHS, with_principal
+from serve.auth import OPEN_PATHS
 from serve.context import get_stack
 from serve.errors import (
     APIError,
@@ -21,6 +22,8 @@ from serve.errors import (
     to_api_error,
 )
 from serve.limits import PrincipalLimiter, RequestTimeout
+from serve.principal import with_principal
+from serve.telemetry.http import TracingMiddleware, trace_id_header
 
 logger = logging.getLogger("stackserve.ingress")
 
@@ -67,6 +70,67 @@ async def _released(body, release):
         release()
 
 
+async def guard(request: Request, call_next, limiter: PrincipalLimiter):
+    """Authenticate, bound the body size, count the request against its principal's limits, and carry the
+    principal into every deployment call the request makes."""
+    stack = get_stack()
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
+    if path in OPEN_PATHS:
+        return await call_next(request)
+    principal = stack.authenticator.authenticate(request.headers.get("authorization"))
+    if principal is None:
+        return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
+                                                  code="invalid_api_key"))
+    rejected = _too_large(request, path, stack.config)
+    if rejected is not None:
+        return error_response(rejected)
+    try:
+        counted = limiter.acquire(principal)
+    except APIError as e:
+        return error_response(e)
+    # the principal rides in the context into every deployment call (only with access control on; a client's
+    # own `baggage` header never names one)
+    token = context.attach(with_principal(principal if stack.config.access_control() else None))
+    try:
+        response = await call_next(request)
+    except BaseException:
+        if counted:
+            limiter.release(principal)
+        raise
+    finally:
+        context.detach(token)
+    if counted:
+        response.body_iterator = _released(response.body_iterator, lambda: limiter.release(principal))
+    return response
+
+
+async def on_api_error(_: Request, exc: APIError) -> JSONResponse:
+    return error_response(to_api_error(exc))  # unwraps Ray's RayTaskError(APIError) copies
+
+
+async def on_invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(_validation_error(exc))
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        return error_response(NotFoundError(f"no route for {request.method} {request.url.path}", code="not_found"))
+    if exc.status_code == 405:
+        err = InvalidRequestError(f"method {request.method} is not allowed on {request.url.path}",
+                                  code="method_not_allowed")
+        err.status_code = 405
+        return error_response(err)
+    err = APIError(str(exc.detail))
+    err.status_code = exc.status_code
+    return error_response(err)
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    response = error_response(to_api_error(exc))
+    response.headers.update(trace_id_header(request.scope))
+    return response
+
+
 def create_app() -> FastAPI:
     from serve.routers import (
         agents,
@@ -84,71 +148,15 @@ def create_app() -> FastAPI:
         vector_io_llama,
         vector_stores,
     )
-    from serve.telemetry.http import TracingMiddleware, trace_id_header
 
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
-    limiter = PrincipalLimiter()
     # inside the guard below (middleware added later wraps what was added before)
     app.add_middleware(RequestTimeout, timeout_s=lambda: get_stack().config.server.request_timeout_s)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        stack = get_stack()
-        path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
-        if path in OPEN_PATHS:
-            return await call_next(request)
-        principal = stack.authenticator.authenticate(request.headers.get("authorization"))
-        if principal is None:
-            return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
-                                                      code="invalid_api_key"))
-        rejected = _too_large(request, path, stack.config)
-        if rejected is not None:
-            return error_response(rejected)
-        try:
-            counted = limiter.acquire(principal)
-        except APIError as e:
-            return error_response(e)
-        # the principal rides in the context into every deployment call (only with access control on; a client's
-        # own `baggage` header never names one)
-        token = context.attach(with_principal(principal if stack.config.access_control() else None))
-        try:
-            response = await call_next(request)
-        except BaseException:
-            if counted:
-                limiter.release(principal)
-            raise
-        finally:
-            context.detach(token)
-        if counted:
-            response.body_iterator = _released(response.body_iterator, lambda: limiter.release(principal))
-        return response
-
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError):
-        return error_response(to_api_error(exc))  # unwraps Ray's RayTaskError(APIError) copies
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError):
-        return error_response(_validation_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 404:
-            return error_response(NotFoundError(f"no route for {request.method} {request.url.path}", code="not_found"))
-        if exc.status_code == 405:
-            err = InvalidRequestError(f"method {request.method} is not allowed on {request.url.path}",
-                                      code="method_not_allowed")
-            err.status_code = 405
-            return error_response(err)
-        err = APIError(str(exc.detail))
-        err.status_code = exc.status_code
-        return error_response(err)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        response = error_response(to_api_error(exc))
-        response.headers.update(trace_id_header(request.scope))
-        return response
+    app.middleware("http")(functools.partial(guard, limiter=PrincipalLimiter()))
+    app.add_exception_handler(APIError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
 
     for prefix in OPENAI_PREFIXES:
         for family in (models, inference, embeddings, files, vector_stores, responses, batches):

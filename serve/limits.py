@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serve.auth import Principal
 from serve.errors import RateLimitError, RequestTimeoutError
+from serve.principal import Principal
 
 
 @dataclass

@@ -4,7 +4,6 @@ No Ray instance is started: building an application only binds deployments."""
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from ray.serve._private.build_app import build_app as ray_build_app  # what `ser
 from ray.serve.schema import ServeDeploySchema
 
 from serve.cli import main as cli_main
-from serve.config import ConfigError, EngineConfig, StackConfig, load_config
+from serve.config import ConfigError, load_config
 from serve.deploy_config import deployment_name, deployment_options, serve_deploy_config
 from serve.graph import build_app
 
@@ -22,20 +21,9 @@ STACK_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if not p.nam
 SERVE_CONFIGS = sorted((ROOT / "configs").glob("serve_*.yaml"))
 
 
-def load_shipped(path: Path) -> StackConfig:
-    """Load a shipped config; skip (not fail) one that names an engine this checkout's schema lacks."""
-    engines = {m.get("engine", {}).get("type") for m in yaml.safe_load(path.read_text()).get("models", [])}
-    known = set(typing.get_args(EngineConfig.model_fields["type"].annotation))
-    missing = sorted(e for e in engines - known if e)
-    if missing:
-        pytest.skip(f"{path.name} uses engine type {', '.join(missing)}, which serve/config.py EngineConfig does not "
-                    "accept yet (the vLLM engine lands with items 1-3 of issue 7)")
-    return load_config(path)
-
-
 @pytest.mark.parametrize("path", STACK_CONFIGS, ids=lambda p: p.name)
 def test_config_loads_and_is_a_valid_serve_deploy_config(path, monkeypatch):
-    cfg = load_shipped(path)
+    cfg = load_config(path)
     assert cfg.models
     serve_file = serve_deploy_config(cfg)
     schema = ServeDeploySchema.model_validate(serve_file)  # Ray Serve's own validation of `serve deploy` input
@@ -74,14 +62,14 @@ def test_serve_config_files_validate_and_build(path, monkeypatch):
 
 def test_gpu_configs_ask_for_gpus_and_scale_every_deployment():
     for name in ("gpu-node.yaml", "gpu-cluster.yaml"):
-        cfg = load_shipped(ROOT / "configs" / name)
+        cfg = load_config(ROOT / "configs" / name)
         opts = deployment_options(cfg)
         assert all("autoscaling_config" in o for o in opts.values()), name
         llms = [o for n, o in opts.items() if n.startswith("LLM:")]
         assert all(o["ray_actor_options"].get("num_gpus") or o.get("placement_group_bundles") for o in llms)
         vllm = [m for m in cfg.models if m.engine.type == "vllm"]
         assert vllm and all(o["autoscaling_config"]["target_ongoing_requests"] >= 1 for o in llms)
-    cluster = load_shipped(ROOT / "configs" / "gpu-cluster.yaml")
+    cluster = load_config(ROOT / "configs" / "gpu-cluster.yaml")
     big = next(m for m in cluster.models if "70B" in m.model_id)
     assert big.engine.tensor_parallel_size == 8
     # the vLLM engine's placement group reaches the Serve options (and so the Serve deploy config)

@@ -8,7 +8,7 @@ import torch
 from deployments.inference.engine import EngineRequest
 from deployments.inference.meta_reference.engine import MetaReferenceEngine
 from deployments.inference.sampling import SamplingParams
-from serve.config import EngineConfig
+from serve.config import MetaReferenceEngineConfig as EngineConfig
 from serve.errors import InvalidRequestError, OverloadedError
 
 

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from deployments.inference.vllm_engine import engine_args, kv_cache_bytes
-from serve.config import ConfigError, EngineConfig, parse_config
+from serve.config import ConfigError, MetaReferenceEngineConfig, VLLMEngineConfig, parse_config
 
 SMOL_SHAPE = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}
 
@@ -28,6 +29,9 @@ def _config(engine: dict, deployment: dict | None = None):
     ({"enforce_eager": True, "gpu_memory_utilization": 0.5},
      "gpu_memory_utilization, enforce_eager: only for engine type 'vllm'"),
     ({"type": "vllm", "swap_space": 4}, "models.0.engine.swap_space: unknown key"),
+    ({"type": "vllm", "kv_block_size": 32, "step_timeout_s": 5},
+     "models.0.engine: kv_block_size, step_timeout_s: only for engine type 'meta-reference' (this engine is 'vllm')"),
+    ({"type": "scripted"}, "models.0.engine: engine type 'scripted' is not one of 'meta-reference', 'vllm'"),
 ])
 def test_invalid_engine_config_names_the_problem(engine, message):
     with pytest.raises(ConfigError) as e:
@@ -35,8 +39,19 @@ def test_invalid_engine_config_names_the_problem(engine, message):
     assert message in str(e.value)
 
 
+def test_engine_type_picks_the_config_class_and_defaults_to_meta_reference():
+    cfg = parse_config({"models": [{"model_id": "a", "source": "/a"}, {"model_id": "b", "source": "/b", "engine": {}},
+                                   {"model_id": "c", "source": "/c", "engine": {"type": "vllm", "max_num_seqs": 4}}]})
+    a, b, c = (m.engine for m in cfg.models)
+    assert type(a) is type(b) is MetaReferenceEngineConfig and a.type == b.type == "meta-reference"
+    assert type(c) is VLLMEngineConfig and c.max_num_seqs == 4 and c.placement({"num_cpus": 1}) == {}
+    assert cfg.models[2].provider == "vllm" and a.step_timeout_s == 300
+    with pytest.raises(ValidationError, match="tensor_parallel_size: only for engine type 'vllm'"):
+        MetaReferenceEngineConfig(tensor_parallel_size=2)
+
+
 def test_engine_args_on_cpu_size_the_kv_cache_from_tokens():
-    cfg = EngineConfig(type="vllm", max_num_seqs=8, max_model_len=2048, kv_cache_tokens=16384, enforce_eager=True)
+    cfg = VLLMEngineConfig(max_num_seqs=8, max_model_len=2048, kv_cache_tokens=16384, enforce_eager=True)
     args = engine_args(cfg, Path("/models/smol"), SMOL_SHAPE)
     # K and V, per layer, per KV head of 64 dims, fp32: 46080 bytes a token
     assert args["kv_cache_memory_bytes"] == 16384 * 2 * 30 * 3 * 64 * 4
@@ -47,7 +62,7 @@ def test_engine_args_on_cpu_size_the_kv_cache_from_tokens():
 
 
 def test_engine_args_on_gpus():
-    cfg = EngineConfig(type="vllm", device="cuda", dtype="bfloat16", tensor_parallel_size=4,
+    cfg = VLLMEngineConfig(device="cuda", dtype="bfloat16", tensor_parallel_size=4,
                        gpu_memory_utilization=0.85, max_num_batched_tokens=8192, enable_prefix_caching=True)
     args = engine_args(cfg, Path("/models/big"), SMOL_SHAPE)
     assert "kv_cache_memory_bytes" not in args  # vLLM sizes it from gpu_memory_utilization
@@ -55,7 +70,7 @@ def test_engine_args_on_gpus():
     assert args["distributed_executor_backend"] == "ray"
     assert args["max_num_batched_tokens"] == 8192 and args["enable_prefix_caching"] is True
     assert "max_model_len" not in args  # None: the model's own
-    explicit = EngineConfig(type="vllm", device="cuda", kv_cache_space_gib=1.5)
+    explicit = VLLMEngineConfig(device="cuda", kv_cache_space_gib=1.5)
     assert kv_cache_bytes(explicit, SMOL_SHAPE) == int(1.5 * 1024**3)
 
 

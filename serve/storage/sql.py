@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DontWrapMixin
 
-from serve.auth import DEFAULT_PRINCIPAL, current_principal
 from serve.errors import InvalidRequestError
+from serve.principal import DEFAULT_PRINCIPAL, current_principal
 
 METADATA = sa.MetaData()
 _SCHEMA_LOCK_KEY = 0x5374616B  # pg_advisory_xact_lock key: replicas creating the schema at once take turns
@@ -59,7 +59,7 @@ class Str(sa.TypeDecorator):
 
 
 def owner_column() -> sa.Column:
-    """The principal who created the row (serve/auth.py); rows from before access control belong to `default`."""
+    """The principal who created the row (serve/principal.py); rows from before access control belong to `default`."""
     return sa.Column("owner", Str(128), nullable=False, server_default=DEFAULT_PRINCIPAL, index=True)
 
 

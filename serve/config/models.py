@@ -1,0 +1,56 @@
+"""Served models: LLMs (each on its own LLM deployment and engine) and embedding models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from serve.config.base import DeploymentOptions, _Strict, default_deployment
+from serve.config.engine import EngineConfig, MetaReferenceEngineConfig
+
+
+class ModelConfig(_Strict):
+    """One served model. `source` is a local HF checkpoint directory or a built-in name (see model_store)."""
+
+    model_id: str
+    source: str
+    provider_id: str | None = None
+    engine: EngineConfig = Field(default_factory=MetaReferenceEngineConfig)
+    deployment: DeploymentOptions = default_deployment(num_cpus=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        if not v.strip() or v != v.strip():
+            raise ValueError("model_id must be a non-empty string without surrounding spaces")
+        return v
+
+    @property
+    def provider(self) -> str:
+        return self.provider_id or self.engine.type
+
+    def serve_options(self) -> dict[str, Any]:
+        """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
+        this engine) plus the engine's placement group."""
+        opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
+        return {**opts, **self.engine.placement(opts.get("ray_actor_options", {}))}
+
+
+class EmbeddingModelConfig(_Strict):
+    """One embedding model on its own Embeddings deployment (sentence-transformers, dynamic batching)."""
+
+    model_id: str
+    source: str  # a local sentence-transformers directory or a built-in (see deployments/vector_io/embedding_model)
+    provider_id: str = "sentence-transformers"
+    device: str = "cpu"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    num_threads: int | None = Field(default=None, ge=1)
+    max_batch_size: int = Field(default=64, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=1)
+    deployment: DeploymentOptions = default_deployment(num_cpus=0.5)
+
+    @property
+    def provider(self) -> str:
+        return self.provider_id
