@@ -71,7 +71,8 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 GUARD_SCRIPTED = "guard-scripted"
 GUARD_TINY = "guard-tiny-random"
-# the scripted guard's verdicts (tests/scripted_engine.py), by what the prompt holds
+# the scripted guard's verdicts (tests/scripted_engine.py), by what the prompt holds; it ignores the shield's verdict
+# grammar, so an unparseable verdict ("maybe?") can reach the shield
 GUARD_SCRIPT = [{"if_contains": " kill ", "reply": "unsafe\nS1,S10"}, {"if_contains": "gibberish", "reply": "maybe?"},
                 {"reply": "safe"}]
 
@@ -247,7 +248,8 @@ def main_graph(config):
     from serve.graph import build_graph
     from tests.scripted_engine import ScriptedEngineFactory, shipped
 
-    return build_graph(config, engines={GUARD_SCRIPTED: shipped(ScriptedEngineFactory(GUARD_SCRIPT))})
+    guard = ScriptedEngineFactory(GUARD_SCRIPT, constrained=False)
+    return build_graph(config, engines={GUARD_SCRIPTED: shipped(guard)})
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 For where the model's output is the variable under test (a guard that must say `unsafe\\nS1,S10`), while everything
 around it (the OpenAI layer, the deployment, the handles) stays real. Rules are tried in order; the first whose
 `if_contains` is in the decoded prompt (or has none) gives the reply. It honours what the OpenAI layer asks of an
-engine: max_tokens, stop token ids, and a request's token constraint (structured output, forced tool calls): the
-reply's tokens are emitted while the constraint allows them, then the constraint's own closing path.
+engine: max_tokens, stop token ids, and (unless `constrained` is off) a request's token constraint (structured
+output, forced tool calls): the reply's tokens are emitted while the constraint allows them, then the constraint's
+own closing path. With `constrained` off it answers its script whatever the grammar, like an engine that ignores
+grammars, so a caller's handling of output it did not ask for can be tested.
 
 Inject it with `build_graph(config, engines={model_id: ScriptedEngineFactory(rules)})`; `shipped()` makes Ray
 pickle this module by value, since replicas cannot import `tests`.
@@ -28,9 +30,10 @@ class ScriptedEngine:
     provider_type = "inline::scripted"
 
     def __init__(self, tokenizer: Any, rules: list[dict[str, str]], max_model_len: int = 4096,
-                 logprob: float = -0.5):
+                 logprob: float = -0.5, constrained: bool = True):
         self.tokenizer = tokenizer
         self.rules = rules
+        self.constrained = constrained
         self.max_model_len = max_model_len
         self.vocab_size = len(tokenizer)
         self.eos_token_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -61,7 +64,7 @@ class ScriptedEngine:
     def _tokens(self, script: list[int], p: SamplingParams):
         """The script's tokens; under a constraint, each is checked against the constraint's token bitmask and,
         once one is refused (or the budget runs low), the constraint's shortest completion follows instead."""
-        if p.constraint is None:
+        if p.constraint is None or not self.constrained:
             yield from script
             return
         logits = torch.zeros(self.vocab_size)
@@ -83,7 +86,7 @@ class ScriptedEngine:
 
     def _finish(self, tok: int, p: SamplingParams, emitted: int) -> str | None:
         stops = p.stop_token_ids if p.ignore_eos else [*self.eos_token_ids, *p.stop_token_ids]
-        if tok in stops or (p.constraint is not None and p.constraint.is_terminated()):
+        if tok in stops or (self.constrained and p.constraint is not None and p.constraint.is_terminated()):
             return "stop"
         return "length" if emitted >= p.max_tokens else None
 
@@ -108,9 +111,10 @@ class ScriptedEngineFactory:
 
     rules: list[dict[str, str]] = field(default_factory=list)
     max_model_len: int = 4096
+    constrained: bool = True
 
     def __call__(self, checkpoint: Path, tokenizer: Any, model: Any) -> ScriptedEngine:
-        return ScriptedEngine(tokenizer, self.rules, self.max_model_len)
+        return ScriptedEngine(tokenizer, self.rules, self.max_model_len, constrained=self.constrained)
 
 
 def shipped(factory: ScriptedEngineFactory) -> ScriptedEngineFactory:

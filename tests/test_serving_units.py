@@ -221,3 +221,11 @@ def test_sampler_leaves_masked_tokens_out_of_top_logprobs():
     (tok,) = sample(logits, params, [params[0].make_generator()])
     assert tok.token_id == 3 and [i for i, _ in tok.top_logprobs] == [3, 7]
     assert all(lp > float("-inf") for _, lp in tok.top_logprobs)
+
+
+def test_unconstrained_script_ignores_the_grammar(tokenizer):
+    """`constrained=False` (the test guard): the script is answered as is, whatever format was asked for."""
+    serving = OpenAIServing(ScriptedEngine(tokenizer, RULES, constrained=False), tokenizer, MODEL)
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    whole = asyncio.run(serving.chat(_chat(response_format=fmt, max_tokens=48)))
+    assert whole["choices"][0]["message"]["content"] == RULES[-1]["reply"]
