@@ -115,8 +115,9 @@ async def run_batch(engine: MetaReferenceEngine, batch: int, prompt_len: int, ou
             "steps_per_s": (output_len - 1) / decode_secs}
 
 
-def profile_decode(engine: MetaReferenceEngine, device: str, batch: int, steps: int = 8) -> str:
-    """A torch profile of decode steps, taken on the engine's torch thread (where the work runs)."""
+async def profile_decode(engine: MetaReferenceEngine, executor, device: str, batch: int, steps: int = 8) -> str:
+    """A torch profile of decode steps. The profiler records the thread that starts it, so it starts and stops on
+    the engine's torch thread (`executor`, where each step's model work runs)."""
     from torch.profiler import ProfilerActivity, profile
 
     from deployments.inference.meta_reference.scheduler import Sequence
@@ -126,13 +127,15 @@ def profile_decode(engine: MetaReferenceEngine, device: str, batch: int, steps: 
         params = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True)
         seqs.append(Sequence(EngineRequest(f"profile-{i}", list(range(1, 129)), params), params.make_generator()))
     engine.scheduler.waiting.extend(seqs)
-    engine._postprocess(engine._execute(engine.scheduler.schedule()))
+    await engine.step()  # prefill
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    prof = profile(activities=acts)
+    executor.submit(prof.__enter__).result()
     t = time.perf_counter()
-    with profile(activities=acts) as prof:
-        for _ in range(steps):
-            engine._postprocess(engine._execute(engine.scheduler.schedule()))
+    for _ in range(steps):
+        await engine.step()
     per_step = (time.perf_counter() - t) / steps
+    executor.submit(prof.__exit__, None, None, None).result()
     for seq in seqs:
         engine.scheduler.finish(seq)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
@@ -162,7 +165,7 @@ async def main_async(a: argparse.Namespace) -> dict:
               f"bandwidth bound {r['bound_tok_s']:9.1f} tok/s -> {100 * r['fraction_of_bound']:.1f}%, "
               f"TTFT(max) {r['ttft_s_max'] * 1000:.0f} ms", flush=True)
     if a.profile:
-        print(executor.submit(profile_decode, engine, a.device, a.profile).result(), flush=True)
+        print(await profile_decode(engine, executor, a.device, a.profile), flush=True)
     gpu = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else platform.processor() or "cpu"
     return {"model_shape": "tiny" if a.tiny else "llama-3.1-8b", "params_b": weight_bytes / 2 / 1e9,
             "weight_bytes": weight_bytes, "copy_bandwidth_gbs": bandwidth / 1e9, "build_s": build_s,

@@ -8,8 +8,9 @@ reverses each round (A B C, C B A, ...) so drift on a shared machine falls on al
     metrics   the default: Ray metrics (TTFT, inter-token latency, tokens, engine gauges), no tracing
     tracing   tracing on, every span stored in the SQL span store (sqlite in a temporary data dir), plus metrics
 
-Engines: `scripted` answers instantly (the serving path with no model: the worst case for per-request and
-per-token overhead); `smollm2` is SmolLM2-135M on the meta-reference engine (what a request costs for real).
+Engines: `scripted` answers instantly (tests/scripted_engine.py injected through the graph builder: the serving path
+with no model, the worst case for per-request and per-token overhead); `smollm2` is SmolLM2-135M on the
+meta-reference engine (what a request costs for real).
 
     python -m benchmarks.telemetry_overhead --engine scripted,smollm2 --concurrency 1,16 --duration 20 --rounds 2
 """
@@ -50,8 +51,6 @@ def stack_config(engine: str, setting: str, data_dir: str):
     from serve.config import parse_config
 
     eng: dict[str, Any] = {"max_num_seqs": 32, "max_model_len": 2048, "kv_cache_tokens": 32768}
-    if engine == "scripted":
-        eng = {"type": "scripted", "script": [{"reply": REPLY}]}
     return parse_config({
         "data_dir": data_dir,
         "ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.1}},
@@ -76,6 +75,15 @@ async def load(base_url: str, concurrency: int, duration_s: float, output_tokens
             "e2e_p50_ms": 1000 * statistics.median([r.e2e for r in ok] or [float("nan")])}
 
 
+def engines(engine: str) -> dict[str, Any] | None:
+    """The engine factories to inject: the scripted engine in place of SmolLM2's for `scripted`."""
+    if engine != "scripted":
+        return None
+    from tests.scripted_engine import ScriptedEngineFactory, shipped
+
+    return {SMOLLM2: shipped(ScriptedEngineFactory([{"reply": REPLY}]))}
+
+
 def measure(a: argparse.Namespace, log=print) -> list[dict[str, Any]]:
     import ray
     from ray import serve
@@ -94,7 +102,7 @@ def measure(a: argparse.Namespace, log=print) -> list[dict[str, Any]]:
             for rnd in range(a.rounds):
                 for setting in order if rnd % 2 == 0 else reversed(order):
                     with tempfile.TemporaryDirectory(prefix="stackserve-bench-") as data_dir:
-                        serve.run(build_graph(stack_config(engine, setting, data_dir)),
+                        serve.run(build_graph(stack_config(engine, setting, data_dir), engines(engine)),
                                   name="telemetry-bench", route_prefix="/")
                         asyncio.run(wait_http(f"{base}/v1/models", 120))
                         for c in a.concurrency:

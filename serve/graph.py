@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ray.serve import Application
@@ -17,7 +18,9 @@ from serve.nodes import NODES, BoundGraph
 __all__ = ["build_app", "build_graph", "deployment_name"]
 
 
-def build_graph(config: StackConfig) -> Application:
+def build_graph(config: StackConfig, engines: dict[str, Callable[..., Any]] | None = None) -> Application:
+    """`engines`: model id -> a picklable engine factory, (checkpoint, tokenizer, model config) -> Engine, for the
+    models whose engine is not the one their config names (tests inject a scripted engine this way)."""
     from deployments.inference.deployment import LLMServer
     from deployments.vector_io.embeddings_deployment import EmbeddingsServer
     from serve.ingress import Ingress
@@ -26,10 +29,15 @@ def build_graph(config: StackConfig) -> Application:
     opts = deployment_options(config)  # names and Serve options of every deployment below
     telemetry = TelemetrySettings.from_stack(config)  # every deployment sets its replica's telemetry up from it
     cache = str(config.resolved_model_cache_dir())
+    unknown = set(engines or {}) - {m.model_id for m in config.models}
+    if unknown:
+        raise ValueError(f"engines for models the config does not serve: {', '.join(sorted(unknown))}")
     graph = BoundGraph(llms={}, embedders={})
     for m in config.models:
         name = deployment_name(m.model_id)
-        graph.llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, telemetry=telemetry)
+        factory = (engines or {}).get(m.model_id)
+        graph.llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, factory,
+                                                                                 telemetry=telemetry)
     for m in config.embedding_models:
         name = deployment_name(m.model_id, "Embeddings")
         graph.embedders[m.model_id] = EmbeddingsServer.options(name=name, **opts[name]).bind(m, telemetry=telemetry)

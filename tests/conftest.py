@@ -71,6 +71,10 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 GUARD_SCRIPTED = "guard-scripted"
 GUARD_TINY = "guard-tiny-random"
+# the scripted guard's verdicts (tests/scripted_engine.py), by what the prompt holds; it ignores the shield's verdict
+# grammar, so an unparseable verdict ("maybe?") can reach the shield
+GUARD_SCRIPT = [{"if_contains": " kill ", "reply": "unsafe\nS1,S10"}, {"if_contains": "gibberish", "reply": "maybe?"},
+                {"reply": "safe"}]
 
 
 def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,
@@ -96,13 +100,11 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
     extra = {}
     if data_dir is not None:
         # The main graph also serves embeddings, vector IO (two VectorIO replicas) and safety: Llama Guard shields on
-        # a scripted engine (the verdict is the variable under test) and on the tiny random model (the verdict must
-        # still parse), Prompt Guard on a tiny random classifier, and the code scanner.
+        # a scripted engine (the verdict is the variable under test; `main_graph` injects it) and on the tiny random
+        # model (the verdict must still parse), Prompt Guard on a tiny random classifier, and the code scanner.
         models += [
-            {"model_id": GUARD_SCRIPTED, "source": SMOLLM2,
-             "engine": {"type": "scripted", "script": [{"if_contains": " kill ", "reply": "unsafe\nS1,S10"},
-                                                        {"if_contains": "gibberish", "reply": "maybe?"},
-                                                        {"reply": "safe"}]},
+            {"model_id": GUARD_SCRIPTED, "source": SMOLLM2, "provider_id": "scripted",
+             "engine": {"max_num_seqs": 4, "kv_cache_tokens": 4096},
              "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
             {"model_id": GUARD_TINY, "source": str(tiny_model_dir),
              "engine": {"max_num_seqs": 4, "max_model_len": 2048, "kv_cache_tokens": 8192},
@@ -241,14 +243,21 @@ def main_config(model_cache_dir, data_dir, tiny_model_dir, prompt_guard_dir, web
                         prompt_guard_dir=prompt_guard_dir, web_search_url=web_search_url)
 
 
+def main_graph(config):
+    """The main graph's application: `config` with the scripted engine injected for GUARD_SCRIPTED."""
+    from serve.graph import build_graph
+    from tests.scripted_engine import ScriptedEngineFactory, shipped
+
+    guard = ScriptedEngineFactory(GUARD_SCRIPT, constrained=False)
+    return build_graph(config, engines={GUARD_SCRIPTED: shipped(guard)})
+
+
 @pytest.fixture(scope="session")
 def base_url(ray_serve, main_config, smollm2_dir) -> str:
     """The main graph served at the root: ingress -> SmolLM2 LLM deployment, MiniLM embeddings, 2x VectorIO."""
     from ray import serve
 
-    from serve.graph import build_graph
-
-    serve.run(build_graph(main_config), name="stackserve", route_prefix="/")
+    serve.run(main_graph(main_config), name="stackserve", route_prefix="/")
     return ray_serve
 
 

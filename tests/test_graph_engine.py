@@ -15,7 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import SMOLLM2, TINY, EngineTarget, llm_stats
+from tests.conftest import GUARD_SCRIPTED, SMOLLM2, TINY, EngineTarget, llm_stats
 
 pytestmark = pytest.mark.graph
 
@@ -106,6 +106,41 @@ def test_chat_logprobs_shape(smol):
         assert len(entry.top_logprobs) == 3
         assert entry.top_logprobs[0].logprob >= entry.top_logprobs[-1].logprob
         assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob, abs=1e-4)  # greedy: the top token
+
+
+@pytest.mark.parametrize("extra", [
+    {"tools": [WEATHER], "tool_choice": "required"},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": SCHEMAS["nested"]}}},
+], ids=["tool_choice-required", "json_schema"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_constrained_decoding_with_logprobs(engine, extra, stream):
+    """Masked tokens' -inf logprobs never reach the JSON encoder (this answered 500 "Out of range float values are
+    not JSON compliant"): every logprob is a finite number, streamed or not."""
+    body = {"model": TINY, "messages": [{"role": "user", "content": "Weather in Oslo?"}], "max_tokens": 60,
+            "logprobs": True, "top_logprobs": 5, "stream": stream, **extra}
+    r = httpx.post(f"{engine.tiny_url}/v1/chat/completions", json=body, headers=engine.headers, timeout=120)
+    assert r.status_code == 200, r.text
+    if stream:
+        events = [json.loads(line[6:]) for line in r.text.splitlines()
+                  if line.startswith("data: {")]
+        entries = [e for ev in events for c in ev["choices"] if c.get("logprobs") for e in c["logprobs"]["content"]]
+    else:
+        entries = r.json()["choices"][0]["logprobs"]["content"]
+    assert entries
+    values = [e["logprob"] for e in entries] + [t["logprob"] for e in entries for t in e["top_logprobs"]]
+    assert all(isinstance(v, float | int) and -1e4 <= v <= 0 for v in values)
+
+
+def test_providers_report_the_engine_that_runs(engine):
+    """GET /v1/providers takes each model's provider_type from its running engine, not from its config: the guard
+    model's config names meta-reference while the tests inject the scripted engine (conftest.main_graph)."""
+    if engine.engine != "meta-reference":
+        pytest.skip("the scripted guard is served in the main graph")
+    data = httpx.get(f"{engine.smol_url}/v1/providers").json()["data"]
+    providers = {p["provider_id"]: p for p in data if p["api"] == "inference"}
+    assert providers["scripted"]["provider_type"] == "inline::scripted"
+    assert providers["scripted"]["config"]["models"] == [GUARD_SCRIPTED]
+    assert providers["meta-reference"]["provider_type"] == "inline::meta-reference"
 
 
 def test_completion_logprobs_and_echo(smol):

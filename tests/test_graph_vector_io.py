@@ -270,12 +270,12 @@ def test_restart_loses_nothing(client, corpus_store, main_config, base_url):
     """Tear the whole application down and deploy it again: stores, files and search results survive."""
     from ray import serve
 
-    from serve.graph import build_graph
+    from tests.conftest import main_graph
 
     store_id, ids = corpus_store
     before = client.vector_stores.search(store_id, query=QUESTIONS[0][0], max_num_results=3)
     serve.delete("stackserve")
-    serve.run(build_graph(main_config), name="stackserve", route_prefix="/")
+    serve.run(main_graph(main_config), name="stackserve", route_prefix="/")
     after = client.vector_stores.search(store_id, query=QUESTIONS[0][0], max_num_results=3)
     assert [(d.file_id, round(d.score, 4)) for d in after.data] == [(d.file_id, round(d.score, 4)) for d in before.data]
     assert client.vector_stores.retrieve(store_id).file_counts.completed == 5

@@ -1,6 +1,6 @@
 """Offline batch jobs (`stackserve batch run`): the Batch API's request lines on Ray Data, no Serve, no HTTP.
 
-The model is loaded inside the Ray Data UDF actors (the LLM deployment's own server class, so the OpenAI layer and
+The model is loaded inside the Ray Data UDF actors (the LLM deployment's own `LLMService`, so the OpenAI layer and
 engine are the same as online). Input is an OpenAI batch JSONL file, or Parquet with a prompt column; output is the
 Batch API's output and error files.
 """

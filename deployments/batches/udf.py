@@ -137,7 +137,8 @@ def _remote(handle: Any, request: Any) -> Any:
 
 
 class EngineRequestsUDF(RequestsUDF):
-    """Offline jobs: the model's LLM (or Embeddings) server class runs inside this actor, without Serve."""
+    """Offline jobs: the model runs inside this actor, without Serve: an LLM as the LLM deployment's `LLMService`;
+    an embedding model as the Embeddings deployment's class (its `@serve.batch` batching works outside Serve)."""
 
     def __init__(self, endpoint: str, model_config: Any, model_cache_dir: str):
         super().__init__(endpoint, {model_config.model_id: ENDPOINTS[endpoint].model_type})
@@ -146,9 +147,9 @@ class EngineRequestsUDF(RequestsUDF):
 
             self.server = EmbeddingsServer.func_or_class(model_config)
         else:
-            from deployments.inference.deployment import LLMServer
+            from deployments.inference.service import LLMService
 
-            self.server = LLMServer.func_or_class(model_config, str(Path(model_cache_dir)))
+            self.server = LLMService.load(model_config, Path(model_cache_dir))
 
     async def call(self, model: str, method: str, request: Any) -> dict[str, Any]:
         return await getattr(self.server, method)(request)

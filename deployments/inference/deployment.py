@@ -1,21 +1,19 @@
-"""The LLM deployment: one per served model, a thin shim from handle calls to the OpenAI layer and its engine."""
+"""The LLM deployment: one per served model, a thin Serve shim over `LLMService` (engine + OpenAI layer)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
 from serve.config import ModelConfig
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
-from serve.telemetry.genai import InferenceTelemetry
 from serve.telemetry.instrument import instrument_deployment
 
-logger = logging.getLogger("stackserve.llm")
+if TYPE_CHECKING:  # the engine modules import torch; replicas load them in __init__
+    from deployments.inference.engines import EngineFactory
 
 
 async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
@@ -62,55 +60,42 @@ async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
 @serve.deployment
 @instrument_deployment
 class LLMServer:
-    def __init__(self, model: ModelConfig, model_cache_dir: str):
-        from transformers import AutoTokenizer
+    """`engine_factory`: a picklable (checkpoint, tokenizer, model config) -> Engine; None builds the engine the
+    model's config names (meta-reference or vLLM)."""
 
-        from deployments.inference.engines import build_engine
-        from deployments.inference.model_store import resolve_checkpoint
-        from deployments.inference.serving import OpenAIServing
+    def __init__(self, model: ModelConfig, model_cache_dir: str, engine_factory: EngineFactory | None = None):
+        from deployments.inference.service import LLMService
 
-        checkpoint = resolve_checkpoint(model.source, Path(model_cache_dir))
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        self.engine = build_engine(model.engine, checkpoint, tokenizer)
-        self.serving = OpenAIServing(self.engine, tokenizer, model.model_id)
-        self._info = {"context_length": self.engine.max_model_len, "engine": model.engine.type,
-                      "max_num_seqs": model.engine.max_num_seqs,
-                      "device": str(getattr(self.engine, "device", model.engine.device)),  # after CPU fallback
-                      "dtype": model.engine.dtype}
-        self.telemetry = InferenceTelemetry(model.model_id, model.engine.type, self.engine)
-        logger.info("model %s ready from %s", model.model_id, checkpoint)
+        self.service = LLMService.load(model, model_cache_dir, engine_factory)
 
     async def model_info(self) -> dict[str, Any]:
-        return self._info
+        return await self.service.model_info()
 
     async def stats(self) -> dict[str, Any]:
         """The engine's counters, and which replica answered."""
-        return {**vars(self.engine.stats()), "replica": serve.get_replica_context().replica_id.unique_id}
+        stats = await self.service.stats()
+        return {**vars(stats), "replica": serve.get_replica_context().replica_id.unique_id}
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        with self.telemetry.call("chat", req) as call:
-            return call.finish(await self.serving.chat(req))
+        return await self.service.chat(req)
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
         """Lists of chunks: whatever is ready when the caller asks (see `coalesce`)."""
-        with self.telemetry.call("chat", req) as call:
-            async for chunks in coalesce(self.serving.chat_stream(req)):
-                yield [call.chunk(c) for c in chunks]
+        async for chunks in coalesce(self.service.chat_stream(req)):
+            yield chunks
 
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
-        with self.telemetry.call("text_completion", req) as call:
-            return call.finish(await self.serving.completion(req))
+        return await self.service.completion(req)
 
     async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
-        with self.telemetry.call("text_completion", req) as call:
-            async for chunks in coalesce(self.serving.completion_stream(req)):
-                yield [call.chunk(c) for c in chunks]
+        async for chunks in coalesce(self.service.completion_stream(req)):
+            yield chunks
 
     async def check_health(self) -> None:
-        await self.engine.check_health()
+        await self.service.check_health()
 
     def __del__(self):
         # Serve calls this when the replica stops: engines with processes of their own (vLLM) end them here
-        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.shutdown()

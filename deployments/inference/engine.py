@@ -43,6 +43,7 @@ class EngineStats:
 
 
 class Engine(Protocol):
+    provider_type: str  # Llama Stack's provider type of what runs, e.g. "inline::meta-reference" (GET /v1/providers)
     max_model_len: int
     vocab_size: int
     eos_token_ids: list[int]
@@ -54,3 +55,6 @@ class Engine(Protocol):
 
     async def check_health(self) -> None:
         """Raise if the engine cannot serve (its loop died)."""
+
+    def shutdown(self) -> None:
+        """Release what the engine holds outside this process's memory (vLLM's engine core process)."""

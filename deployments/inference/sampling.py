@@ -63,6 +63,9 @@ class SamplingParams:
         return g
 
 
+LOGPROB_FLOOR = -9999.0  # OpenAI's floor for a log-probability: JSON has no -inf
+
+
 @dataclass
 class SampledToken:
     token_id: int
@@ -141,6 +144,7 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
         top = None
         if want[row] > 0:
             vals, idx = logp[row].topk(want[row])
-            top = list(zip(idx.tolist(), vals.tolist(), strict=True))
-        out.append(SampledToken(tok, float(logp[row, tok]), top))
+            # tokens a constraint masked (-inf) were never candidates: they are not among the top logprobs
+            top = [(i, v) for i, v in zip(idx.tolist(), vals.tolist(), strict=True) if v != float("-inf")]
+        out.append(SampledToken(tok, max(float(logp[row, tok]), LOGPROB_FLOOR), top))
     return out

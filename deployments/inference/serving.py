@@ -18,12 +18,12 @@ from deployments.inference.chat_template import encode_prompt, render_chat_promp
 from deployments.inference.detokenizer import IncrementalDetokenizer, StopStringMatcher
 from deployments.inference.engine import Engine, EngineRequest
 from deployments.inference.sampling import OutputGrammar, SampledToken, SamplingParams
+from deployments.inference.stream_fold import fold_chat, fold_completion
 from deployments.inference.structured import GrammarCompiler
 from deployments.inference.tool_calls import (
     ToolSpec,
     call_schema,
     history_for_template,
-    parse_tool_calls,
     parse_tools,
     resolve_tool_choice,
     template_supports_tools,
@@ -236,28 +236,19 @@ class OpenAIServing:
                 t.cancel()
 
     # ---- chat ---------------------------------------------------------------------------------------------
+    # A whole response is the fold of the stream (stream_fold.py): one code path for tool calls, stop strings,
+    # logprobs and usage, so streamed and non-streamed answers cannot drift apart.
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        job = await self._chat_job(req)
-        texts, tokens, reasons = await self._collect([job], req.stop, req.n)
-        choices = []
-        for i in range(req.n):
-            message: dict[str, Any] = {"role": "assistant", "content": texts[i]}
-            calls = parse_tool_calls(texts[i], job.tools) if job.tools and job.tool_mode != "none" else None
-            if calls:
-                message = {"role": "assistant", "content": None, "tool_calls": calls}
-                reasons[i] = "tool_calls"
-            choice = {"index": i, "message": message, "finish_reason": reasons[i], "logprobs": None}
-            if req.logprobs:
-                choice["logprobs"] = {"content": [self._chat_logprob(t) for t in tokens[i]]}
-            choices.append(choice)
-        return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": self.model_id,
-                "choices": choices, "usage": _usage(len(job.prompt_ids), tokens)}
+        async with aclosing(self._chat_chunks(req, include_usage=True)) as chunks:
+            return fold_chat([c async for c in chunks], logprobs=bool(req.logprobs))
 
-    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        return self._chat_chunks(req, bool(req.stream_options and req.stream_options.include_usage))
+
+    async def _chat_chunks(self, req: ChatCompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         job = await self._chat_job(req)  # validation errors surface before the first chunk
         cid, created = new_id("chatcmpl"), now()
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
@@ -292,22 +283,15 @@ class OpenAIServing:
     # ---- completions --------------------------------------------------------------------------------------
 
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
-        jobs = self._completion_jobs(req)
-        texts, tokens, reasons = await self._collect(jobs, req.stop, len(jobs) * req.n)
-        choices = []
-        for i in range(len(texts)):
-            prefix = self._echo(req, jobs[i // req.n])
-            choices.append({"index": i, "text": prefix + texts[i], "finish_reason": reasons[i],
-                            "logprobs": self._completion_logprobs(tokens[i], len(prefix))
-                            if req.logprobs is not None else None})
-        prompt_tokens = sum(len(j.prompt_ids) for j in jobs)
-        return {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": self.model_id,
-                "choices": choices, "usage": _usage(prompt_tokens, tokens)}
+        async with aclosing(self._completion_chunks(req, include_usage=True)) as chunks:
+            return fold_completion([c async for c in chunks], logprobs=req.logprobs is not None)
 
-    async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        return self._completion_chunks(req, bool(req.stream_options and req.stream_options.include_usage))
+
+    async def _completion_chunks(self, req: CompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         jobs = self._completion_jobs(req)
         cid, created = new_id("cmpl"), now()
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
@@ -316,16 +300,22 @@ class OpenAIServing:
                 c["usage"] = usage
             return c
 
-        if req.echo:
-            for job in jobs:
-                for i in range(req.n):
-                    yield chunk([{"index": job.first_index + i, "text": self._echo(req, job), "logprobs": None,
+        offsets = {}  # per choice: where its next token starts in its text (after the echoed prompt)
+        for job in jobs:
+            prefix = self._echo(req, job)
+            for i in range(req.n):
+                offsets[job.first_index + i] = len(prefix)
+                if req.echo:
+                    yield chunk([{"index": job.first_index + i, "text": prefix, "logprobs": None,
                                   "finish_reason": None}])
         n_out = 0
         async with aclosing(self._merged(jobs, req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
-                logprobs = self._completion_logprobs(d.tokens, 0) if req.logprobs is not None else None
+                logprobs = None
+                if req.logprobs is not None:
+                    logprobs = self._completion_logprobs(d.tokens, offsets[d.index])
+                    offsets[d.index] += sum(len(t) for t in logprobs["tokens"])
                 yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs,
                               "finish_reason": d.finish_reason}])
         if include_usage:
@@ -333,15 +323,6 @@ class OpenAIServing:
             yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
 
     # ---- helpers ----------------------------------------------------------------------------------------------
-
-    async def _collect(self, jobs: list[_Job], stops: list[str] | None, n_choices: int):
-        texts, tokens, reasons = [""] * n_choices, [[] for _ in range(n_choices)], [None] * n_choices
-        async with aclosing(self._merged(jobs, stops)) as deltas:
-            async for d in deltas:
-                texts[d.index] += d.text
-                tokens[d.index].extend(d.tokens)
-                reasons[d.index] = d.finish_reason or reasons[d.index]
-        return texts, tokens, reasons
 
     def _echo(self, req: CompletionRequest, job: _Job) -> str:
         return self.tokenizer.decode(job.prompt_ids, skip_special_tokens=False) if req.echo else ""
@@ -371,7 +352,3 @@ def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, An
         return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
 
-
-def _usage(prompt_tokens: int, tokens: list[list[SampledToken]]) -> dict[str, int]:
-    completion = sum(len(t) for t in tokens)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments.inference.engine import EngineOutput, EngineRequest, EngineStats
-from deployments.inference.sampling import SampledToken, SamplingParams
+from deployments.inference.sampling import LOGPROB_FLOOR, SampledToken, SamplingParams
 from serve.config import EngineConfig
 from serve.errors import InvalidRequestError, OverloadedError
 
@@ -92,6 +92,8 @@ class _SchedulerStatsLogger:
 
 
 class VLLMEngine:
+    provider_type = "inline::vllm"
+
     def __init__(self, checkpoint: Path, cfg: EngineConfig, hf_config: dict[str, Any], eos_token_ids: list[int]):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -211,8 +213,8 @@ def _sampled_tokens(completion: Any, k: int | None) -> list[SampledToken]:
     out = []
     for tok, entry in zip(ids, completion.logprobs, strict=True):
         ranked = sorted(((lp.rank, tid, lp.logprob) for tid, lp in entry.items() if lp.rank is not None
-                         and lp.rank <= k), key=lambda r: r[0])
-        out.append(SampledToken(tok, entry[tok].logprob, [(tid, lp) for _, tid, lp in ranked][:k]))
+                         and lp.rank <= k and lp.logprob != float("-inf")), key=lambda r: r[0])
+        out.append(SampledToken(tok, max(entry[tok].logprob, LOGPROB_FLOOR), [(tid, lp) for _, tid, lp in ranked][:k]))
     return out
 
 

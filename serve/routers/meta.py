@@ -18,8 +18,6 @@ except PackageNotFoundError:  # running from a source tree without install
 
 router = APIRouter(tags=["stack"])
 
-PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm", "scripted": "inline::scripted"}
-
 
 @router.get("/health")
 async def health() -> dict[str, str]:
@@ -31,13 +29,17 @@ async def get_version() -> dict[str, str]:
     return {"version": VERSION}
 
 
-def _providers() -> list[dict[str, Any]]:
+async def _providers() -> list[dict[str, Any]]:
     stack = get_stack()
     seen: dict[str, dict[str, Any]] = {}
     for m in stack.models.values():
         pid = m.config.provider
-        ptype = (PROVIDER_TYPES[m.config.engine.type] if m.model_type == "llm"
-                 else "inline::sentence-transformers")
+        if m.model_type == "llm":
+            if not m.info:  # the engine that really runs reports its provider type once it has loaded
+                m.info.update(await m.handle.model_info.remote())
+            ptype = m.info["provider_type"]
+        else:
+            ptype = "inline::sentence-transformers"
         entry = seen.setdefault(pid, {"api": "inference", "provider_id": pid, "provider_type": ptype,
                                       "config": {"models": []}, "health": {"status": "OK"}})
         entry["config"]["models"].append(m.config.model_id)
@@ -50,12 +52,12 @@ def _providers() -> list[dict[str, Any]]:
 
 @router.get("/providers")
 async def list_providers() -> dict[str, Any]:
-    return {"data": _providers()}
+    return {"data": await _providers()}
 
 
 @router.get("/providers/{provider_id}")
 async def get_provider(provider_id: str) -> dict[str, Any]:
-    for p in _providers():
+    for p in await _providers():
         if p["provider_id"] == provider_id:
             return p
     raise NotFoundError(f"provider '{provider_id}' not found", param="provider_id")
@@ -63,7 +65,7 @@ async def get_provider(provider_id: str) -> dict[str, Any]:
 
 @router.get("/inspect/routes")
 async def list_routes(request: Request) -> dict[str, Any]:
-    types = sorted({p["provider_type"] for p in _providers()})
+    types = sorted({p["provider_type"] for p in await _providers()})
     data = []
     for route in request.app.routes:
         methods = sorted(getattr(route, "methods", None) or [])

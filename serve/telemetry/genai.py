@@ -8,6 +8,7 @@ records `prefill` and `decode` child spans. Timing attribute names are vLLM's (`
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -123,9 +124,10 @@ class _Call:
                 attrs["gen_ai.latency.time_to_first_token"] = (self.first_token_ns - self.start_ns) / 1e9
                 attrs["gen_ai.latency.time_in_model_decode"] = (self.last_token_ns - self.first_token_ns) / 1e9
             self.span.set_attributes(attrs)
-            if exc is not None and not isinstance(exc, GeneratorExit):
+            gone = isinstance(exc, (GeneratorExit, asyncio.CancelledError))  # closed, or its task cancelled
+            if exc is not None and not gone:
                 tracing.set_error(self.span, exc)
-            elif isinstance(exc, GeneratorExit):
+            elif gone:
                 self.span.set_attribute("stackserve.aborted", True)  # the client went away mid-stream
         self.span.end()
         m = metrics()

@@ -1,7 +1,8 @@
-"""Meta-reference engine: the step loop. step() = schedule -> run model (prefill, decode) -> postprocess.
+"""Meta-reference engine: continuous batching over a paged KV cache, one `step()` at a time.
 
-Scheduling and postprocessing run on the event loop; the model runs on the engine's own torch thread (torch
-releases the GIL), so streams keep flowing while a step computes.
+`step()` = schedule -> run the model (prefill, decode) -> postprocess. Scheduling and postprocessing run on the
+event loop; the model runs on the engine's own torch thread (torch releases the GIL), so streams keep flowing while
+a step computes. The loop only waits for work and calls `step()`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def torch_thread(cfg: EngineConfig) -> ThreadPoolExecutor:
 
 
 class MetaReferenceEngine:
+    provider_type = "inline::meta-reference"
+
     def __init__(self, model: LlamaForCausalLM, cfg: EngineConfig, eos_token_ids: list[int],
                  executor: ThreadPoolExecutor | None = None):
         self._executor = executor or torch_thread(cfg)
@@ -142,6 +145,33 @@ class MetaReferenceEngine:
             raise RuntimeError(f"engine wedged: a step has run for {time.monotonic() - started:.0f} s "
                                f"(engine.step_timeout_s is {self.cfg.step_timeout_s:g})")
 
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def step(self) -> int:
+        """One engine step: schedule the waiting and running sequences, run the model on the torch thread (prefill
+        for newly admitted ones, then one decode token for the rest), and postprocess: append each sampled token,
+        finish sequences at a stop token, constraint end or length, and hand every output to its request's stream.
+        Returns how many sequences ran (0: nothing was runnable). A failed forward pass fails the sequences it ran,
+        not the engine."""
+        plan = self.scheduler.schedule()
+        seqs = plan.prefill + plan.decode
+        if not seqs:
+            return 0
+        self._step_started = time.monotonic()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, plan)
+        except Exception as e:
+            logger.exception("engine step failed")
+            for seq in seqs:
+                self.scheduler.finish(seq)
+                seq.queue.put_nowait(e)
+            return len(seqs)
+        finally:
+            self._step_started = None
+        self._postprocess(results)
+        return len(seqs)
+
     # ---- the loop ---------------------------------------------------------------------------------------
 
     def _ensure_loop(self) -> None:
@@ -156,22 +186,8 @@ class MetaReferenceEngine:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                plan = self.scheduler.schedule()
-                if not plan.prefill and not plan.decode:
+                if not await self.step():
                     await asyncio.sleep(0.001)  # only aborted sequences were dropped
-                    continue
-                self._step_started = time.monotonic()
-                try:
-                    results = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, plan)
-                except Exception as e:  # a failed step fails its sequences, not the engine
-                    logger.exception("engine step failed")
-                    for seq in plan.prefill + plan.decode:
-                        self.scheduler.finish(seq)
-                        seq.queue.put_nowait(e)
-                    continue
-                finally:
-                    self._step_started = None
-                self._postprocess(results)
         except BaseException as e:
             self._loop_error = e
             raise
