@@ -1,7 +1,10 @@
-"""What the ingress replica's route handlers share: the config and a handle per served model.
+"""What the ingress replica's route handlers share: the config, a handle per served model and per deployment.
 
 Set once in the Ingress deployment's constructor; read by handlers through `get_stack()`. A module-level holder
 (not app.state) because Ray Serve serves a deserialised copy of the FastAPI app inside the replica.
+
+Routers reach deployments only through the accessors below, one per deployment (`stack.llm(model)`,
+`stack.vector_io()`, ...), and call the deployment's typed methods on the handle they return.
 """
 
 from __future__ import annotations
@@ -28,11 +31,9 @@ class Stack:
     config: StackConfig
     models: dict[str, ServedModel]
     started_at: int = 0
-    vector_io: Any = None  # DeploymentHandle of the VectorIO deployment, when configured
-    safety: Any = None  # DeploymentHandle of the Safety deployment, when configured
-    agents: Any = None  # DeploymentHandle of the Agents deployment, when configured
-    datasetio: Any = None  # DeploymentHandle of the DatasetIO deployment, when configured
-    batches: Any = None  # DeploymentHandle of the Batches deployment, when configured
+    # DeploymentHandles of the optional deployments by graph name ("VectorIO", "Safety", "Agents", "DatasetIO",
+    # "Batches"); absent when the config leaves that deployment out
+    deployments: dict[str, Any] = field(default_factory=dict)
 
     @functools.cached_property
     def authenticator(self) -> Authenticator:
@@ -48,25 +49,42 @@ class Stack:
                                       "model", param=param, code="wrong_model_type")
         return m
 
-    def vector_io_handle(self) -> Any:
-        if self.vector_io is None:
-            raise NotFoundError("vector IO is not enabled in this stack's config", code="not_enabled")
-        return self.vector_io
+    def llm(self, model_id: str, param: str = "model") -> Any:
+        """Handle of the LLM deployment serving `model_id` (deployments/inference/deployment.py LLMServer)."""
+        return self.model(model_id, param, "llm").handle
 
-    def agents_handle(self) -> Any:
-        if self.agents is None:
-            raise NotFoundError("agents are not enabled in this stack's config", code="not_enabled")
-        return self.agents
+    def embeddings(self, model_id: str, param: str = "model") -> Any:
+        """Handle of the Embeddings deployment serving `model_id` (EmbeddingsServer)."""
+        return self.model(model_id, param, "embedding").handle
 
-    def datasetio_handle(self) -> Any:
-        if self.datasetio is None:
-            raise NotFoundError("datasetio is not enabled in this stack's config", code="not_enabled")
-        return self.datasetio
+    def _deployment(self, name: str, what: str) -> Any:
+        handle = self.deployments.get(name)
+        if handle is None:
+            raise NotFoundError(f"{what} is not enabled in this stack's config", code="not_enabled")
+        return handle
 
-    def batches_handle(self) -> Any:
-        if self.batches is None:
-            raise NotFoundError("batches are not enabled in this stack's config", code="not_enabled")
-        return self.batches
+    def has(self, name: str) -> bool:
+        return name in self.deployments
+
+    def vector_io(self) -> Any:
+        """Handle of the VectorIO deployment (deployments/vector_io/deployment.py VectorIOServer)."""
+        return self._deployment("VectorIO", "vector IO")
+
+    def safety(self) -> Any:
+        """Handle of the Safety deployment (deployments/safety/deployment.py SafetyServer)."""
+        return self._deployment("Safety", "safety")
+
+    def agents(self) -> Any:
+        """Handle of the Agents deployment (deployments/agents/deployment.py AgentsServer)."""
+        return self._deployment("Agents", "agents")
+
+    def datasetio(self) -> Any:
+        """Handle of the DatasetIO deployment (deployments/datasets/deployment.py DatasetIOServer)."""
+        return self._deployment("DatasetIO", "datasetio")
+
+    def batches(self) -> Any:
+        """Handle of the Batches deployment (deployments/batches/deployment.py BatchesServer)."""
+        return self._deployment("Batches", "batches")
 
 
 _stack: Stack | None = None

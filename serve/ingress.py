@@ -23,5 +23,7 @@ class Ingress:
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
-        set_stack(Stack(config, models, started_at=int(time.time()), vector_io=vector_io, safety=safety,
-                        agents=agents, datasetio=datasetio, batches=batches))
+        deployments = {"VectorIO": vector_io, "Safety": safety, "Agents": agents, "DatasetIO": datasetio,
+                       "Batches": batches}
+        set_stack(Stack(config, models, started_at=int(time.time()),
+                        deployments={name: h for name, h in deployments.items() if h is not None}))

@@ -13,6 +13,7 @@ from typing import Any
 from ray import serve
 
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
+from serve.protocol.agents import AgentConfig, CreateTurnRequest, ResumeTurnRequest
 from serve.protocol.responses import CreateResponseRequest
 from serve.storage.leases import renew_while_held, sweep_forever
 from serve.telemetry.agents import agent_response
@@ -24,14 +25,6 @@ logger = logging.getLogger("stackserve.agents")
 @serve.deployment
 @instrument_deployment
 class AgentsServer:
-    EXPOSED = {"responses": {"get", "list", "delete", "input_items", "cancel"},
-               "conversations": {"create", "get", "update", "delete", "list_items", "get_item", "delete_item"},
-               # Llama Stack 0.2 tool groups, tool runtime, agents
-               "toolgroups": {"list", "get", "register", "unregister"},
-               "tool_runtime": {"list_tools", "get_tool", "list_runtime_tools", "invoke"},
-               "agents": {"get_agent", "list_agents", "delete_agent", "create_session", "get_session",
-                          "list_sessions", "delete_session", "get_turn", "get_step"}}
-
     def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
         import deployments.agents.llama_tables  # noqa: F401  (registers the tables)
         import deployments.agents.tables  # noqa: F401
@@ -70,13 +63,45 @@ class AgentsServer:
         self.agents = AgentStore(db)
         self.turns = TurnRunner(self.agents, self.toolgroups, self._prepare)
 
-    async def call(self, service: str, method: str, *args: Any) -> Any:
-        if method not in self.EXPOSED.get(service, ()):
-            raise InvalidRequestError(f"unknown agents operation {service}.{method}")
-        target = getattr(getattr(self, service), method)
-        if asyncio.iscoroutinefunction(target):
-            return await target(*args)
-        return await asyncio.to_thread(target, *args)  # blocking SQL
+    # ---- stored Responses and Conversations ----------------------------------------------------------------------
+
+    async def get_response(self, response_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.responses.get, response_id)
+
+    async def list_responses(self, after: str | None, limit: int, order: str, model: str | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.responses.list, after, limit, order, model)
+
+    async def delete_response(self, response_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.responses.delete, response_id)
+
+    async def cancel_response(self, response_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.responses.cancel, response_id)
+
+    async def list_input_items(self, response_id: str, after: str | None, before: str | None, limit: int,
+                               order: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.responses.input_items, response_id, after, before, limit, order)
+
+    async def create_conversation(self, items: list[dict] | None, metadata: dict | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.create, items, metadata)
+
+    async def get_conversation(self, conversation_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.get, conversation_id)
+
+    async def update_conversation(self, conversation_id: str, metadata: dict) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.update, conversation_id, metadata)
+
+    async def delete_conversation(self, conversation_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.delete, conversation_id)
+
+    async def list_conversation_items(self, conversation_id: str, after: str | None, limit: int,
+                                      order: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.list_items, conversation_id, after, limit, order)
+
+    async def get_conversation_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.get_item, conversation_id, item_id)
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.conversations.delete_item, conversation_id, item_id)
 
     async def add_conversation_items(self, conversation_id: str, items: list[dict]) -> dict[str, Any]:
         from deployments.agents.items import normalize_input
@@ -130,7 +155,7 @@ class AgentsServer:
         return ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled), items
 
     @agent_response
-    async def stream(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
+    async def stream_response(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends."""
         run, items = prepared or await self._prepare(req)
         rid, final, lease = run.response["id"], None, None
@@ -162,11 +187,11 @@ class AgentsServer:
                 if conv and final["status"] in ("completed", "incomplete"):
                     await asyncio.to_thread(self.conversations.append, conv, items + final["output"])
 
-    async def create(self, req: CreateResponseRequest) -> dict[str, Any]:
+    async def create_response(self, req: CreateResponseRequest) -> dict[str, Any]:
         if req.background:
             return await self._start_background(req)
         final = None
-        async for event in self.stream(req):
+        async for event in self.stream_response(req):
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
@@ -181,7 +206,7 @@ class AgentsServer:
                                 (self.runner, self.lease_s))
 
         async def drain() -> None:
-            async for _ in self.stream(req, prepared):
+            async for _ in self.stream_response(req, prepared):
                 pass
 
         task = asyncio.get_running_loop().create_task(drain())
@@ -191,7 +216,7 @@ class AgentsServer:
 
     # ---- Llama Stack 0.2 agents ---------------------------------------------------------------------------------
 
-    async def create_agent(self, config: Any) -> dict[str, Any]:
+    async def create_agent(self, config: AgentConfig) -> dict[str, Any]:
         """Checks the config as its turns will use it (model, tool groups, tool choice), then stores it."""
         if config.model not in self.llms:
             raise NotFoundError(f"The model '{config.model}' does not exist", param="agent_config.model",
@@ -199,7 +224,7 @@ class AgentsServer:
         await self.turns.check(config)
         return await asyncio.to_thread(self.agents.create_agent, config.model_dump(mode="json"))
 
-    async def agent_turn(self, agent_id: str, session_id: str, body: Any,
+    async def agent_turn(self, agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
                          turn_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Turn stream chunks of a new turn (CreateTurnRequest) or of a resumed one (turn_id, ResumeTurnRequest)."""
         turn = (self.turns.create(agent_id, session_id, body) if turn_id is None
@@ -207,10 +232,64 @@ class AgentsServer:
         async for c in turn:
             yield c
 
-    async def agent_turn_result(self, agent_id: str, session_id: str, body: Any,
+    async def agent_turn_result(self, agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
                                 turn_id: str | None = None) -> dict[str, Any]:
         """The finished Turn (stream=false)."""
         last = None
         async for c in self.agent_turn(agent_id, session_id, body, turn_id):
             last = c
         return last["event"]["payload"]["turn"]
+
+    async def list_agents(self, start_index: int | None, limit: int | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.list_agents, start_index, limit)
+
+    async def get_agent(self, agent_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.get_agent, agent_id)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await asyncio.to_thread(self.agents.delete_agent, agent_id)
+
+    async def create_session(self, agent_id: str, session_name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.create_session, agent_id, session_name)
+
+    async def get_session(self, agent_id: str, session_id: str, turn_ids: list[str] | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.get_session, agent_id, session_id, turn_ids)
+
+    async def list_sessions(self, agent_id: str, start_index: int | None, limit: int | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.list_sessions, agent_id, start_index, limit)
+
+    async def delete_session(self, agent_id: str, session_id: str) -> None:
+        await asyncio.to_thread(self.agents.delete_session, agent_id, session_id)
+
+    async def get_turn(self, agent_id: str, session_id: str, turn_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.get_turn, agent_id, session_id, turn_id)
+
+    async def get_step(self, agent_id: str, session_id: str, turn_id: str, step_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.agents.get_step, agent_id, session_id, turn_id, step_id)
+
+    # ---- Llama Stack 0.2 tool groups and tool runtime ----------------------------------------------------------
+
+    async def list_toolgroups(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.toolgroups.list)
+
+    async def get_toolgroup(self, toolgroup_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.toolgroups.get, toolgroup_id)
+
+    async def register_toolgroup(self, toolgroup_id: str, provider_id: str, mcp_uri: str | None,
+                                 args: dict | None) -> None:
+        await asyncio.to_thread(self.toolgroups.register, toolgroup_id, provider_id, mcp_uri, args)
+
+    async def unregister_toolgroup(self, toolgroup_id: str) -> None:
+        await asyncio.to_thread(self.toolgroups.unregister, toolgroup_id)
+
+    async def list_tools(self, toolgroup_id: str | None) -> list[dict[str, Any]]:
+        return await self.tool_runtime.list_tools(toolgroup_id)
+
+    async def get_tool(self, tool_name: str) -> dict[str, Any]:
+        return await self.tool_runtime.get_tool(tool_name)
+
+    async def list_runtime_tools(self, tool_group_id: str | None, mcp_uri: str | None) -> list[dict[str, Any]]:
+        return await self.tool_runtime.list_runtime_tools(tool_group_id, mcp_uri)
+
+    async def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return await self.tool_runtime.invoke(tool_name, kwargs)

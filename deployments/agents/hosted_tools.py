@@ -158,7 +158,7 @@ class HostedTools:
             req = SearchRequest(query=queries, max_num_results=t.get("max_num_results", 10), filters=t.get("filters"),
                                 ranking_options=t.get("ranking_options"))
             for vs in t["vector_store_ids"]:
-                page = await self.vector_io.call.remote("stores", "search", vs, req)
+                page = await self.vector_io.search_vector_store.remote(vs, req)
                 results += [{"file_id": d["file_id"], "filename": d["filename"], "score": d["score"],
                              "attributes": d["attributes"], "text": d["content"][0]["text"]} for d in page["data"]]
         limit = min([t.get("max_num_results", 10) for t in specs] or [10])

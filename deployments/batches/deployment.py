@@ -49,7 +49,7 @@ class BatchesServer:
         self.jobs = BatchJobs(self.store, self.files, cfg, targets, config.database_url(), self.runner)
         self._watcher = asyncio.get_running_loop().create_task(self.jobs.watch())
 
-    async def create(self, req: CreateBatchRequest) -> dict[str, Any]:
+    async def create_batch(self, req: CreateBatchRequest) -> dict[str, Any]:
         from deployments.batches.lines import endpoint_for
 
         endpoint_for(req.endpoint)
@@ -68,13 +68,13 @@ class BatchesServer:
         self.jobs.start(batch_id)
         return await asyncio.to_thread(self.store.get, batch_id)
 
-    async def get(self, batch_id: str) -> dict[str, Any]:
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.store.get, batch_id)
 
-    async def list(self, after: str | None, limit: int) -> dict[str, Any]:
+    async def list_batches(self, after: str | None, limit: int) -> dict[str, Any]:
         return await asyncio.to_thread(self.store.list, after, limit)
 
-    async def cancel(self, batch_id: str) -> dict[str, Any]:
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.store.request_cancel, batch_id)
 
     async def check_health(self) -> None:

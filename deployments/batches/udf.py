@@ -24,6 +24,7 @@ from deployments.batches.lines import (
     response_result,
 )
 from serve.errors import to_api_error
+from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
 
 COLUMNS = ("line", "custom_id", "ok", "record", "input_tokens", "output_tokens", "peak_in_flight")
 Call = Callable[[str, str, Any], Awaitable[dict[str, Any]]]  # (model, method, request) -> response body
@@ -108,7 +109,7 @@ class ServeRequestsUDF(RequestsUDF):
         self._checked = (0.0, False)
 
     async def call(self, model: str, method: str, request: Any) -> dict[str, Any]:
-        response = getattr(self.handles[model], method).remote(request)
+        response = _remote(self.handles[model], request)
         try:
             return await response
         except asyncio.CancelledError:
@@ -124,6 +125,15 @@ class ServeRequestsUDF(RequestsUDF):
 
     async def persist(self, results: list[LineResult]) -> None:
         await asyncio.to_thread(self.store.save_results, self.batch_id, results)
+
+
+def _remote(handle: Any, request: Any) -> Any:
+    """The model deployment's typed method for one request line (a DeploymentResponse, cancellable)."""
+    if isinstance(request, ChatCompletionRequest):
+        return handle.chat.remote(request)
+    if isinstance(request, CompletionRequest):
+        return handle.completion.remote(request)
+    return handle.embeddings.remote(request)
 
 
 class EngineRequestsUDF(RequestsUDF):

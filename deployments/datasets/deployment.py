@@ -12,15 +12,13 @@ from typing import Any
 from ray import serve
 
 from serve.config import DatasetIOConfig
-from serve.errors import InvalidRequestError
+from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
 @instrument_deployment
 class DatasetIOServer:
-    EXPOSED = {"register", "list", "get", "unregister", "iterrows", "append_rows"}
-
     def __init__(self, cfg: DatasetIOConfig, data_dir: str, database_url: str):
         import deployments.datasets.tables  # noqa: F401  (registers the table)
         from deployments.datasets.store import DatasetService
@@ -28,7 +26,20 @@ class DatasetIOServer:
 
         self.service = DatasetService(Database(database_url), Path(data_dir) / "datasets", cfg.allow_local_files)
 
-    async def call(self, method: str, *args: Any) -> Any:
-        if method not in self.EXPOSED:
-            raise InvalidRequestError(f"unknown datasetio operation {method}")
-        return await asyncio.to_thread(getattr(self.service, method), *args)  # disk and SQL work
+    async def register_dataset(self, req: RegisterDatasetRequest) -> dict[str, Any]:
+        return await asyncio.to_thread(self.service.register, req)  # disk and SQL work
+
+    async def list_datasets(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.service.list)
+
+    async def get_dataset(self, dataset_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.service.get, dataset_id)
+
+    async def unregister_dataset(self, dataset_id: str) -> None:
+        await asyncio.to_thread(self.service.unregister, dataset_id)
+
+    async def iterrows(self, dataset_id: str, start_index: int | None, limit: int | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.service.iterrows, dataset_id, start_index, limit)
+
+    async def append_rows(self, dataset_id: str, req: AppendRowsRequest) -> None:
+        await asyncio.to_thread(self.service.append_rows, dataset_id, req)

@@ -15,20 +15,19 @@ from ray import serve
 
 from serve.config import EmbeddingModelConfig, VectorIOConfig
 from serve.errors import InvalidRequestError
+from serve.protocol.vector_io import (
+    AttachFileRequest,
+    CreateVectorStoreRequest,
+    FileBatchRequest,
+    SearchRequest,
+    UpdateVectorStoreRequest,
+)
 from serve.telemetry.instrument import instrument_deployment
 
 
 @serve.deployment
 @instrument_deployment
 class VectorIOServer:
-    # the service methods the ingress may call through `call`
-    EXPOSED = {
-        "files": {"create", "list", "get", "content"},
-        "stores": {"create_store", "get_store", "list_stores", "update_store", "delete_store", "attach_file",
-                   "get_file", "list_files", "update_file", "delete_file", "file_content", "create_batch",
-                   "get_batch", "cancel_batch", "search"},
-    }
-
     def __init__(self, cfg: VectorIOConfig, embedding_models: list[EmbeddingModelConfig], embedders: dict,
                  data_dir: str, database_url: str):
         from transformers import AutoTokenizer
@@ -72,14 +71,28 @@ class VectorIOServer:
     async def _embed(self, model_id: str, texts: list[str]) -> np.ndarray:
         return await self.embedders[model_id].embed.remote(texts)
 
-    async def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        if method not in self.EXPOSED.get(service, ()):
-            raise InvalidRequestError(f"unknown vector-io operation {service}.{method}")
+    async def _run(self, method: Any, *args: Any) -> Any:
+        """Runs a service method once the embedding models are known: coroutines awaited, blocking SQL / disk work
+        in a thread."""
         await self._ensure_infos()
-        target = getattr(self.files if service == "files" else self.stores, method)
-        if asyncio.iscoroutinefunction(target):
-            return await target(*args, **kwargs)
-        return await asyncio.to_thread(target, *args, **kwargs)  # blocking SQL / disk work
+        if asyncio.iscoroutinefunction(method):
+            return await method(*args)
+        return await asyncio.to_thread(method, *args)
+
+    # ---- OpenAI Files -------------------------------------------------------------------------------------------
+
+    async def create_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        return await self._run(self.files.create, filename, purpose, data)
+
+    async def list_files(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
+        return await self._run(self.files.list, purpose, after, limit, order)
+
+    async def get_file(self, file_id: str) -> dict[str, Any]:
+        return await self._run(self.files.get, file_id)
+
+    async def file_content(self, file_id: str) -> tuple[str, bytes]:
+        """(filename, bytes)."""
+        return await self._run(self.files.content, file_id)
 
     async def replica_id(self) -> str:
         return serve.get_replica_context().replica_id.unique_id
@@ -89,6 +102,57 @@ class VectorIOServer:
         await asyncio.to_thread(self.files.get, file_id)
         await self.stores.forget_file_everywhere(file_id)
         return await asyncio.to_thread(self.files.delete, file_id)
+
+    # ---- OpenAI Vector Stores ------------------------------------------------------------------------------------
+
+    async def create_vector_store(self, req: CreateVectorStoreRequest) -> dict[str, Any]:
+        return await self._run(self.stores.create_store, req)
+
+    async def list_vector_stores(self, after: str | None, before: str | None, limit: int,
+                                 order: str) -> dict[str, Any]:
+        return await self._run(self.stores.list_stores, after, before, limit, order)
+
+    async def get_vector_store(self, store_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.get_store, store_id)
+
+    async def update_vector_store(self, store_id: str, req: UpdateVectorStoreRequest) -> dict[str, Any]:
+        return await self._run(self.stores.update_store, store_id, req)
+
+    async def delete_vector_store(self, store_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.delete_store, store_id)
+
+    async def search_vector_store(self, store_id: str, req: SearchRequest) -> dict[str, Any]:
+        return await self._run(self.stores.search, store_id, req)
+
+    async def attach_file(self, store_id: str, req: AttachFileRequest) -> dict[str, Any]:
+        return await self._run(self.stores.attach_file, store_id, req)
+
+    async def list_vector_store_files(self, store_id: str, filter: str | None, after: str | None,
+                                      before: str | None, limit: int, order: str,
+                                      batch_id: str | None = None) -> dict[str, Any]:
+        return await self._run(self.stores.list_files, store_id, filter, after, before, limit, order, batch_id)
+
+    async def get_vector_store_file(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.get_file, store_id, file_id)
+
+    async def update_vector_store_file(self, store_id: str, file_id: str,
+                                       attributes: dict[str, Any]) -> dict[str, Any]:
+        return await self._run(self.stores.update_file, store_id, file_id, attributes)
+
+    async def delete_vector_store_file(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.delete_file, store_id, file_id)
+
+    async def vector_store_file_content(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.file_content, store_id, file_id)
+
+    async def create_file_batch(self, store_id: str, req: FileBatchRequest) -> dict[str, Any]:
+        return await self._run(self.stores.create_batch, store_id, req)
+
+    async def get_file_batch(self, store_id: str, batch_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.get_batch, store_id, batch_id)
+
+    async def cancel_file_batch(self, store_id: str, batch_id: str) -> dict[str, Any]:
+        return await self._run(self.stores.cancel_batch, store_id, batch_id)
 
     # ---- Llama Stack 0.2 --------------------------------------------------------------------------------------
 

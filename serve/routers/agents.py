@@ -13,44 +13,37 @@ from serve.sse import STREAMING_RESPONSES, sse_response
 router = APIRouter(tags=["agents"])
 
 
-def _agents():
-    return get_stack().agents_handle()
-
-
-async def _call(method: str, *args: Any) -> Any:
-    return await _agents().call.remote("agents", method, *args)
-
-
 @router.post("/agents")
 async def create_agent(body: CreateAgentRequest) -> dict[str, Any]:
-    get_stack().model(body.agent_config.model, param="agent_config.model", model_type="llm")
-    return await _agents().create_agent.remote(body.agent_config)
+    stack = get_stack()
+    stack.llm(body.agent_config.model, param="agent_config.model")
+    return await stack.agents().create_agent.remote(body.agent_config)
 
 
 @router.get("/agents")
 async def list_agents(start_index: int | None = Query(None, ge=0), limit: int | None = None) -> dict[str, Any]:
-    return await _call("list_agents", start_index, limit)
+    return await get_stack().agents().list_agents.remote(start_index, limit)
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(agent_id: str) -> dict[str, Any]:
-    return await _call("get_agent", agent_id)
+    return await get_stack().agents().get_agent.remote(agent_id)
 
 
 @router.delete("/agents/{agent_id}")
 async def delete_agent(agent_id: str) -> None:
-    await _call("delete_agent", agent_id)
+    await get_stack().agents().delete_agent.remote(agent_id)
 
 
 @router.post("/agents/{agent_id}/session")
 async def create_session(agent_id: str, body: CreateSessionRequest) -> dict[str, Any]:
-    return await _call("create_session", agent_id, body.session_name)
+    return await get_stack().agents().create_session.remote(agent_id, body.session_name)
 
 
 @router.get("/agents/{agent_id}/sessions")
 async def list_sessions(agent_id: str, start_index: int | None = Query(None, ge=0),
                         limit: int | None = None) -> dict[str, Any]:
-    return await _call("list_sessions", agent_id, start_index, limit)
+    return await get_stack().agents().list_sessions.remote(agent_id, start_index, limit)
 
 
 @router.get("/agents/{agent_id}/session/{session_id}")
@@ -58,17 +51,17 @@ async def get_session(agent_id: str, session_id: str, request: Request) -> dict[
     # llama-stack-client sends lists as `turn_ids[]=a&turn_ids[]=b`
     q = request.query_params
     turn_ids = [t for v in q.getlist("turn_ids[]") + q.getlist("turn_ids") for t in v.split(",") if t]
-    return await _call("get_session", agent_id, session_id, turn_ids or None)
+    return await get_stack().agents().get_session.remote(agent_id, session_id, turn_ids or None)
 
 
 @router.delete("/agents/{agent_id}/session/{session_id}")
 async def delete_session(agent_id: str, session_id: str) -> None:
-    await _call("delete_session", agent_id, session_id)
+    await get_stack().agents().delete_session.remote(agent_id, session_id)
 
 
 async def _turn(agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
                 turn_id: str | None = None):
-    agents = _agents()
+    agents = get_stack().agents()
     if not body.stream:
         return await agents.agent_turn_result.remote(agent_id, session_id, body, turn_id)
     # no `data: [DONE]`: llama-stack-client 0.x cannot parse it, and the Llama Stack server does not send it
@@ -88,9 +81,9 @@ async def resume_turn(agent_id: str, session_id: str, turn_id: str, body: Resume
 
 @router.get("/agents/{agent_id}/session/{session_id}/turn/{turn_id}")
 async def get_turn(agent_id: str, session_id: str, turn_id: str) -> dict[str, Any]:
-    return await _call("get_turn", agent_id, session_id, turn_id)
+    return await get_stack().agents().get_turn.remote(agent_id, session_id, turn_id)
 
 
 @router.get("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}")
 async def get_step(agent_id: str, session_id: str, turn_id: str, step_id: str) -> dict[str, Any]:
-    return await _call("get_step", agent_id, session_id, turn_id, step_id)
+    return await get_stack().agents().get_step.remote(agent_id, session_id, turn_id, step_id)

@@ -12,25 +12,21 @@ from serve.protocol.batches import CreateBatchRequest
 router = APIRouter(tags=["batches"])
 
 
-def _batches():
-    return get_stack().batches_handle()
-
-
 @router.post("/batches")
 async def create_batch(body: CreateBatchRequest) -> dict[str, Any]:
-    return await _batches().create.remote(body)
+    return await get_stack().batches().create_batch.remote(body)
 
 
 @router.get("/batches")
 async def list_batches(after: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
-    return await _batches().list.remote(after, limit)
+    return await get_stack().batches().list_batches.remote(after, limit)
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str) -> dict[str, Any]:
-    return await _batches().get.remote(batch_id)
+    return await get_stack().batches().get_batch.remote(batch_id)
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str) -> dict[str, Any]:
-    return await _batches().cancel.remote(batch_id)
+    return await get_stack().batches().cancel_batch.remote(batch_id)

@@ -12,35 +12,31 @@ from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 router = APIRouter(tags=["datasets"])
 
 
-async def _call(method: str, *args: Any) -> Any:
-    return await get_stack().datasetio_handle().call.remote(method, *args)
-
-
 @router.post("/datasets")
 async def register_dataset(body: RegisterDatasetRequest) -> dict[str, Any]:
-    return await _call("register", body)
+    return await get_stack().datasetio().register_dataset.remote(body)
 
 
 @router.get("/datasets")
 async def list_datasets() -> dict[str, Any]:
-    return {"data": await _call("list")}
+    return {"data": await get_stack().datasetio().list_datasets.remote()}
 
 
 @router.get("/datasets/{dataset_id:path}")
 async def get_dataset(dataset_id: str) -> dict[str, Any]:
-    return await _call("get", dataset_id)
+    return await get_stack().datasetio().get_dataset.remote(dataset_id)
 
 
 @router.delete("/datasets/{dataset_id:path}")
 async def unregister_dataset(dataset_id: str) -> None:
-    await _call("unregister", dataset_id)
+    await get_stack().datasetio().unregister_dataset.remote(dataset_id)
 
 
 @router.get("/datasetio/iterrows/{dataset_id:path}")
 async def iterrows(dataset_id: str, start_index: int | None = None, limit: int | None = None) -> dict[str, Any]:
-    return await _call("iterrows", dataset_id, start_index, limit)
+    return await get_stack().datasetio().iterrows.remote(dataset_id, start_index, limit)
 
 
 @router.post("/datasetio/append-rows/{dataset_id:path}")
 async def append_rows(dataset_id: str, body: AppendRowsRequest) -> None:
-    await _call("append_rows", dataset_id, body)
+    await get_stack().datasetio().append_rows.remote(dataset_id, body)

@@ -14,5 +14,4 @@ router = APIRouter(tags=["embeddings"])
 
 @router.post("/embeddings")
 async def create_embeddings(body: EmbeddingRequest) -> dict[str, Any]:
-    handle = get_stack().model(body.model, model_type="embedding").handle
-    return await handle.embeddings.remote(body)
+    return await get_stack().embeddings(body.model).embeddings.remote(body)

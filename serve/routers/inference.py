@@ -17,19 +17,18 @@ def _wants_done_marker(request: Request) -> bool:
     return "LlamaStackClient/Python 0." not in request.headers.get("user-agent", "")
 
 
-async def _call(method: str, body: ChatCompletionRequest | CompletionRequest, request: Request):
-    handle = get_stack().model(body.model, model_type="llm").handle
-    if not body.stream:
-        return await getattr(handle, method).remote(body)
-    stream = getattr(handle.options(stream=True), f"{method}_stream").remote(body)
-    return await sse_response(stream, _wants_done_marker(request))  # validation errors raise before any header
-
-
 @router.post("/chat/completions", responses=STREAMING_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    return await _call("chat", body, request)
+    llm = get_stack().llm(body.model)
+    if not body.stream:
+        return await llm.chat.remote(body)
+    # validation errors raise before any header is sent
+    return await sse_response(llm.options(stream=True).chat_stream.remote(body), _wants_done_marker(request))
 
 
 @router.post("/completions", responses=STREAMING_RESPONSES)
 async def completions(body: CompletionRequest, request: Request):
-    return await _call("completion", body, request)
+    llm = get_stack().llm(body.model)
+    if not body.stream:
+        return await llm.completion.remote(body)
+    return await sse_response(llm.options(stream=True).completion_stream.remote(body), _wants_done_marker(request))

@@ -41,7 +41,7 @@ def _providers() -> list[dict[str, Any]]:
                                       "config": {"models": []}, "health": {"status": "OK"}})
         entry["config"]["models"].append(m.config.model_id)
     out = list(seen.values())
-    if stack.vector_io is not None:
+    if stack.has("VectorIO"):
         index = stack.config.vector_io.index
         out.append({"api": "vector_io", "provider_id": "faiss", "provider_type": "inline::faiss",
                     "config": {"index": index.type, "device": index.device}, "health": {"status": "OK"}})
@@ -49,13 +49,13 @@ def _providers() -> list[dict[str, Any]]:
                     "config": {}, "health": {"status": "OK"}})
         out.append({"api": "tool_runtime", "provider_id": "rag-runtime", "provider_type": "inline::rag-runtime",
                     "config": {}, "health": {"status": "OK"}})
-    if stack.datasetio is not None:
+    if stack.has("DatasetIO"):
         out.append({"api": "datasetio", "provider_id": "parquet", "provider_type": "inline::localfs", "config": {},
                     "health": {"status": "OK"}})
-    if stack.batches is not None:
+    if stack.has("Batches"):
         out.append({"api": "batches", "provider_id": "ray-data", "provider_type": "inline::reference", "config": {},
                     "health": {"status": "OK"}})
-    if stack.safety is not None:
+    if stack.has("Safety"):
         for pid in sorted({s.provider_id for s in stack.config.safety.shields} | {"llama-guard", "code-scanner"}):
             out.append({"api": "safety", "provider_id": pid, "provider_type": f"inline::{pid}", "config": {},
                         "health": {"status": "OK"}})

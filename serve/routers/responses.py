@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from serve.context import get_stack
-from serve.errors import NotFoundError
 from serve.protocol.responses import (
     ConversationItemsRequest,
     CreateConversationRequest,
@@ -19,85 +18,78 @@ from serve.sse import STREAMING_RESPONSES, sse_response
 router = APIRouter(tags=["responses"])
 
 
-def _agents():
-    stack = get_stack()
-    if stack.agents is None:
-        raise NotFoundError("agents are not enabled in this stack's config", code="not_enabled")
-    return stack.agents
-
-
 @router.post("/responses", responses=STREAMING_RESPONSES)
 async def create_response(body: CreateResponseRequest):
-    get_stack().model(body.model, model_type="llm")
-    agents = _agents()
+    stack = get_stack()
+    stack.llm(body.model)  # 404 before anything runs
     if not body.stream:
-        return await agents.create.remote(body)
-    return await sse_response(agents.options(stream=True).stream.remote(body), done_marker=False)
+        return await stack.agents().create_response.remote(body)
+    return await sse_response(stack.agents().options(stream=True).stream_response.remote(body), done_marker=False)
 
 
 @router.get("/responses")
 async def list_responses(after: str | None = None, limit: int = Query(50, ge=1, le=100), order: str = "desc",
                          model: str | None = None) -> dict[str, Any]:
-    return await _agents().call.remote("responses", "list", after, limit, order, model)
+    return await get_stack().agents().list_responses.remote(after, limit, order, model)
 
 
 @router.get("/responses/{response_id}")
 async def get_response(response_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("responses", "get", response_id)
+    return await get_stack().agents().get_response.remote(response_id)
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(response_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("responses", "delete", response_id)
+    return await get_stack().agents().delete_response.remote(response_id)
 
 
 @router.post("/responses/{response_id}/cancel")
 async def cancel_response(response_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("responses", "cancel", response_id)
+    return await get_stack().agents().cancel_response.remote(response_id)
 
 
 @router.get("/responses/{response_id}/input_items")
 async def input_items(response_id: str, after: str | None = None, before: str | None = None,
                       limit: int = Query(20, ge=1, le=100), order: str = "desc") -> dict[str, Any]:
-    return await _agents().call.remote("responses", "input_items", response_id, after, before, limit, order)
+    return await get_stack().agents().list_input_items.remote(response_id, after, before, limit, order)
 
 
 @router.post("/conversations")
 async def create_conversation(body: CreateConversationRequest) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "create", body.items, body.metadata)
+    return await get_stack().agents().create_conversation.remote(body.items, body.metadata)
 
 
 @router.get("/conversations/{conversation_id}")
 async def get_conversation(conversation_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "get", conversation_id)
+    return await get_stack().agents().get_conversation.remote(conversation_id)
 
 
 @router.post("/conversations/{conversation_id}")
 async def update_conversation(conversation_id: str, body: UpdateConversationRequest) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "update", conversation_id, body.metadata)
+    return await get_stack().agents().update_conversation.remote(conversation_id, body.metadata)
 
 
 @router.delete("/conversations/{conversation_id}")
 async def delete_conversation(conversation_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "delete", conversation_id)
+    return await get_stack().agents().delete_conversation.remote(conversation_id)
 
 
 @router.get("/conversations/{conversation_id}/items")
 async def list_items(conversation_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=100),
                      order: str = "desc") -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "list_items", conversation_id, after, limit, order)
+    return await get_stack().agents().list_conversation_items.remote(conversation_id, after, limit, order)
 
 
 @router.post("/conversations/{conversation_id}/items")
 async def add_items(conversation_id: str, body: ConversationItemsRequest) -> dict[str, Any]:
-    return await _agents().add_conversation_items.remote(conversation_id, body.items)
+    return await get_stack().agents().add_conversation_items.remote(conversation_id, body.items)
 
 
 @router.get("/conversations/{conversation_id}/items/{item_id}")
 async def get_item(conversation_id: str, item_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "get_item", conversation_id, item_id)
+    return await get_stack().agents().get_conversation_item.remote(conversation_id, item_id)
 
 
 @router.delete("/conversations/{conversation_id}/items/{item_id}")
 async def delete_item(conversation_id: str, item_id: str) -> dict[str, Any]:
-    return await _agents().call.remote("conversations", "delete_item", conversation_id, item_id)
+    return await get_stack().agents().delete_conversation_item.remote(conversation_id, item_id)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import require_admin
 from serve.context import get_stack
-from serve.errors import InvalidRequestError, NotFoundError
+from serve.errors import InvalidRequestError
 
 router = APIRouter(tags=["safety"])  # under /v1 only (Llama Stack routes)
 openai_router = APIRouter(tags=["safety"])  # under both prefixes
@@ -38,41 +38,34 @@ class ModerationRequest(_Lenient):
     model: str | None = None
 
 
-def _safety():
-    stack = get_stack()
-    if stack.safety is None:
-        raise NotFoundError("safety is not enabled in this stack's config", code="not_enabled")
-    return stack.safety
-
-
 @router.get("/shields")
 async def list_shields() -> dict[str, Any]:
-    return {"data": await _safety().list_shields.remote()}
+    return {"data": await get_stack().safety().list_shields.remote()}
 
 
 @router.get("/shields/{shield_id:path}")
 async def get_shield(shield_id: str) -> dict[str, Any]:
-    return await _safety().get_shield.remote(shield_id)
+    return await get_stack().safety().get_shield.remote(shield_id)
 
 
 @router.post("/shields")
 async def register_shield(body: RegisterShieldRequest) -> dict[str, Any]:
     require_admin("registering a shield")
-    return await _safety().register_shield.remote(body.shield_id, body.provider_id, body.provider_shield_id,
+    return await get_stack().safety().register_shield.remote(body.shield_id, body.provider_id, body.provider_shield_id,
                                                   body.params or {})
 
 
 @router.delete("/shields/{shield_id:path}")
 async def delete_shield(shield_id: str) -> None:
     require_admin("deleting a shield")
-    await _safety().delete_shield.remote(shield_id)
+    await get_stack().safety().delete_shield.remote(shield_id)
 
 
 @router.post("/safety/run-shield")
 async def run_shield(body: RunShieldRequest) -> dict[str, Any]:
     if not body.messages:
         raise InvalidRequestError("messages must not be empty", param="messages")
-    return await _safety().run_shield.remote(body.shield_id, body.messages, body.params)
+    return await get_stack().safety().run_shield.remote(body.shield_id, body.messages, body.params)
 
 
 @openai_router.post("/moderations")
@@ -82,7 +75,7 @@ async def moderations(body: ModerationRequest) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise InvalidRequestError("input must be a non-empty string or list of non-empty strings", param="input")
-    safety = _safety()
+    safety = get_stack().safety()
     shield = body.model
     if shield is None:
         shields = await safety.list_shields.remote()

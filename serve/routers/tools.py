@@ -15,41 +15,37 @@ from serve.protocol.agents import InvokeToolRequest, RegisterToolGroupRequest
 router = APIRouter(tags=["tools"])
 
 
-async def _call(service: str, method: str, *args: Any) -> Any:
-    return await get_stack().agents_handle().call.remote(service, method, *args)
-
-
 @router.get("/toolgroups")
 async def list_toolgroups() -> dict[str, Any]:
-    return {"data": await _call("toolgroups", "list")}
+    return {"data": await get_stack().agents().list_toolgroups.remote()}
 
 
 @router.post("/toolgroups")
 async def register_toolgroup(body: RegisterToolGroupRequest) -> None:
     require_admin("registering a tool group")
     uri = body.mcp_endpoint.uri if body.mcp_endpoint else None
-    await _call("toolgroups", "register", body.toolgroup_id, body.provider_id, uri, body.args)
+    await get_stack().agents().register_toolgroup.remote(body.toolgroup_id, body.provider_id, uri, body.args)
 
 
 @router.get("/toolgroups/{toolgroup_id:path}")
 async def get_toolgroup(toolgroup_id: str) -> dict[str, Any]:
-    return await _call("toolgroups", "get", toolgroup_id)
+    return await get_stack().agents().get_toolgroup.remote(toolgroup_id)
 
 
 @router.delete("/toolgroups/{toolgroup_id:path}")
 async def unregister_toolgroup(toolgroup_id: str) -> None:
     require_admin("unregistering a tool group")
-    await _call("toolgroups", "unregister", toolgroup_id)
+    await get_stack().agents().unregister_toolgroup.remote(toolgroup_id)
 
 
 @router.get("/tools")
 async def list_tools(toolgroup_id: str | None = None) -> dict[str, Any]:
-    return {"data": await _call("tool_runtime", "list_tools", toolgroup_id)}
+    return {"data": await get_stack().agents().list_tools.remote(toolgroup_id)}
 
 
 @router.get("/tools/{tool_name:path}")
 async def get_tool(tool_name: str) -> dict[str, Any]:
-    return await _call("tool_runtime", "get_tool", tool_name)
+    return await get_stack().agents().get_tool.remote(tool_name)
 
 
 def _mcp_uri(request: Request) -> str | None:
@@ -66,9 +62,9 @@ def _mcp_uri(request: Request) -> str | None:
 
 @router.get("/tool-runtime/list-tools")
 async def list_runtime_tools(request: Request, tool_group_id: str | None = None) -> dict[str, Any]:
-    return {"data": await _call("tool_runtime", "list_runtime_tools", tool_group_id, _mcp_uri(request))}
+    return {"data": await get_stack().agents().list_runtime_tools.remote(tool_group_id, _mcp_uri(request))}
 
 
 @router.post("/tool-runtime/invoke")
 async def invoke_tool(body: InvokeToolRequest) -> dict[str, Any]:
-    return await _call("tool_runtime", "invoke", body.tool_name, body.kwargs)
+    return await get_stack().agents().invoke_tool.remote(body.tool_name, body.kwargs)

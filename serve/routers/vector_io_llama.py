@@ -18,45 +18,41 @@ from serve.protocol.vector_io import (
 router = APIRouter(tags=["vector_io"])
 
 
-def _vio():
-    return get_stack().vector_io_handle()
-
-
 @router.post("/vector-dbs")
 async def register_vector_db(body: RegisterVectorDBRequest) -> dict[str, Any]:
-    return await _vio().register_vector_db.remote(body)
+    return await get_stack().vector_io().register_vector_db.remote(body)
 
 
 @router.get("/vector-dbs")
 async def list_vector_dbs() -> dict[str, Any]:
-    return {"data": await _vio().list_vector_dbs.remote()}
+    return {"data": await get_stack().vector_io().list_vector_dbs.remote()}
 
 
 @router.get("/vector-dbs/{vector_db_id:path}")
 async def get_vector_db(vector_db_id: str) -> dict[str, Any]:
-    return await _vio().get_vector_db.remote(vector_db_id)
+    return await get_stack().vector_io().get_vector_db.remote(vector_db_id)
 
 
 @router.delete("/vector-dbs/{vector_db_id:path}")
 async def unregister_vector_db(vector_db_id: str) -> None:
-    await _vio().unregister_vector_db.remote(vector_db_id)
+    await get_stack().vector_io().unregister_vector_db.remote(vector_db_id)
 
 
 @router.post("/vector-io/insert")
 async def insert_chunks(body: InsertChunksRequest) -> None:
-    await _vio().insert_chunks.remote(body)
+    await get_stack().vector_io().insert_chunks.remote(body)
 
 
 @router.post("/vector-io/query")
 async def query_chunks(body: QueryChunksRequest) -> dict[str, Any]:
-    return await _vio().query_chunks.remote(body)
+    return await get_stack().vector_io().query_chunks.remote(body)
 
 
 @router.post("/tool-runtime/rag-tool/insert")
 async def rag_insert(body: RagInsertRequest) -> None:
-    await _vio().rag_insert.remote(body)
+    await get_stack().vector_io().rag_insert.remote(body)
 
 
 @router.post("/tool-runtime/rag-tool/query")
 async def rag_query(body: RagQueryRequest) -> dict[str, Any]:
-    return await _vio().rag_query.remote(body)
+    return await get_stack().vector_io().rag_query.remote(body)
