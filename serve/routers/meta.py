@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from serve.context import get_stack
 from serve.errors import NotFoundError
+from serve.protocol.llama_meta import HealthInfo, ListProvidersResponse, ListRoutesResponse, ProviderInfo, VersionInfo
 
 try:
     VERSION = version("stackserve")
@@ -20,12 +21,12 @@ router = APIRouter(tags=["stack"])
 PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm", "scripted": "inline::scripted"}
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthInfo)
 async def health() -> dict[str, str]:
     return {"status": "OK"}
 
 
-@router.get("/version")
+@router.get("/version", response_model=VersionInfo)
 async def get_version() -> dict[str, str]:
     return {"version": VERSION}
 
@@ -62,12 +63,12 @@ def _providers() -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/providers")
+@router.get("/providers", response_model=ListProvidersResponse)
 async def list_providers() -> dict[str, Any]:
     return {"data": _providers()}
 
 
-@router.get("/providers/{provider_id}")
+@router.get("/providers/{provider_id}", response_model=ProviderInfo)
 async def get_provider(provider_id: str) -> dict[str, Any]:
     for p in _providers():
         if p["provider_id"] == provider_id:
@@ -75,7 +76,7 @@ async def get_provider(provider_id: str) -> dict[str, Any]:
     raise NotFoundError(f"provider '{provider_id}' not found", param="provider_id")
 
 
-@router.get("/inspect/routes")
+@router.get("/inspect/routes", response_model=ListRoutesResponse)
 async def list_routes(request: Request) -> dict[str, Any]:
     types = sorted({p["provider_type"] for p in _providers()})
     data = []
