@@ -131,7 +131,7 @@ def test_vector_io_shapes(http):
     validate(VectorDBRegisterResponse, created)
     validate(VectorDBRetrieveResponse, ok(http.get(f"/v1/vector-dbs/{db}")))
     listed = ok(http.get("/v1/vector-dbs"))
-    assert db in {d["identifier"] for d in validate(ListVectorDBsResponse, listed).data}
+    assert db in {d.identifier for d in validate(ListVectorDBsResponse, listed).data}
     chunks = [{"content": "Honeybees dance to share where flowers are.", "metadata": {"document_id": "bees"}},
               {"content": [{"type": "text", "text": "Volcanoes erupt molten rock."}], "metadata": {"n": 2}}]
     assert ok(http.post("/v1/vector-io/insert", json={"vector_db_id": db, "chunks": chunks})) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 
 # The 200 of a route whose handler returns None (deletes, inserts): the body is JSON `null`.
@@ -39,3 +40,12 @@ def streaming_responses(event_type: Any) -> dict[int | str, dict[str, Any]]:
     """The 200 of a route that answers JSON, or with `stream: true` SSE events each carrying one `event_type`."""
     return {200: {"description": "JSON, or with `stream: true` a stream of server-sent events (`data: {event}`)",
                   "content": {"text/event-stream": {"schema": event_stream_schema(event_type)}}}}
+
+
+class AsWrittenRoute(APIRoute):
+    """A route whose response model validates the producer's body but adds no field it left out
+    (`response_model_exclude_unset`): the model's defaults document the type, they do not change the body."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs["response_model_exclude_unset"] = True
+        super().__init__(*args, **kwargs)

@@ -19,10 +19,10 @@ from serve.protocol.llama_agents import (
     StepResponse,
     Turn,
 )
-from serve.protocol.openapi_bodies import NULL_BODY, streaming_responses
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute, streaming_responses
 from serve.sse import sse_response
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["agents"])
 TURN_STREAM = streaming_responses(AgentTurnResponseStreamChunk)
 
 

@@ -14,9 +14,9 @@ from serve.protocol.datasets import (
     ListDatasetsResponse,
     RegisterDatasetRequest,
 )
-from serve.protocol.openapi_bodies import NULL_BODY
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["datasets"])
 
 
 @router.post("/datasets", response_model=Dataset)

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Request
 from serve.context import get_stack
 from serve.errors import NotFoundError
 from serve.protocol.llama_meta import HealthInfo, ListProvidersResponse, ListRoutesResponse, ProviderInfo, VersionInfo
+from serve.protocol.openapi_bodies import AsWrittenRoute
 
 try:
     VERSION = version("stackserve")
 except PackageNotFoundError:  # running from a source tree without install
     VERSION = "0.0.0"
 
-router = APIRouter(tags=["stack"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["stack"])
 
 PROVIDER_TYPES = {"meta-reference": "inline::meta-reference", "vllm": "inline::vllm", "scripted": "inline::scripted"}
 

@@ -12,9 +12,9 @@ from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError
 from serve.protocol.llama_safety import ListShieldsResponse, RunShieldResponse, Shield
-from serve.protocol.openapi_bodies import NULL_BODY
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 
-router = APIRouter(tags=["safety"])  # under /v1 only (Llama Stack routes)
+router = APIRouter(route_class=AsWrittenRoute, tags=["safety"])  # under /v1 only (Llama Stack routes)
 openai_router = APIRouter(tags=["safety"])  # under both prefixes
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from serve.errors import NotFoundError
-from serve.protocol.openapi_bodies import NULL_BODY
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 from serve.protocol.telemetry import (
     LogEventRequest,
     QuerySpansRequest,
@@ -22,7 +22,7 @@ from serve.protocol.telemetry import (
 )
 from serve.telemetry.tracing import span_store
 
-router = APIRouter(tags=["telemetry"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["telemetry"])
 
 
 def _store():

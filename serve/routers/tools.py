@@ -19,9 +19,9 @@ from serve.protocol.llama_tools import (
     ToolGroup,
     ToolInvocationResult,
 )
-from serve.protocol.openapi_bodies import NULL_BODY
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 
-router = APIRouter(tags=["tools"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["tools"])
 
 
 @router.get("/toolgroups", response_model=ListToolGroupsResponse)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from serve.context import get_stack
 from serve.protocol.llama_vector_io import ListVectorDBsResponse, QueryChunksResponse, RAGQueryResult, VectorDB
-from serve.protocol.openapi_bodies import NULL_BODY
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 from serve.protocol.vector_io import (
     InsertChunksRequest,
     QueryChunksRequest,
@@ -17,7 +17,7 @@ from serve.protocol.vector_io import (
     RegisterVectorDBRequest,
 )
 
-router = APIRouter(tags=["vector_io"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["vector_io"])
 
 
 @router.post("/vector-dbs", response_model=VectorDB)
