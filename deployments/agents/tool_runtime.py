@@ -31,11 +31,18 @@ WEB_SEARCH = {"name": "web_search", "description": "Search the web for informati
 BUILTIN_TOOLS = {RAG_GROUP: [KNOWLEDGE_SEARCH], WEB_SEARCH_GROUP: [WEB_SEARCH]}
 
 
+def _json_type(kind: Any) -> str:
+    """A JSON schema `type` as a ToolDef parameter_type (a string): ["integer", "null"] -> "integer"."""
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    return kind if isinstance(kind, str) else "string"
+
+
 def mcp_tool_def(tool: dict[str, Any], uri: str) -> dict[str, Any]:
     """An MCP tool ({name, description, input_schema}) as a Llama Stack ToolDef."""
     schema = tool.get("input_schema") or {}
     required = set(schema.get("required") or [])
-    params = [{**_param(name, p.get("description", ""), p.get("type", "string"), name in required),
+    params = [{**_param(name, str(p.get("description") or ""), _json_type(p.get("type")), name in required),
                "default": p.get("default")} for name, p in (schema.get("properties") or {}).items()]
     return {"name": tool["name"], "description": tool.get("description") or "", "parameters": params,
             "metadata": {"endpoint": uri}}

@@ -37,3 +37,42 @@ class RegisterDatasetRequest(_Lenient):
 
 class AppendRowsRequest(_Lenient):
     rows: list[dict[str, Any]] = Field(min_length=1)
+
+
+# ---- responses (llama-stack-client 0.2.12's Dataset and DatasetIterrowsResponse) ------------------------------
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class URISourceInfo(_Out):
+    type: Literal["uri"]
+    uri: str
+
+
+class RowsSourceInfo(_Out):
+    type: Literal["rows"]
+    rows: list[dict[str, Any]]
+
+
+class Dataset(_Out):
+    identifier: str
+    provider_id: str
+    provider_resource_id: str | None = None
+    type: Literal["dataset"]
+    purpose: DatasetPurpose
+    source: Annotated[URISourceInfo | RowsSourceInfo, Field(discriminator="type")]
+    metadata: dict[str, Any]
+
+
+class ListDatasetsResponse(_Out):
+    data: list[Dataset]
+
+
+class IterrowsResponse(_Out):
+    """A page of rows; `next_start_index` (ours) is where the next page starts, null after the last."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+    url: str | None = None
+    next_start_index: int | None = None

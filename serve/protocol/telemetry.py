@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serve.protocol.llama_common import DateTime
+
 DEFAULT_TTL_SECONDS = 7 * 86400
 # The span store keeps times as int64 nanoseconds since the epoch (up to 2262): event times and their expiry must fit.
 EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,3 +91,42 @@ class StructuredLogEvent(_EventCommon):
 class LogEventRequest(_Lenient):
     event: Annotated[UnstructuredLogEvent | MetricEvent | StructuredLogEvent, Field(discriminator="type")]
     ttl_seconds: int = Field(default=DEFAULT_TTL_SECONDS, ge=1, le=MAX_TTL_SECONDS)
+
+
+# ---- responses (llama-stack-client 0.2.12's Trace, Span, SpanWithStatus) --------------------------------------
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Trace(_Out):
+    trace_id: str
+    root_span_id: str
+    start_time: DateTime
+    end_time: DateTime | None = None
+
+
+class QueryTracesResponse(_Out):
+    data: list[Trace]
+
+
+class Span(_Out):
+    span_id: str
+    trace_id: str
+    parent_span_id: str | None = None
+    name: str
+    start_time: DateTime
+    end_time: DateTime | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class SpanWithStatus(Span):
+    status: Literal["ok", "error"] | None = None
+
+
+class QuerySpansResponse(_Out):
+    data: list[Span]
+
+
+class SpanTreeResponse(_Out):
+    data: dict[str, SpanWithStatus]

@@ -10,21 +10,23 @@ from fastapi import APIRouter, Request
 from serve.context import get_stack
 from serve.errors import NotFoundError
 from serve.nodes import NODES
+from serve.protocol.llama_meta import HealthInfo, ListProvidersResponse, ListRoutesResponse, ProviderInfo, VersionInfo
+from serve.protocol.openapi_bodies import AsWrittenRoute
 
 try:
     VERSION = version("stackserve")
 except PackageNotFoundError:  # running from a source tree without install
     VERSION = "0.0.0"
 
-router = APIRouter(tags=["stack"])
+router = APIRouter(route_class=AsWrittenRoute, tags=["stack"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=HealthInfo)
 async def health() -> dict[str, str]:
     return {"status": "OK"}
 
 
-@router.get("/version")
+@router.get("/version", response_model=VersionInfo)
 async def get_version() -> dict[str, str]:
     return {"version": VERSION}
 
@@ -50,12 +52,12 @@ async def _providers() -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/providers")
+@router.get("/providers", response_model=ListProvidersResponse)
 async def list_providers() -> dict[str, Any]:
     return {"data": await _providers()}
 
 
-@router.get("/providers/{provider_id}")
+@router.get("/providers/{provider_id}", response_model=ProviderInfo)
 async def get_provider(provider_id: str) -> dict[str, Any]:
     for p in await _providers():
         if p["provider_id"] == provider_id:
@@ -63,7 +65,7 @@ async def get_provider(provider_id: str) -> dict[str, Any]:
     raise NotFoundError(f"provider '{provider_id}' not found", param="provider_id")
 
 
-@router.get("/inspect/routes")
+@router.get("/inspect/routes", response_model=ListRoutesResponse)
 async def list_routes(request: Request) -> dict[str, Any]:
     types = sorted({p["provider_type"] for p in await _providers()})
     data = []

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError
+from serve.protocol.llama_safety import ListShieldsResponse, RunShieldResponse, Shield
 from serve.protocol.openai_moderations import ModerationResponse
+from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
 
-router = APIRouter(tags=["safety"])  # under /v1 only (Llama Stack routes)
+router = APIRouter(route_class=AsWrittenRoute, tags=["safety"])  # under /v1 only (Llama Stack routes)
 openai_router = APIRouter(tags=["safety"])  # under both prefixes
 
 
@@ -39,30 +41,30 @@ class ModerationRequest(_Lenient):
     model: str | None = None
 
 
-@router.get("/shields")
+@router.get("/shields", response_model=ListShieldsResponse)
 async def list_shields() -> dict[str, Any]:
     return {"data": await get_stack().safety().list_shields.remote()}
 
 
-@router.get("/shields/{shield_id:path}")
+@router.get("/shields/{shield_id:path}", response_model=Shield)
 async def get_shield(shield_id: str) -> dict[str, Any]:
     return await get_stack().safety().get_shield.remote(shield_id)
 
 
-@router.post("/shields")
+@router.post("/shields", response_model=Shield)
 async def register_shield(body: RegisterShieldRequest) -> dict[str, Any]:
     require_admin("registering a shield")
     return await get_stack().safety().register_shield.remote(body.shield_id, body.provider_id, body.provider_shield_id,
                                                   body.params or {})
 
 
-@router.delete("/shields/{shield_id:path}")
+@router.delete("/shields/{shield_id:path}", responses=NULL_BODY)
 async def delete_shield(shield_id: str) -> None:
     require_admin("deleting a shield")
     await get_stack().safety().delete_shield.remote(shield_id)
 
 
-@router.post("/safety/run-shield")
+@router.post("/safety/run-shield", response_model=RunShieldResponse)
 async def run_shield(body: RunShieldRequest) -> dict[str, Any]:
     if not body.messages:
         raise InvalidRequestError("messages must not be empty", param="messages")
