@@ -14,8 +14,8 @@ import pytest
 import ray
 import yaml
 
+from serve.config import load_config
 from serve.deploy_config import deployment_name, deployment_options
-from tests.test_deploy_configs import load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY_SCHEMA = Path(ray.__file__).parent / "autoscaler" / "ray-schema.json"
@@ -98,7 +98,7 @@ def _fits(demand: dict[str, float], resources: dict[str, float]) -> bool:
 @pytest.fixture(scope="module")
 def placement(cluster) -> dict[str, tuple[str, dict, dict]]:
     """deployment name -> (the one node type it fits, its options, one replica's demand)."""
-    cfg = load_shipped(ROOT / "configs" / "gpu-cluster.yaml")
+    cfg = load_config(ROOT / "configs" / "gpu-cluster.yaml")
     out = {}
     for name, opts in deployment_options(cfg).items():
         demand = _replica_demand(opts)
@@ -127,7 +127,7 @@ def test_each_deployment_has_one_node_type_with_room(cluster, placement):
 
 
 def test_models_are_downloaded_where_they_run(cluster, placement):
-    cfg = load_shipped(ROOT / "configs" / "gpu-cluster.yaml")
+    cfg = load_config(ROOT / "configs" / "gpu-cluster.yaml")
     needs: dict[str, set[str]] = {}
     for m in cfg.models:
         needs.setdefault(placement[deployment_name(m.model_id)][0], set()).add(m.source)
