@@ -12,7 +12,7 @@ from typing import Any
 
 from ray import serve
 
-from serve.errors import ConflictError, InvalidRequestError, NotFoundError
+from serve.errors import ConflictError, InvalidRequestError, NotFoundError, to_api_error
 from serve.protocol.agents import AgentConfig, CreateTurnRequest, ResumeTurnRequest
 from serve.protocol.responses import CreateResponseRequest
 from serve.storage.leases import renew_while_held, sweep_forever
@@ -174,7 +174,7 @@ class AgentsServer:
                 yield event
         except Exception as e:
             final = {**run._snapshot(), "status": "failed",
-                     "error": {"code": "server_error", "message": f"{type(e).__name__}: {e}"}}
+                     "error": {"code": "server_error", "message": to_api_error(e).message}}
             yield {"type": "response.failed", "sequence_number": run.seq + 1, "response": final}
         finally:
             if lease is not None:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from serve.errors import InvalidRequestError
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+from serve.ids import new_id
+from serve.protocol.content import content_text
 
 
 def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    parts = []
-    for p in content or []:
-        kind = p.get("type") if isinstance(p, dict) else None
-        if kind in ("input_text", "output_text", "text"):
-            parts.append(str(p.get("text", "")))
-        elif kind == "refusal":
-            parts.append(str(p.get("refusal", "")))
-        else:
-            raise InvalidRequestError(f"content part type {kind!r} is not supported", param="input")
-    return "".join(parts)
+    return content_text(content, param="input")
 
 
 def normalize_input(inp: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

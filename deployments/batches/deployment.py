@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from ray import serve
 
 from serve.config import StackConfig
 from serve.errors import InvalidRequestError
+from serve.ids import new_id
 from serve.protocol.batches import CreateBatchRequest
 from serve.telemetry.instrument import instrument_deployment
 
@@ -60,7 +60,7 @@ class BatchesServer:
             raise InvalidRequestError(f"the input file must be uploaded with purpose 'batch', not "
                                       f"'{info['purpose']}'", param="input_file_id", code="invalid_input_file")
         now = int(time.time())
-        batch_id = f"batch_{uuid.uuid4().hex[:24]}"
+        batch_id = new_id("batch")
         await asyncio.to_thread(self.store.insert, id=batch_id, status="validating", endpoint=req.endpoint,
                                 input_file_id=req.input_file_id, completion_window=req.completion_window,
                                 metadata=req.metadata, created_at=now, expires_at=now + WINDOW_S[req.completion_window],

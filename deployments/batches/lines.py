@@ -9,13 +9,13 @@ envelope as `body`) or, for a line that is not a usable request at all, as `"err
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from serve.errors import APIError, InvalidRequestError, NotFoundError
+from serve.ids import new_id
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
 from serve.protocol.vector_io import EmbeddingRequest
 
@@ -69,13 +69,9 @@ class ParsedInput:
         return len(self.requests) + len(self.failures)
 
 
-def _rid(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
-
-
 def response_result(line: int, custom_id: str | None, status: int, body: dict[str, Any]) -> LineResult:
-    record = {"id": _rid("batch_req"), "custom_id": custom_id,
-              "response": {"status_code": status, "request_id": _rid("req"), "body": body}, "error": None}
+    record = {"id": new_id("batch_req"), "custom_id": custom_id,
+              "response": {"status_code": status, "request_id": new_id("req"), "body": body}, "error": None}
     usage = (body.get("usage") or {}) if status == 200 else {}
     return LineResult(line, custom_id, status == 200, record, int(usage.get("prompt_tokens") or 0),
                       int(usage.get("completion_tokens") or 0))
@@ -91,7 +87,7 @@ MAX_CUSTOM_ID = 512  # the batch_results column
 def _line_error(line: int, custom_id: str | None, code: str, message: str, out: ParsedInput) -> None:
     error = {"code": code, "message": message, "param": None, "line": line}
     out.errors.append(error)
-    out.failures.append(LineResult(line, custom_id, False, {"id": _rid("batch_req"), "custom_id": custom_id,
+    out.failures.append(LineResult(line, custom_id, False, {"id": new_id("batch_req"), "custom_id": custom_id,
                                                             "response": None, "error": error}))
 
 

@@ -22,6 +22,7 @@ from deployments.datasets.rows import rows_to_table, table_to_rows, unify
 from deployments.datasets.sources import load_uri
 from deployments.datasets.tables import datasets
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
+from serve.ids import new_id
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.storage import BlobStore, Database
 from serve.storage.sql import owned, owner
@@ -49,7 +50,7 @@ class DatasetService:
             NotFoundError(f"Dataset '{dataset_id}' not found", param="dataset_id", code="dataset_not_found"))
 
     def register(self, req: RegisterDatasetRequest) -> dict[str, Any]:
-        dataset_id = req.dataset_id or f"dataset-{uuid.uuid4().hex[:24]}"
+        dataset_id = req.dataset_id or new_id("dataset", "-")
         if req.source.type == "uri":
             table = load_uri(req.source.uri, self.allow_local_files)
         else:

@@ -31,11 +31,11 @@ from deployments.inference.tool_calls import (
 )
 from deployments.inference.tool_stream import ToolCallStream
 from serve.errors import InvalidRequestError
+from serve.ids import new_id
 from serve.protocol.openai_chat import (
     ChatCompletionRequest,
     CompletionRequest,
     _SamplingFields,
-    new_id,
     now,
 )
 from serve.telemetry.genai import observe_generation
@@ -248,7 +248,7 @@ class OpenAIServing:
 
     async def _chat_chunks(self, req: ChatCompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         job = await self._chat_job(req)  # validation errors surface before the first chunk
-        cid, created = new_id("chatcmpl"), now()
+        cid, created = new_id("chatcmpl", "-"), now()
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
@@ -291,7 +291,7 @@ class OpenAIServing:
 
     async def _completion_chunks(self, req: CompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         jobs = self._completion_jobs(req)
-        cid, created = new_id("cmpl"), now()
+        cid, created = new_id("cmpl", "-"), now()
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from serve.errors import InvalidRequestError
+from serve.ids import new_id
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
@@ -158,6 +158,6 @@ def parse_tool_calls(text: str, specs: list[ToolSpec]) -> list[dict[str, Any]] |
         args = c.get("parameters", c.get("arguments", {}))
         if not isinstance(args, dict):
             return None
-        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+        calls.append({"id": new_id("call"), "type": "function",
                       "function": {"name": c["name"], "arguments": json.dumps(args)}})
     return calls or None

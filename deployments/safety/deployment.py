@@ -8,17 +8,10 @@ from typing import Any
 from ray import serve
 
 from serve.errors import APIError, InvalidRequestError, NotFoundError
+from serve.protocol.content import content_text
 from serve.telemetry.instrument import instrument_deployment
 from serve.telemetry.metrics import observe_shield
 from serve.telemetry.tracing import traced
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
 
 
 @serve.deployment
@@ -76,7 +69,8 @@ class SafetyServer:
     async def _run(self, shield_id: str, messages: list[dict[str, Any]], params: dict) -> dict[str, Any]:
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
-        msgs = [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages]
+        msgs = [{"role": m.get("role", "user"), "content": content_text(m.get("content"), "messages")}
+                for m in messages]
         row = await asyncio.to_thread(self.registry.row, shield_id)
         cfg = {**(row.params or {}), **params}
         if row.provider_id == "llama-guard":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,16 +20,14 @@ from serve.telemetry.instrument import instrument_deployment
 @instrument_deployment
 class EmbeddingsServer:
     def __init__(self, cfg: EmbeddingModelConfig):
-        import os
 
-        import torch
 
         from deployments.device import resolve_device
+        from deployments.torch_thread import torch_thread
         from deployments.vector_io.embedding_model import EmbeddingModel
 
         # all torch work on one thread: OpenMP teams are per calling thread (see the LLM engine)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="embed-torch")
-        self._executor.submit(torch.set_num_threads, cfg.num_threads or os.cpu_count() or 1).result()
+        self._executor = torch_thread(cfg.num_threads, "embed-torch")
         device = resolve_device(cfg.device, f"embedding model {cfg.model_id}")
         self.model = self._executor.submit(EmbeddingModel, cfg.source, device).result()
         self.model_id = cfg.model_id

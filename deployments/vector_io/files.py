@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
 
 from deployments.vector_io.tables import files
 from serve.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from serve.ids import new_id
 from serve.pagination import paginate
 from serve.storage import BlobStore, Database
 from serve.storage.sql import owned, owner
@@ -39,7 +39,7 @@ class FileService:
         if not data:
             raise InvalidRequestError("the file is empty", param="file")
         name = (filename or "upload").replace("/", "_").replace("\\", "_").replace("\x00", "")[-255:] or "upload"
-        fid = f"file-{uuid.uuid4().hex[:24]}"
+        fid = new_id("file", "-")
         self.blobs.put(fid, data)  # bytes first: a row never points at missing bytes
         with self.db.begin() as c:
             c.execute(files.insert().values(id=fid, owner=owner(), filename=name, purpose=purpose, bytes=len(data),

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.errors import InvalidRequestError
+from serve.protocol.content import content_text as protocol_content_text
 
 
 def content_text(content: Any, param: str) -> str:
-    """InterleavedContent (a string, a text item or a list of items) as plain text."""
-    if isinstance(content, str):
-        return content
-    items = content if isinstance(content, list) else [content]
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict) and item.get("type") == "text":
-            out.append(str(item.get("text", "")))
-        else:
-            kind = item.get("type") if isinstance(item, dict) else type(item).__name__
-            raise InvalidRequestError(f"content of type {kind!r} is not supported (text only)", param=param)
-    return "\n".join(out)
+    """InterleavedContent (a string, a text item or a list of items) as plain text, items on their own lines."""
+    return protocol_content_text(content, param, sep="\n")
 
 
 def vector_db_object(store: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from deployments.vector_io.files import FileService
 from deployments.vector_io.filters import matches, validate_filter
 from deployments.vector_io.index import VectorStoreIndex, reciprocal_rank_fusion
 from deployments.vector_io.tables import chunks, file_batches, vector_store_files, vector_stores
-from serve.errors import InvalidRequestError, NotFoundError
+from serve.errors import InvalidRequestError, NotFoundError, to_api_error
+from serve.ids import new_id
 from serve.pagination import paginate
 from serve.protocol.vector_io import (
     AttachFileRequest,
@@ -145,7 +146,7 @@ class VectorStoreService:
         index_cfg = {**self.index_config, **(req.index or {})}
         if index_cfg.get("type") not in ("flat", "ivf", "hnsw"):
             raise InvalidRequestError("index.type must be flat, ivf or hnsw", param="index.type")
-        sid = store_id or f"vs_{uuid.uuid4().hex[:24]}"
+        sid = store_id or new_id("vs")
 
         def insert() -> None:
             try:
@@ -300,8 +301,8 @@ class VectorStoreService:
             except NotFoundError as e:
                 error = {"code": "invalid_file", "message": e.message}
             except Exception as e:  # the file fails, the service goes on
-                logger.exception("ingesting %s into %s failed", file_id, store_id)
-                error = {"code": "server_error", "message": f"{type(e).__name__}: {e}"}
+                logger.warning("ingesting %s into %s failed", file_id, store_id)
+                error = {"code": "server_error", "message": to_api_error(e).message}  # logs the traceback
             finally:
                 lease.cancel()
             await asyncio.to_thread(self._finish_file, store_id, file_id, error, attachment)
@@ -432,7 +433,7 @@ class VectorStoreService:
         await asyncio.to_thread(self._store_row, store_id)
         for fid in req.file_ids:
             await asyncio.to_thread(self.files.get, fid)
-        bid = f"vsfb_{uuid.uuid4().hex[:24]}"
+        bid = new_id("vsfb")
 
         def insert() -> None:
             with self.db.begin() as c:

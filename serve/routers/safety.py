@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve.auth import require_admin
 from serve.context import get_stack
 from serve.errors import InvalidRequestError
+from serve.ids import new_id
 from serve.protocol.llama_safety import ListShieldsResponse, RunShieldResponse, Shield
 from serve.protocol.openai_moderations import ModerationResponse
 from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
@@ -96,4 +96,4 @@ async def moderations(body: ModerationRequest) -> dict[str, Any]:
         results.append({"flagged": r["flagged"], "categories": cats, "category_scores": scores,
                         "category_applied_input_types": {k: ["text"] if v else [] for k, v in cats.items()},
                         "user_message": r["user_message"], "metadata": r["metadata"]})
-    return {"id": f"modr-{uuid.uuid4().hex[:24]}", "model": shield, "results": results}
+    return {"id": new_id("modr", "-"), "model": shield, "results": results}

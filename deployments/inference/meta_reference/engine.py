@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from deployments.inference.sampling import (
     confirm_constraints,
     sample,
 )
+from deployments.torch_thread import torch_thread
 from serve.errors import InvalidRequestError, OverloadedError
 
 if TYPE_CHECKING:  # the engine reads plain attributes, so torch-only scripts can pass a dataclass
@@ -54,23 +54,12 @@ def eos_ids_from_config(hf_config: dict, checkpoint: Path | None = None) -> list
     return ids
 
 
-def torch_thread(cfg: EngineConfig) -> ThreadPoolExecutor:
-    """The one thread that runs all of an engine's torch work.
-
-    Measured on a 2-core box: a decode step takes 32 ms on the thread that first ran torch ops and 58 ms on any
-    other (OpenMP thread teams are per calling thread), so loading, warm-up and every step share one thread.
-    """
-    ex = ThreadPoolExecutor(1, thread_name_prefix="engine-torch")
-    ex.submit(torch.set_num_threads, cfg.num_threads or os.cpu_count() or 1).result()
-    return ex
-
-
 class MetaReferenceEngine:
     provider_type = "inline::meta-reference"
 
     def __init__(self, model: LlamaForCausalLM, cfg: EngineConfig, eos_token_ids: list[int],
                  executor: ThreadPoolExecutor | None = None):
-        self._executor = executor or torch_thread(cfg)
+        self._executor = executor or torch_thread(cfg.num_threads, "engine-torch")
         if cfg.device.startswith("cuda"):
             # cuDNN attention builds a plan per new key length (seen on an H200: decode at half speed while the
             # context grows); the memory-efficient kernel takes our masks without that cost.
@@ -96,7 +85,7 @@ class MetaReferenceEngine:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path, cfg: EngineConfig) -> MetaReferenceEngine:
-        executor = torch_thread(cfg)
+        executor = torch_thread(cfg.num_threads, "engine-torch")
         model = executor.submit(load_checkpoint, checkpoint, cfg.device, cfg.dtype).result()
         return cls(model, cfg, eos_ids_from_config(read_hf_config(checkpoint), checkpoint), executor)
 
