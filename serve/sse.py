@@ -8,12 +8,6 @@ from typing import Any
 
 from serve.errors import to_api_error
 
-# OpenAPI `responses` of a route that streams when asked (`"stream": true`): its 200 may also be an SSE stream.
-STREAMING_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "JSON, or with `stream: true` a stream of server-sent events",
-          "content": {"text/event-stream": {}}},  # `data: {json}` events (sse_event)
-}
-
 
 def sse_event(data: Any) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"

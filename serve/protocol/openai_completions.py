@@ -7,7 +7,7 @@ validated per token: the LLM deployment builds them as dicts (the hot path).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -140,28 +140,3 @@ class CompletionChunk(Completion):
 
     choices: list[CompletionChunkChoice]  # type: ignore[assignment]
     usage: CompletionUsage | None = None
-
-
-def sse_schema(event: type[OpenAIObject]) -> dict[str, Any]:
-    """An event model's JSON schema with its definitions inlined, for a `text/event-stream` content entry."""
-    schema = event.model_json_schema(mode="serialization")
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return inline(schema)
-
-
-def streaming_responses(event: type[OpenAIObject]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` of a route that streams `event`s when asked (`"stream": true`)."""
-    return {200: {"description": "JSON, or with `stream: true` a stream of server-sent events, each `data:` one "
-                                 f"{event.__name__}",
-                  "content": {"text/event-stream": {"schema": sse_schema(event)}}}}

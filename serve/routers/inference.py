@@ -11,8 +11,8 @@ from serve.protocol.openai_completions import (
     ChatCompletionChunk,
     Completion,
     CompletionChunk,
-    streaming_responses,
 )
+from serve.protocol.openapi_bodies import streaming_responses
 from serve.sse import sse_response
 
 router = APIRouter(tags=["inference"])

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from serve.context import get_stack
-from serve.protocol.openai_completions import streaming_responses
 from serve.protocol.openai_responses import (
     Conversation,
     ConversationDeleted,
@@ -19,6 +18,7 @@ from serve.protocol.openai_responses import (
     ResponseStreamEvent,
     StoredItem,
 )
+from serve.protocol.openapi_bodies import streaming_responses
 from serve.protocol.responses import (
     ConversationItemsRequest,
     CreateConversationRequest,
