@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Tag
+from pydantic import Discriminator, Field, Tag
 
 from serve.protocol.openai_common import DeletedObject, ListPage, OpenAIObject, omitted
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+def _other_kind(known: set[str]) -> Any:
+    """The `type` of a catch-all member: any string but the known kinds, so the schema's oneOf stays exclusive."""
+    return Field(json_schema_extra={"not": {"enum": sorted(known)}})
 
 
 def _kind(known: set[str]) -> Any:
@@ -56,7 +61,7 @@ class Refusal(OpenAIObject):
 
 
 class OtherContent(OpenAIObject):
-    type: str
+    type: str = _other_kind({"output_text", "refusal"})
 
 
 OutputContent = Annotated[Annotated[OutputText, Tag("output_text")] | Annotated[Refusal, Tag("refusal")]
@@ -89,7 +94,7 @@ class FileSearchToolCall(OpenAIObject):
 
 
 class OtherItem(OpenAIObject):
-    type: str
+    type: str = _other_kind({"message", "function_call", "file_search_call"})
     id: str | None = omitted()
 
 
