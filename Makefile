@@ -10,9 +10,10 @@ VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 # The engine behaviour suite on the vLLM engine (the main run skips its vllm cases), and several models in one graph.
-VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_multi_model.py
+VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_llama_inference.py \
+	tests/test_graph_multi_model.py
 
-.PHONY: install postgres vllm-env run test lint bench-env clean
+.PHONY: install postgres vllm-env run test lint bench-env conformance clean
 
 install: $(STAMP) postgres
 
@@ -70,5 +71,20 @@ $(VLLM_STAMP): pyproject.toml Makefile constraints-vllm.txt
 
 bench-env: vllm-env
 
+# Llama Stack v0.2.12's own integration suites against `stackserve run` (not part of `make test`: ~30-60 min).
+# Its tests ship in no sdist or wheel: point LLAMA_STACK_SRC at a llama-stack git checkout (the tag is taken from it)
+# or LLAMA_STACK_TESTS at a directory holding tests/integration. The venv holds llama-stack==0.2.12 and its client
+# at the tag's own pins (benchmarks/conformance/constraints.txt). See docs/testing.md.
+CONF_VENV := .venv-conformance
+CONF_STAMP := $(CONF_VENV)/.installed
+$(CONF_STAMP): benchmarks/conformance/constraints.txt
+	test -x $(CONF_VENV)/bin/python || $(PYTHON) -m venv $(CONF_VENV)
+	$(CONF_VENV)/bin/python -m pip install -q -c benchmarks/conformance/constraints.txt llama-stack==0.2.12 \
+		llama-stack-client==0.2.12 pytest pytest-asyncio pytest-timeout pandas
+	touch $@
+
+conformance: install $(CONF_STAMP)
+	CONFIG=$(CONFIG) bash benchmarks/conformance/run.sh
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV)
+	rm -rf $(VENV) $(VLLM_VENV) $(CONF_VENV)

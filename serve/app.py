@@ -139,6 +139,7 @@ def create_app() -> FastAPI:
         embeddings,
         files,
         inference,
+        inference_llama,
         meta,
         models,
         responses,
@@ -163,6 +164,7 @@ def create_app() -> FastAPI:
             app.include_router(family.router, prefix=prefix)
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
+    app.include_router(inference_llama.router, prefix="/v1/inference")
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")

@@ -64,3 +64,13 @@ def test_logprobs_shape():
     ref = logits.log_softmax(-1)[0]
     assert abs(t.logprob - ref.max().item()) < 1e-5
     assert [i for i, _ in t.top_logprobs] == ref.topk(3).indices.tolist()
+
+
+def test_repetition_penalty_scales_seen_tokens_of_prompt_and_output():
+    logits = torch.tensor([[2.0, -2.0, 2.0, -2.0, 1.0]])
+    p = SamplingParams(repetition_penalty=2.0)
+    apply_penalties(logits, [p], [[1]], [[0, 0]])  # prompt saw token 0, the output token 1
+    assert logits[0].tolist() == [1.0, -4.0, 2.0, -2.0, 1.0]  # positive logits shrink, negative ones grow
+    untouched = torch.tensor([[2.0, -2.0]])
+    apply_penalties(untouched, [SamplingParams()], [[0, 1]], [[0]])
+    assert untouched[0].tolist() == [2.0, -2.0]

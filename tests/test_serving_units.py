@@ -230,3 +230,23 @@ def test_unconstrained_script_ignores_the_grammar(tokenizer):
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
     whole = asyncio.run(serving.chat(_chat(response_format=fmt, max_tokens=48)))
     assert whole["choices"][0]["message"]["content"] == RULES[-1]["reply"]
+
+
+def test_default_max_tokens_bounds_requests_that_name_none(tokenizer):
+    capped = OpenAIServing(ScriptedEngine(tokenizer, RULES), tokenizer, MODEL, default_max_tokens=4)
+    whole = asyncio.run(capped.chat(_chat()))
+    assert whole["choices"][0]["finish_reason"] == "length" and whole["usage"]["completion_tokens"] == 4
+    named = asyncio.run(capped.chat(_chat(max_tokens=6)))  # a request's own limit wins
+    assert named["usage"]["completion_tokens"] == 6
+
+
+def test_system_message_behavior_places_the_tool_definitions():
+    from deployments.inference.serving import _with_system
+
+    system = [{"role": "system", "content": "Tools: {{function_definitions}}. Be brief."}]
+    appended = _with_system(system, "DEFS")[0]["content"]
+    assert appended == "Tools: {{function_definitions}}. Be brief.\n\nDEFS"
+    assert _with_system(system, "DEFS", "replace")[0]["content"] == "Tools: DEFS. Be brief."
+    own = [{"role": "system", "content": "No tools here."}]
+    assert _with_system(own, "DEFS", "replace")[0]["content"] == "No tools here."
+    assert _with_system([], "DEFS", "replace") == [{"role": "system", "content": "DEFS"}]

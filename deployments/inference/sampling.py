@@ -32,7 +32,8 @@ class TokenConstraint(Protocol):
 @dataclass
 class OutputGrammar:
     """The grammar behind a request's constraint, for engines that apply it themselves (vLLM's structured outputs):
-    kind "json_schema" (spec: the schema), "json" (any JSON value) or "regex" (spec: the pattern)."""
+    kind "json_schema" (spec: the schema), "json" (any JSON value), "regex" (spec: the pattern) or "grammar"
+    (spec: EBNF text)."""
 
     kind: str
     spec: dict | str | None = None
@@ -49,6 +50,7 @@ class SamplingParams:
     ignore_eos: bool = False
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0  # multiplicative, over prompt and output tokens (as vLLM and HF apply it)
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: int | None = None  # None: no logprobs; k: the sampled token's logprob plus the top k
     constraint: TokenConstraint | None = None
@@ -73,9 +75,17 @@ class SampledToken:
     top_logprobs: list[tuple[int, float]] | None = None
 
 
-def apply_penalties(logits: torch.Tensor, params: list[SamplingParams], output_ids: list[list[int]]) -> None:
-    """In place: OpenAI presence/frequency penalties over each row's generated tokens, then logit_bias."""
+def apply_penalties(logits: torch.Tensor, params: list[SamplingParams], output_ids: list[list[int]],
+                    prompt_ids: list[list[int]] | None = None) -> None:
+    """In place: the repetition penalty over each row's prompt and generated tokens, OpenAI presence/frequency
+    penalties over its generated tokens, then logit_bias."""
     for row, (p, ids) in enumerate(zip(params, output_ids, strict=True)):
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted({*ids, *(prompt_ids[row] if prompt_ids else ())}), device=logits.device,
+                                dtype=torch.long)
+            if len(seen):
+                vals = logits[row, seen]
+                logits[row, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
         if (p.presence_penalty or p.frequency_penalty) and ids:
             uniq, counts = torch.tensor(ids, device=logits.device).unique(return_counts=True)
             logits[row, uniq] -= p.frequency_penalty * counts.to(logits.dtype) + p.presence_penalty

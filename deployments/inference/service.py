@@ -25,7 +25,7 @@ class LLMService:
     def __init__(self, model: ModelConfig, engine: Engine, tokenizer: Any):
         self.model_id = model.model_id
         self.engine = engine
-        self.serving = OpenAIServing(engine, tokenizer, model.model_id)
+        self.serving = OpenAIServing(engine, tokenizer, model.model_id, model.engine.default_max_tokens)
         system = engine.provider_type.split("::")[-1]  # "meta-reference", "vllm", ...
         self._info = {"context_length": engine.max_model_len, "engine": system,
                       "provider_type": engine.provider_type, "max_num_seqs": model.engine.max_num_seqs,

@@ -61,10 +61,11 @@ class _Job:
 
 
 class OpenAIServing:
-    def __init__(self, engine: Engine, tokenizer: Any, model_id: str):
+    def __init__(self, engine: Engine, tokenizer: Any, model_id: str, default_max_tokens: int | None = None):
         self.engine = engine
         self.tokenizer = tokenizer
         self.model_id = model_id
+        self.default_max_tokens = default_max_tokens  # the budget of a request that names none
         self.grammars = GrammarCompiler(tokenizer, engine.vocab_size, engine.eos_token_ids)
 
     # ---- request -> engine parameters --------------------------------------------------------------------
@@ -85,6 +86,7 @@ class OpenAIServing:
                 seed=None if req.seed is None else req.seed + i,
                 presence_penalty=req.presence_penalty,
                 frequency_penalty=req.frequency_penalty,
+                repetition_penalty=req.repetition_penalty,
                 logit_bias=bias,
                 logprobs=logprobs,
                 ignore_eos=req.ignore_eos,
@@ -100,7 +102,7 @@ class OpenAIServing:
                 f"the prompt is {prompt_len} tokens, which leaves no room in the model's context length of "
                 f"{self.engine.max_model_len} tokens", param="messages", code="context_length_exceeded")
         if requested is None:
-            return room
+            return room if self.default_max_tokens is None else min(room, self.default_max_tokens)
         if requested > room:
             raise InvalidRequestError(
                 f"{param}={requested} is too large: the prompt is {prompt_len} tokens and the model's context "
@@ -117,7 +119,7 @@ class OpenAIServing:
             if native:
                 template_tools = [s.as_openai() for s in specs]
             else:
-                messages = _with_system(messages, tools_system_prompt(specs))
+                messages = _with_system(messages, tools_system_prompt(specs), req.system_message_behavior)
         ids = encode_prompt(self.tokenizer, render_chat_prompt(self.tokenizer, messages, template_tools))
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         budget = self._budget(len(ids), req.output_budget(), param)
@@ -145,6 +147,9 @@ class OpenAIServing:
         if req.guided_regex is not None:
             return (await asyncio.to_thread(self.grammars.compile_regex, req.guided_regex, "guided_regex"),
                     OutputGrammar("regex", req.guided_regex))
+        if req.guided_grammar is not None:
+            return (await asyncio.to_thread(self.grammars.compile_grammar, req.guided_grammar, "guided_grammar"),
+                    OutputGrammar("grammar", req.guided_grammar))
         fmt = req.response_format or {"type": "text"}
         kind = fmt.get("type")
         if kind == "text":
@@ -347,8 +352,18 @@ class OpenAIServing:
                 "text_offset": offsets}
 
 
-def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+FUNCTION_DEFINITIONS = "{{function_definitions}}"
+
+
+def _with_system(messages: list[dict[str, Any]], text: str, behavior: str = "append") -> list[dict[str, Any]]:
+    """The tool definitions `text` in the system message: appended to it, or (behavior "replace") only where it
+    says {{function_definitions}}, the system message being the whole system prompt."""
     if messages and messages[0]["role"] == "system":
-        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
+        own = messages[0]["content"]
+        if behavior == "replace":
+            content = own.replace(FUNCTION_DEFINITIONS, text)
+        else:
+            content = f"{own}\n\n{text}"
+        return [{**messages[0], "content": content}, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
 

@@ -134,15 +134,23 @@ class GrammarCompiler:
 
     def compile_regex(self, pattern: str, param: str) -> Any:
         """Output constrained to a regular expression (e.g. a guard model's verdict)."""
-        key = "regex:" + pattern
+        return self._compile_text("regex", pattern, param)
+
+    def compile_grammar(self, ebnf: str, param: str) -> Any:
+        """Output constrained to an EBNF grammar (GBNF syntax, `root` rule first)."""
+        return self._compile_text("grammar", ebnf, param)
+
+    def _compile_text(self, kind: str, text: str, param: str) -> Any:
+        key = f"{kind}:{text}"
         with self._lock:
             if key not in self._cache:
                 _, compiler = self._xgr()
                 try:
-                    self._cache[key] = compiler.compile_regex(pattern)
+                    compile_fn = compiler.compile_regex if kind == "regex" else compiler.compile_grammar
+                    self._cache[key] = compile_fn(text)
                 except Exception as e:
-                    raise InvalidRequestError(f"invalid guided_regex: {str(e).split('] ', 1)[-1]}", param=param,
-                                              code="invalid_regex") from None
+                    raise InvalidRequestError(f"invalid {param}: {str(e).split('] ', 1)[-1]}", param=param,
+                                              code=f"invalid_{kind}") from None
             return self._cache[key]
 
     def constraint(self, compiled: Any) -> GrammarConstraint:

@@ -178,11 +178,13 @@ class VLLMEngine:
             kind, spec = p.grammar.kind, p.grammar.spec
             structured = StructuredOutputsParams(json=spec if kind == "json_schema" else None,
                                                  json_object=True if kind == "json" else None,
-                                                 regex=spec if kind == "regex" else None)
+                                                 regex=spec if kind == "regex" else None,
+                                                 grammar=spec if kind == "grammar" else None)
         return VLLMSamplingParams(
             n=1, max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=max(p.top_k, 0),
             seed=None if p.seed is None else p.seed & 0xFFFF_FFFF_FFFF_FFFF,  # torch generators take 64 bits
             presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
+            repetition_penalty=p.repetition_penalty,
             logit_bias=p.logit_bias or None, logprobs=p.logprobs, stop_token_ids=p.stop_token_ids,
             ignore_eos=p.ignore_eos, structured_outputs=structured, detokenize=False,
             output_kind=RequestOutputKind.DELTA)

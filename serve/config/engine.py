@@ -26,6 +26,9 @@ class _EngineBase(_Strict):
     max_model_len: int | None = Field(default=None, ge=16)
     kv_cache_tokens: int = Field(default=32768, ge=64)  # vllm on CPU: sizes its KV cache unless kv_cache_space_gib
     max_queued_requests: int = Field(default=256, ge=0)
+    # the output budget of a request that names none (like vLLM's --override-generation-config max_new_tokens);
+    # None: whatever room the context leaves
+    default_max_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -65,6 +65,7 @@ class _SamplingFields(_Lenient):
     # vLLM-style extensions
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)  # > 1 discourages tokens already seen
 
     @field_validator("stop")
     @classmethod
@@ -100,6 +101,11 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     guided_regex: str | None = None  # vLLM-style extension: the output must match this regular expression
+    guided_grammar: str | None = None  # vLLM-style extension: the output must follow this EBNF grammar
+    # Llama Stack's tool_config.system_message_behavior for models whose template has no tools: "append" puts the
+    # tool definitions after the system message; "replace" uses the system message as the whole system prompt,
+    # with the definitions where it says {{function_definitions}}
+    system_message_behavior: Literal["append", "replace"] = "append"
 
     def output_budget(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

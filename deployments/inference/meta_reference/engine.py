@@ -197,7 +197,7 @@ class MetaReferenceEngine:
         view, tokens, last = self._batch_view(seqs, inputs)
         logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
         params = [s.request.params for s in seqs]
-        apply_penalties(logits, params, [s.output_ids for s in seqs])
+        apply_penalties(logits, params, [s.output_ids for s in seqs], [s.request.prompt_token_ids for s in seqs])
         remaining = [min(s.request.params.max_tokens - len(s.output_ids), self.max_model_len - len(s.all_ids))
                      for s in seqs]
         apply_constraints(logits, params, remaining)

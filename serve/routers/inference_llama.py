@@ -1,0 +1,64 @@
+"""Llama Stack 0.2's native Inference API (`/v1/inference/...`): each route translates its body into the OpenAI
+request the `/chat/completions`, `/completions` and `/embeddings` routes send (serve/llama_inference.py), calls the
+same deployment method, and reshapes the answer. Streams end without `data: [DONE]`, as Llama Stack's do."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from serve import llama_inference as translate
+from serve.context import get_stack
+from serve.protocol import llama_inference as ls
+from serve.protocol.openapi_bodies import streaming_responses
+from serve.sse import sse_response
+
+router = APIRouter(tags=["inference"])
+
+
+@router.post("/chat-completion", response_model=ls.ChatCompletionResponse,
+             responses=streaming_responses(ls.ChatCompletionResponseStreamChunk))
+async def chat_completion(body: ls.ChatCompletionRequest):
+    llm = get_stack().llm(body.model_id, "model_id")
+    req = translate.chat_request(body, body.messages, stream=body.stream)
+    if not body.stream:
+        return translate.chat_response(await translate.answer(llm.chat.remote(req)))
+    stream = translate.TranslatedStream(llm.options(stream=True).chat_stream.remote(req), translate.ChatEvents())
+    return await sse_response(stream, done_marker=False)
+
+
+@router.post("/completion", response_model=ls.CompletionResponse,
+             responses=streaming_responses(ls.CompletionResponseStreamChunk))
+async def completion(body: ls.CompletionRequest):
+    llm = get_stack().llm(body.model_id, "model_id")
+    req = translate.completion_request(body, body.content, stream=body.stream)
+    if not body.stream:
+        return translate.completion_response(await translate.answer(llm.completion.remote(req)))
+    stream = translate.TranslatedStream(llm.options(stream=True).completion_stream.remote(req),
+                                        translate.CompletionEvents())
+    return await sse_response(stream, done_marker=False)
+
+
+@router.post("/batch-chat-completion", response_model=ls.BatchChatCompletionResponse)
+async def batch_chat_completion(body: ls.BatchChatCompletionRequest) -> dict[str, Any]:
+    llm = get_stack().llm(body.model_id, "model_id")
+    reqs = [translate.chat_request(body, messages) for messages in body.messages_batch]  # all valid, or a 400
+    answers = await asyncio.gather(*(translate.answer(llm.chat.remote(r)) for r in reqs))  # the engine batches them
+    return {"batch": [translate.chat_response(a) for a in answers]}
+
+
+@router.post("/batch-completion", response_model=ls.BatchCompletionResponse)
+async def batch_completion(body: ls.BatchCompletionRequest) -> dict[str, Any]:
+    llm = get_stack().llm(body.model_id, "model_id")
+    reqs = [translate.completion_request(body, content) for content in body.content_batch]
+    answers = await asyncio.gather(*(translate.answer(llm.completion.remote(r)) for r in reqs))
+    return {"batch": [translate.completion_response(a) for a in answers]}
+
+
+@router.post("/embeddings", response_model=ls.EmbeddingsResponse)
+async def embeddings(body: ls.EmbeddingsRequest) -> dict[str, Any]:
+    answer = await get_stack().embeddings(body.model_id, "model_id").embeddings.remote(
+        translate.embeddings_request(body))
+    return {"embeddings": [d["embedding"] for d in answer["data"]]}
