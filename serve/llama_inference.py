@@ -187,10 +187,8 @@ def chat_request(body: ls.ChatCompletionRequest | ls.BatchChatCompletionRequest,
 
 def completion_request(body: ls.CompletionRequest | ls.BatchCompletionRequest, content: Any,
                        stream: bool = False) -> CompletionRequest:
-    fields: dict[str, Any] = {"max_tokens": None, **sampling_fields(body.sampling_params)}
-    if body.response_format is not None:
-        raise InvalidRequestError("response_format applies to chat completions here: send a chat-completion with "
-                                  "the prompt as a user message", param="response_format")
+    fields: dict[str, Any] = {"max_tokens": None, **sampling_fields(body.sampling_params),
+                              **format_fields(body.response_format)}
     if body.logprobs is not None:
         fields["logprobs"] = body.logprobs.top_k or 0
     return _build(CompletionRequest, model=body.model_id, prompt=content_text(_content(content, "content"), "content"),

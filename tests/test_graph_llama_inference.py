@@ -105,6 +105,9 @@ def test_structured_output_json_schema_and_grammar(tiny):
     r = tiny.inference.chat_completion(model_id=TINY, messages=QUESTION, sampling_params={"max_tokens": 10},
                                        response_format={"type": "grammar", "bnf": {"root": '"yes" | "no"'}})
     assert r.completion_message.content in ("yes", "no")
+    c = tiny.inference.completion(model_id=TINY, content="A person:", sampling_params={"max_tokens": 60},
+                                  response_format={"type": "json_schema", "json_schema": schema})
+    assert set(json.loads(c.content)) == {"name", "year"}
 
 
 def _calls(chunks) -> list:
@@ -155,7 +158,10 @@ def test_batch_chat_and_completion(smol):
     assert len(c.batch) == 2 and all(x.content for x in c.batch)
 
 
-def test_embeddings_match_openai_route(base_url):
+def test_embeddings_match_openai_route(engine):
+    if engine.engine != "meta-reference":
+        pytest.skip("embeddings run on no LLM engine: checked once, in the main graph")
+    base_url = engine.smol_url
     model = "sentence-transformers/all-MiniLM-L6-v2"
     lls = LlamaStackClient(base_url=base_url, api_key=API_KEY, max_retries=0)
     r = lls.inference.embeddings(model_id=model, contents=["a red apple", {"type": "text", "text": "green"}])
@@ -163,6 +169,9 @@ def test_embeddings_match_openai_route(base_url):
     oai = OpenAI(base_url=base_url + "/v1", api_key=API_KEY, max_retries=0)
     ref = oai.embeddings.create(model=model, input=["a red apple"]).data[0].embedding
     assert r.embeddings[0] == pytest.approx(ref, abs=1e-5)
+    wrong = httpx.post(base_url + "/v1/inference/embeddings", json={"model_id": SMOLLM2, "contents": ["x"]},
+                       headers=engine.headers, timeout=60)
+    _assert_error(wrong, 400, "model_id")  # a chat model
 
 
 @pytest.mark.parametrize(("path", "body", "status", "param"), [
@@ -178,7 +187,6 @@ def test_embeddings_match_openai_route(base_url):
         "type": "image", "image": {"url": {"uri": "https://example.com/a.png"}}}}]}, 400, "messages.0.content"),
     ("completion", {"model_id": SMOLLM2, "content": "hi", "sampling_params": {"max_tokens": 99999}}, 400,
      "sampling_params.max_tokens"),
-    ("embeddings", {"model_id": SMOLLM2, "contents": ["x"]}, 400, "model_id"),
     ("batch-completion", {"model_id": SMOLLM2, "content_batch": []}, 400, "content_batch"),
 ])
 def test_errors_in_the_envelope(engine, path, body, status, param):

@@ -250,3 +250,15 @@ def test_system_message_behavior_places_the_tool_definitions():
     own = [{"role": "system", "content": "No tools here."}]
     assert _with_system(own, "DEFS", "replace")[0]["content"] == "No tools here."
     assert _with_system([], "DEFS", "replace") == [{"role": "system", "content": "DEFS"}]
+
+
+def test_completion_follows_response_format_in_both_shapes(serving):
+    fmt = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}
+    req = CompletionRequest(model=MODEL, prompt="A person:", max_tokens=40, response_format=fmt)
+    whole, chunks = _both(serving, req)
+    text = whole["choices"][0]["text"]
+    jsonschema.validate(json.loads(text), PERSON)
+    assert "".join(ch["text"] for c in chunks for ch in c["choices"]) == text
+    with pytest.raises(Exception, match="too small"):
+        asyncio.run(serving.completion(CompletionRequest(model=MODEL, prompt="A person:", max_tokens=2,
+                                                         response_format=fmt)))

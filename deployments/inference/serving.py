@@ -125,18 +125,23 @@ class OpenAIServing:
         budget = self._budget(len(ids), req.output_budget(), param)
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
         params = self._sampling(req, budget, logprobs)
-        compiled, grammar = await self._grammar(req, specs, mode, name)
-        if compiled is not None:
-            for p in params:
-                p.constraint, p.grammar = self.grammars.constraint(compiled), grammar
-            shortest = params[0].constraint.closing_path(limit=budget)
-            if shortest is None:
-                raise InvalidRequestError(
-                    f"{param}={budget} is too small for any output that satisfies the required format",
-                    param=param, code="max_tokens_too_small")
+        self._constrain(params, await self._grammar(req, specs, mode, name), budget, param)
         return _Job(ids, params, 0, specs, mode)
 
-    async def _grammar(self, req: ChatCompletionRequest, specs: list[ToolSpec], mode: str,
+    def _constrain(self, params: list[SamplingParams], compiled_grammar: tuple[Any, OutputGrammar | None],
+                   budget: int, param: str) -> None:
+        """Give each choice the output grammar, if any; a budget too small for any valid output is a 400."""
+        compiled, grammar = compiled_grammar
+        if compiled is None:
+            return
+        for p in params:
+            p.constraint, p.grammar = self.grammars.constraint(compiled), grammar
+        if params[0].constraint.closing_path(limit=budget) is None:
+            raise InvalidRequestError(
+                f"{param}={budget} is too small for any output that satisfies the required format",
+                param=param, code="max_tokens_too_small")
+
+    async def _grammar(self, req: _SamplingFields, specs: list[ToolSpec], mode: str,
                        name: str | None) -> tuple[Any, OutputGrammar | None]:
         """The compiled grammar the output must follow, if any (a forced tool call or a response_format), and what
         it is, for engines that apply grammars themselves."""
@@ -167,11 +172,12 @@ class OpenAIServing:
         raise InvalidRequestError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)",
                                   param="response_format.type")
 
-    def _completion_jobs(self, req: CompletionRequest) -> list[_Job]:
+    async def _completion_jobs(self, req: CompletionRequest) -> list[_Job]:
         if req.suffix:
             raise InvalidRequestError("suffix is not supported", param="suffix")
         if req.best_of is not None and req.best_of != req.n:
             raise InvalidRequestError("best_of other than n is not supported", param="best_of")
+        grammar = await self._grammar(req, [], "none", None)  # response_format / guided_*: one per request
         jobs = []
         for i, p in enumerate(req.prompts()):
             if isinstance(p, str):
@@ -184,7 +190,9 @@ class OpenAIServing:
             if not ids:
                 raise InvalidRequestError("the prompt is empty", param="prompt")
             budget = self._budget(len(ids), req.max_tokens, "max_tokens")
-            jobs.append(_Job(ids, self._sampling(req, budget, req.logprobs), i * req.n))
+            params = self._sampling(req, budget, req.logprobs)
+            self._constrain(params, grammar, budget, "max_tokens")
+            jobs.append(_Job(ids, params, i * req.n))
         return jobs
 
     # ---- engine streams -> choice deltas ---------------------------------------------------------------
@@ -295,7 +303,7 @@ class OpenAIServing:
         return self._completion_chunks(req, bool(req.stream_options and req.stream_options.include_usage))
 
     async def _completion_chunks(self, req: CompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        jobs = self._completion_jobs(req)
+        jobs = await self._completion_jobs(req)
         cid, created = new_id("cmpl", "-"), now()
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:

@@ -66,6 +66,10 @@ class _SamplingFields(_Lenient):
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
     repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)  # > 1 discourages tokens already seen
+    # structured output (completions take it as vLLM's server does)
+    response_format: dict[str, Any] | None = None
+    guided_regex: str | None = None  # vLLM-style extension: the output must match this regular expression
+    guided_grammar: str | None = None  # vLLM-style extension: the output must follow this EBNF grammar
 
     @field_validator("stop")
     @classmethod
@@ -98,10 +102,7 @@ class ChatCompletionRequest(_SamplingFields):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    guided_regex: str | None = None  # vLLM-style extension: the output must match this regular expression
-    guided_grammar: str | None = None  # vLLM-style extension: the output must follow this EBNF grammar
     # Llama Stack's tool_config.system_message_behavior for models whose template has no tools: "append" puts the
     # tool definitions after the system message; "replace" uses the system message as the whole system prompt,
     # with the definitions where it says {{function_definitions}}
