@@ -201,3 +201,17 @@ def test_events_client_tool_awaits_input_and_refusal_and_length():
     ev, _ = _translate(_events(failed_mcp, _answer("It failed.")))
     assert ev.steps[1]["tool_calls"][0]["tool_name"] == "explode"
     assert ev.steps[1]["tool_responses"][0]["content"] == "exploded: x"
+
+
+def test_events_report_passing_shields_as_shield_call_steps():
+    ev = TurnEvents("turn-1", input_shields=True, output_shields=True)
+    chunks = [c for e in _events("Hi ", "there.", _answer("Hi there.")) for c in ev.feed(e)]
+    for c in chunks:
+        AgentTurnResponseStreamChunk.model_validate(c)
+    assert [(s["step_type"], s.get("violation")) for s in ev.steps] == [
+        ("shield_call", None), ("inference", None), ("shield_call", None)]
+    refused = TurnEvents("turn-2", input_shields=True, output_shields=True)
+    for e in _events({"type": "message", "content": [{"type": "refusal", "refusal": "No."}]}):
+        refused.feed(e)
+    assert [s["step_type"] for s in refused.steps] == ["shield_call"]  # the violation, and nothing passed
+    assert refused.steps[0]["violation"]["user_message"] == "No."

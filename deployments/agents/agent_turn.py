@@ -224,7 +224,7 @@ class TurnRunner:
         turn = {"turn_id": str(uuid.uuid4()), "session_id": session_id, "input_messages": messages, "steps": [],
                 "output_message": None, "output_attachments": [], "started_at": now_iso(), "completed_at": None}
         yield chunk({"event_type": "turn_start", "turn_id": turn["turn_id"]})
-        async for c in self._drive(run, turn, config.max_infer_iters):
+        async for c in self._drive(run, turn, config):
             yield c
 
     async def resume(self, agent_id: str, session_id: str, turn_id: str,
@@ -250,11 +250,14 @@ class TurnRunner:
         req = await self._request(config, items, None, None, config.max_infer_iters - used, True)
         run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)])
         yield step_complete(step)
-        async for c in self._drive(run, turn, config.max_infer_iters):
+        async for c in self._drive(run, turn, config, resumed=True):
             yield c
 
-    async def _drive(self, run: Any, turn: dict[str, Any], max_infer_iters: int) -> AsyncIterator[dict]:
-        events = TurnEvents(turn["turn_id"])
+    async def _drive(self, run: Any, turn: dict[str, Any], config: AgentConfig,
+                     resumed: bool = False) -> AsyncIterator[dict]:
+        max_infer_iters = config.max_infer_iters
+        # a resumed turn's input (the client's tool outputs) was not the user's: only the output shields report
+        events = TurnEvents(turn["turn_id"], bool(config.input_shields) and not resumed, bool(config.output_shields))
         async for event in run.events():
             for c in events.feed(event):
                 yield c

@@ -67,8 +67,11 @@ def step_complete(step: dict[str, Any]) -> dict[str, Any]:
 class TurnEvents:
     """Feeds on one run's Responses events; yields turn chunks and collects the steps and the output message."""
 
-    def __init__(self, turn_id: str):
+    def __init__(self, turn_id: str, input_shields: bool = False, output_shields: bool = False):
         self.turn_id = turn_id
+        # a shield_call step per check, as Llama Stack shows them: violation null when the shields passed
+        self._input_check_due = input_shields
+        self._output_check_due = output_shields
         self.steps: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []  # client tool calls the turn waits for
         self.output_message: dict[str, Any] | None = None
@@ -80,11 +83,22 @@ class TurnEvents:
         return {"step_id": str(uuid.uuid4()), "step_type": step_type, "turn_id": self.turn_id,
                 "started_at": now_iso(), "completed_at": None, **fields}
 
+    def _shield_call(self, violation: dict[str, Any] | None) -> list[dict[str, Any]]:
+        step = self._step("shield_call", violation=violation)
+        step["completed_at"] = now_iso()
+        self.steps.append(step)
+        return [chunk({"event_type": "step_start", "step_type": "shield_call", "step_id": step["step_id"],
+                       "metadata": {}}), step_complete(step)]
+
     def _start_inference(self) -> list[dict[str, Any]]:
         if self._open is not None:
             return []
+        out = []
+        if self._input_check_due:  # the model runs: the input shields passed
+            self._input_check_due = False
+            out = self._shield_call(None)
         self._open = self._step("inference", text="")
-        return [chunk({"event_type": "step_start", "step_type": "inference", "step_id": self._open["step_id"],
+        return out + [chunk({"event_type": "step_start", "step_type": "inference", "step_id": self._open["step_id"],
                        "metadata": {}})]
 
     def _finish_inference(self, content: str, stop_reason: str, calls: list[dict]) -> list[dict[str, Any]]:
@@ -148,12 +162,8 @@ class TurnEvents:
     def _violation(self, message: str) -> list[dict[str, Any]]:
         """A guardrail refusal (input or output shield) is a shield_call step with its violation."""
         self._refusal = message
-        step = self._step("shield_call", violation={"violation_level": "error", "user_message": message,
-                                                    "metadata": {}})
-        step["completed_at"] = now_iso()
-        self.steps.append(step)
-        return [chunk({"event_type": "step_start", "step_type": "shield_call", "step_id": step["step_id"],
-                       "metadata": {}}), step_complete(step)]
+        self._input_check_due = self._output_check_due = False
+        return self._shield_call({"violation_level": "error", "user_message": message, "metadata": {}})
 
     def _end(self, stop_reason: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -166,5 +176,7 @@ class TurnEvents:
             text = self._final_text if self._final_text is not None else self._open["text"]
             out = self._finish_inference(text, stop_reason, [])
             message["content"] = text
+        if self._output_check_due and not self.pending:  # the answer was released: the output shields passed
+            out += self._shield_call(None)
         self.output_message = message
         return out
