@@ -80,7 +80,7 @@ CONF_STAMP := $(CONF_VENV)/.installed
 $(CONF_STAMP): benchmarks/conformance/constraints.txt
 	test -x $(CONF_VENV)/bin/python || $(PYTHON) -m venv $(CONF_VENV)
 	$(CONF_VENV)/bin/python -m pip install -q -c benchmarks/conformance/constraints.txt llama-stack==0.2.12 \
-		llama-stack-client==0.2.12 pytest pytest-asyncio pytest-timeout pandas
+		llama-stack-client==0.2.12 pytest pytest-asyncio pytest-timeout pandas mcp uvicorn
 	touch $@
 
 conformance: install $(CONF_STAMP)

@@ -41,7 +41,7 @@ class Stack:
         return Authenticator(self.config)
 
     def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
-        m = self.models.get(model_id)
+        m = self.models.get(model_id) or self.models.get(self.config.model_aliases().get(model_id, ""))
         if m is None:
             raise NotFoundError(f"The model '{model_id}' does not exist", param=param, code="model_not_found")
         if model_type is not None and m.model_type != model_type:

@@ -15,6 +15,7 @@ class ModelConfig(_Strict):
 
     model_id: str
     source: str
+    aliases: list[str] = Field(default_factory=list)  # more names clients may send for this model (not listed)
     provider_id: str | None = None
     engine: EngineConfig = Field(default_factory=MetaReferenceEngineConfig)
     deployment: DeploymentOptions = default_deployment(num_cpus=1)
@@ -43,6 +44,7 @@ class EmbeddingModelConfig(_Strict):
 
     model_id: str
     source: str  # a local sentence-transformers directory or a built-in (see deployments/vector_io/embedding_model)
+    aliases: list[str] = Field(default_factory=list)  # e.g. all-MiniLM-L6-v2, as Llama Stack distributions name it
     provider_id: str = "sentence-transformers"
     device: str = "cpu"
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -46,9 +46,10 @@ class StackConfig(_Strict):
     def _unique_ids(self) -> StackConfig:
         seen: set[str] = set()
         for m in [*self.models, *self.embedding_models]:
-            if m.model_id in seen:
-                raise ValueError(f"duplicate model_id {m.model_id!r}")
-            seen.add(m.model_id)
+            for name in [m.model_id, *m.aliases]:
+                if name in seen:
+                    raise ValueError(f"duplicate model name {name!r} (model ids and aliases name one model each)")
+                seen.add(name)
         if not seen:
             raise ValueError("the config serves no models: add `models` or `embedding_models`")
         if self.vector_io is not None and self.vector_io.enabled:
@@ -70,6 +71,10 @@ class StackConfig(_Strict):
             if s.provider_id == "prompt-guard" and not s.provider_shield_id:
                 raise ValueError(f"safety.shields.{i}: prompt-guard needs provider_shield_id (a classifier directory)")
         return self
+
+    def model_aliases(self) -> dict[str, str]:
+        """alias -> model_id, over LLMs and embedding models."""
+        return {a: m.model_id for m in [*self.models, *self.embedding_models] for a in m.aliases}
 
     def database_url(self) -> str:
         from serve.storage.sql import default_database_url

@@ -26,7 +26,7 @@ def model_object(m: ServedModel, created: int) -> dict[str, Any]:
         "provider_resource_id": cfg.source,
         "model_type": m.model_type,
         "type": "model",
-        "metadata": {**m.info, **cfg.metadata},
+        "metadata": {**m.info, **({"aliases": cfg.aliases} if cfg.aliases else {}), **cfg.metadata},
     }
 
 
