@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from pathlib import Path
 
@@ -282,6 +283,13 @@ def test_restart_loses_nothing(client, corpus_store, main_config, base_url):
     assert client.files.content(ids["chess.html"]).read() == (CORPUS / "chess.html").read_bytes()
 
 
+def _attach_ignoring_errors(client: OpenAI, store_id: str, file_id: str) -> None:
+    try:
+        client.vector_stores.files.create(store_id, file_id=file_id)
+    except (openai.APIStatusError, openai.APIConnectionError):
+        pass  # its replica was killed under it
+
+
 def test_ingestion_resumes_after_every_vector_io_replica_dies(client):
     """Kill both VectorIO replicas while a large file is being ingested: Serve starts new ones, one of them takes
     the orphaned ingestion over once its lease (3 s here) runs out, and the file ends with exactly the chunks a
@@ -295,8 +303,19 @@ def test_ingestion_resumes_after_every_vector_io_replica_dies(client):
     text = "\n\n".join(" ".join(rng.choice(words) for _ in range(60)) + "." for _ in range(400))[:190_000]
     fid = client.files.create(file=("big.txt", text.encode()), purpose="assistants").id
     vs = client.vector_stores.create(name="resume-after-crash")
-    client.vector_stores.files.create(vs.id, file_id=fid)
-    assert client.vector_stores.files.retrieve(fid, vector_store_id=vs.id).status == "in_progress"
+    # the attach call waits for the ingestion (vector_io.attach_wait_s) on a replica about to be killed: send it
+    # from a thread, and kill once the file is in progress
+    attach = threading.Thread(target=_attach_ignoring_errors, args=(client, vs.id, fid), daemon=True)
+    attach.start()
+    deadline = time.time() + 30
+    while True:
+        try:
+            status = client.vector_stores.files.retrieve(fid, vector_store_id=vs.id).status
+            break
+        except openai.NotFoundError:
+            assert time.time() < deadline, "the attach never reached the store"
+            time.sleep(0.05)
+    assert status == "in_progress"
     killed = 0
     for a in ray.util.list_named_actors(all_namespaces=True):
         if "#VectorIO#" in a["name"] and "stackserve" in a["name"]:
@@ -312,6 +331,7 @@ def test_ingestion_resumes_after_every_vector_io_replica_dies(client):
         except (openai.InternalServerError, openai.APIConnectionError):
             continue  # no VectorIO replica yet
     assert status == "completed"
+    attach.join(timeout=30)
     resumed = client.vector_stores.files.content(fid, vector_store_id=vs.id).data
     clean = client.vector_stores.create(name="clean", file_ids=[fid])
     wait_ingested(client, clean.id, timeout=240)

@@ -200,6 +200,47 @@ def test_file_batches_and_failures(stores, files):
     asyncio.run(go())
 
 
+def test_attach_waits_for_ingestion(db, files):
+    """Attaching (one file, file_ids at creation, a batch) answers with the final state when ingestion ends within
+    attach_wait_s, failures with last_error; past it, or with 0, in_progress, and the ingestion goes on."""
+    bees = files.create("bees.txt", "assistants", BEES.encode())["id"]
+    volcano = files.create("volcano.md", "assistants", VOLCANO.encode())["id"]
+    binary = files.create("blob.bin", "assistants", b"\x00\x01\x02\x03" * 16)["id"]
+
+    async def slow_embed(model_id: str, texts: list[str]):
+        await asyncio.sleep(0.5)
+        return await embed(model_id, texts)
+
+    def service(embedder, wait_s: float) -> VectorStoreService:
+        return VectorStoreService(db, files, embedder, {MODEL: model_info()}, MODEL, {"type": "flat"},
+                                  attach_wait_s=wait_s)
+
+    waiting, slow, at_once = service(embed, 30), service(slow_embed, 0.2), service(slow_embed, 0)
+
+    async def go():
+        vs = await waiting.create_store(CreateVectorStoreRequest(name="waits", file_ids=[bees, volcano]))
+        assert vs["status"] == "completed" and vs["file_counts"]["completed"] == 2
+        assert (await waiting.attach_file(vs["id"], AttachFileRequest(file_id=bees)))["status"] == "completed"
+        failed = await waiting.attach_file(vs["id"], AttachFileRequest(file_id=binary))
+        assert failed["status"] == "failed" and failed["last_error"]["code"] == "unsupported_file"
+        other = await waiting.create_store(CreateVectorStoreRequest(name="batch"))
+        batch = await waiting.create_batch(other["id"], FileBatchRequest(file_ids=[bees, volcano]))
+        assert batch["status"] == "completed" and batch["file_counts"]["completed"] == 2
+
+        for svc in (slow, at_once):
+            started = asyncio.get_running_loop().time()
+            got = await svc.attach_file(vs["id"], AttachFileRequest(file_id=volcano))
+            waited = asyncio.get_running_loop().time() - started
+            assert got["status"] == "in_progress" and waited >= svc.attach_wait_s
+            await settle(svc)
+            assert (await waiting.get_file(vs["id"], volcano))["status"] == "completed"
+        created = await at_once.create_store(CreateVectorStoreRequest(name="no-wait", file_ids=[bees]))
+        assert created["file_counts"]["in_progress"] == 1
+        await settle(at_once)
+
+    asyncio.run(go())
+
+
 def test_llama_stack_chunks(stores):
     async def go():
         vs = await stores.create_store(CreateVectorStoreRequest(name="docs-db"), store_id="docs-db")
@@ -212,6 +253,44 @@ def test_llama_stack_chunks(stores):
         assert [row.text for row, _, _ in found] == ["bees make honey", "bees dance to share the way"]
         with pytest.raises(InvalidRequestError):
             await stores.insert_chunks(vs["id"], ["x"], [{}], [[1.0, 2.0]])  # wrong dimension
+
+    asyncio.run(go())
+
+
+def test_inserted_chunks_and_files_share_a_store(stores, files):
+    """One store, both kinds of chunks: OpenAI search shows an inserted chunk's metadata as its attributes and
+    filters on it (OpenAI filters and Llama Stack's {key: value}), a file's chunks keep the file's attributes."""
+    bees = files.create("bees.txt", "assistants", BEES.encode())["id"]
+
+    async def go():
+        vs = await stores.create_store(CreateVectorStoreRequest(name="mixed"))
+        await stores.attach_file(vs["id"], AttachFileRequest(file_id=bees, attributes={"topic": "bees"}))
+        await settle(stores)
+        await stores.insert_chunks(vs["id"], ["lava is molten rock from volcanoes", "volcanoes erupt ash clouds"],
+                                   [{"document_id": "geo", "topic": "lava"}, {"document_id": "geo2", "topic": "ash"}],
+                                   [None, None], chunk_ids=["c-lava", None], documents=["geo", "geo2"])
+
+        async def hits(query: str, filters=None) -> list[dict]:
+            page = await stores.search(vs["id"], SearchRequest(query=query, max_num_results=50, filters=filters))
+            return page["data"]
+
+        lava = (await hits("molten lava"))[0]
+        assert lava["file_id"] == "geo" and lava["attributes"] == {"document_id": "geo", "topic": "lava"}
+        bee = (await hits("waggle dance of honeybees"))[0]
+        assert bee["file_id"] == bees and bee["attributes"] == {"topic": "bees"} and bee["filename"] == "bees.txt"
+        for f in ({"type": "eq", "key": "topic", "value": "ash"}, {"topic": "ash"}):
+            assert [h["file_id"] for h in await hits("molten lava", f)] == ["geo2"]
+        assert {h["file_id"] for h in await hits("dance", {"type": "eq", "key": "topic", "value": "bees"})} == {bees}
+        either = {"type": "in", "key": "topic", "value": ["bees", "lava"]}
+        assert {h["file_id"] for h in await hits("anything", either)} == {bees, "geo"}
+        for mode in ("keyword", "hybrid"):
+            page = await stores.search(vs["id"], SearchRequest(query="lava rock", search_mode=mode,
+                                                               filters={"topic": "lava"}))
+            assert [h["file_id"] for h in page["data"]] == ["geo"]
+        found = await stores.ranked_chunks(vs["id"], ["molten lava"], 10, "vector", None)
+        by_file = {row.file_id: (row, attrs) for row, _, attrs in found}
+        assert by_file["geo"][1] is None and by_file["geo"][0].chunk_id == "c-lava"
+        assert by_file[bees][1] == {"topic": "bees"}
 
     asyncio.run(go())
 

@@ -8,7 +8,7 @@ import pytest
 from deployments.vector_io.bm25 import BM25Index
 from deployments.vector_io.chunking import chunk_text, resolve_chunking
 from deployments.vector_io.extract import UnsupportedFileError, extract_text
-from deployments.vector_io.filters import matches, validate_filter
+from deployments.vector_io.filters import matches, normalize_filter, validate_filter
 from deployments.vector_io.index import reciprocal_rank_fusion
 from serve.errors import InvalidRequestError
 from serve.pagination import paginate
@@ -72,6 +72,20 @@ def test_filters():
             validate_filter(bad)
 
 
+def test_llama_stack_shorthand_filters():
+    """Llama Stack 0.2 sends {key: value} for equality; OpenAI filters and anything else pass through unchanged."""
+    assert normalize_filter({"topic": "ai"}) == {"type": "eq", "key": "topic", "value": "ai"}
+    both = normalize_filter({"topic": "ai", "year": 2020})
+    assert both["type"] == "and" and len(both["filters"]) == 2
+    assert matches(both, {"topic": "ai", "year": 2020}) and not matches(both, {"topic": "ai", "year": 2021})
+    openai_filter = {"type": "eq", "key": "topic", "value": "ai"}
+    assert normalize_filter(openai_filter) is openai_filter
+    for left in ({}, {"topic": ["a", "b"]}, "nope"):
+        assert normalize_filter(left) == left
+        with pytest.raises(InvalidRequestError):
+            validate_filter(left)
+
+
 def test_bm25_and_fusion():
     idx = BM25Index()
     idx.add(1, "the quick brown fox")
@@ -118,3 +132,78 @@ def test_index_kinds_agree_on_the_nearest(tmp_path, kind):
     assert hits[0][0] == 8 and hits[0][1] == pytest.approx(1.0, abs=1e-4)  # seq = row + 1
     only_f1 = idx.vector_search(vecs[7:8], 5, {"f1"})
     assert all((seq - 1) % 3 == 1 for seq, _ in only_f1)
+    # chunks allowed one by one (inserted chunks passing a filter) join the allowed files' chunks
+    mixed = idx.vector_search(vecs[7:8], 300, {"f1"}, {8, 9})
+    assert {8, 9} <= {seq for seq, _ in mixed} and all((seq - 1) % 3 == 1 or seq in (8, 9) for seq, _ in mixed)
+    assert [seq for seq, _ in idx.vector_search(vecs[7:8], 5, set(), {8})] == [8]
+    assert idx.keyword_search("t7", 5, set(), set()) == []
+
+
+# ---- Llama Stack chunks in both APIs ---------------------------------------------------------------------------
+
+
+def test_query_params():
+    from deployments.vector_io.llama_stack import query_params
+
+    assert query_params(None) == (3, 0.0, "vector")
+    assert query_params({"max_chunks": 7.0, "score_threshold": 0.25, "mode": "hybrid"}) == (7, 0.25, "hybrid")
+    for bad, param in [({"max_chunks": "ten"}, "params.max_chunks"), ({"max_chunks": 0}, "params.max_chunks"),
+                       ({"max_chunks": True}, "params.max_chunks"), ({"score_threshold": "high"},
+                                                                      "params.score_threshold"),
+                       ({"score_threshold": float("nan")}, "params.score_threshold"), ({"mode": "fuzzy"},
+                                                                                       "params.mode")]:
+        with pytest.raises(InvalidRequestError) as e:
+            query_params(bad)
+        assert e.value.param == param
+    with pytest.raises(InvalidRequestError) as e:
+        query_params({"max_chunks": -1}, "query_config")
+    assert e.value.param == "query_config.max_chunks"
+
+
+def test_chunk_ids_and_documents():
+    from deployments.vector_io.llama_stack import chunk_id_of, document_id_of
+    from serve.protocol.vector_io import LlamaChunk
+
+    plain = LlamaChunk(content="x", metadata={"document_id": 12})
+    assert chunk_id_of(plain) is None and document_id_of(plain) == "12"
+    later = LlamaChunk(content="x", metadata={}, chunk_metadata={"chunk_id": "c-1", "document_id": "doc-9"})
+    assert chunk_id_of(later) == "c-1" and document_id_of(later) == "doc-9"
+    assert chunk_id_of(LlamaChunk(content="x", stored_chunk_id="s-1", chunk_id="c-2")) == "s-1"
+    assert document_id_of(LlamaChunk(content="x")) == ""
+
+
+def test_given_embeddings_are_checked_and_kept():
+    from deployments.vector_io.llama_stack import given_embedding
+
+    v = given_embedding([3.0, 4.0, 0.0], 3, "chunks.0.embedding")
+    assert v.dtype == np.float32 and np.allclose(v, [0.6, 0.8, 0.0])  # same direction, unit length
+    with pytest.raises(InvalidRequestError) as e:
+        given_embedding([0.1] * 5, 3, "chunks.2.embedding")
+    assert e.value.param == "chunks.2.embedding" and "5 dimensions" in e.value.message
+    assert np.allclose(given_embedding([1e300, 1e300, 0.0], 3, "e"), [0.5 ** 0.5, 0.5 ** 0.5, 0.0])
+    for bad in ([0.0, 0.0, 0.0], [1.0, float("nan"), 0.0], [float("inf"), 1.0, 0.0]):
+        with pytest.raises(InvalidRequestError):
+            given_embedding(bad, 3, "chunks.0.embedding")
+
+
+def test_chunk_views_in_both_apis():
+    """An inserted chunk shows its own metadata (as OpenAI attributes: scalars, JSON text for the rest); a file's
+    chunk shows the file's attributes, and to Llama Stack also document_id = the file id."""
+    from types import SimpleNamespace
+
+    from deployments.vector_io.llama_stack import llama_chunk, openai_attributes, search_attributes
+
+    inserted = SimpleNamespace(file_id="doc1", text="hello", chunk_id="c-1", chunk_metadata={"chunk_id": "c-1"},
+                               metadata={"document_id": "doc1", "source": "precomputed", "n": 2, "ok": True,
+                                         "tags": ["a", "b"], "none": None})
+    assert search_attributes(inserted, None) == {"document_id": "doc1", "source": "precomputed", "n": 2, "ok": True,
+                                                 "tags": '["a", "b"]'}
+    assert llama_chunk(inserted, None) == {"content": "hello", "metadata": inserted.metadata,
+                                           "stored_chunk_id": "c-1", "chunk_metadata": {"chunk_id": "c-1"}}
+    from_file = SimpleNamespace(file_id="file-1", text="bees", chunk_id=None, chunk_metadata=None,
+                                metadata={"file_id": "file-1", "filename": "bees.md"})
+    assert search_attributes(from_file, {"topic": "nature"}) == {"topic": "nature"}
+    assert llama_chunk(from_file, {"topic": "nature", "document_id": "spoofed"}) == {
+        "content": "bees", "metadata": {"file_id": "file-1", "filename": "bees.md", "topic": "nature",
+                                        "document_id": "file-1"}}
+    assert openai_attributes({"x": float("inf")}) == {"x": "inf"}

@@ -14,11 +14,12 @@ import numpy as np
 from ray import serve
 
 from serve.config import EmbeddingModelConfig, VectorIOConfig
-from serve.errors import InvalidRequestError
 from serve.protocol.vector_io import (
     AttachFileRequest,
     CreateVectorStoreRequest,
     FileBatchRequest,
+    InsertChunksRequest,
+    QueryChunksRequest,
     SearchRequest,
     UpdateVectorStoreRequest,
 )
@@ -49,7 +50,8 @@ class VectorIOServer:
         self.stores = VectorStoreService(self.db, self.files, self._embed, self._infos,
                                          cfg.default_embedding_model or embedding_models[0].model_id,
                                          cfg.index.model_dump(), lease_s=cfg.ingest_lease_timeout_s,
-                                         runner=serve.get_replica_context().replica_id.unique_id)
+                                         runner=serve.get_replica_context().replica_id.unique_id,
+                                         attach_wait_s=cfg.attach_wait_s)
         self._watcher = asyncio.get_running_loop().create_task(self._watch_orphans())
 
     async def _watch_orphans(self) -> None:
@@ -185,27 +187,25 @@ class VectorIOServer:
     async def unregister_vector_db(self, vector_db_id: str) -> None:
         await self.stores.delete_store(vector_db_id)
 
-    async def insert_chunks(self, req) -> None:
-        from deployments.vector_io.llama_stack import content_text
+    async def insert_chunks(self, req: InsertChunksRequest) -> None:
+        from deployments.vector_io.llama_stack import chunk_id_of, content_text, document_id_of
 
         await self._ensure_infos()
-        texts = [content_text(c.content, f"chunks.{i}.content") for i, c in enumerate(req.chunks)]
-        await self.stores.insert_chunks(req.vector_db_id, texts, [c.metadata for c in req.chunks],
-                                        [c.embedding for c in req.chunks])
+        chunks = req.chunks
+        await self.stores.insert_chunks(
+            req.vector_db_id, [content_text(c.content, f"chunks.{i}.content") for i, c in enumerate(chunks)],
+            [c.metadata for c in chunks], [c.embedding for c in chunks], chunk_ids=[chunk_id_of(c) for c in chunks],
+            chunk_metas=[c.chunk_metadata for c in chunks], documents=[document_id_of(c) for c in chunks])
 
-    async def query_chunks(self, req) -> dict[str, Any]:
-        from deployments.vector_io.llama_stack import content_text
+    async def query_chunks(self, req: QueryChunksRequest) -> dict[str, Any]:
+        """Both kinds of chunks: inserted ones with their metadata, attached files' with the file's attributes."""
+        from deployments.vector_io.llama_stack import content_text, llama_chunk, query_params
 
         await self._ensure_infos()
-        params = req.params or {}
-        k = int(params.get("max_chunks", 3))
-        threshold = float(params.get("score_threshold", 0.0))
-        mode = params.get("mode", "vector")
-        if mode not in ("vector", "keyword", "hybrid"):
-            raise InvalidRequestError("params.mode must be vector, keyword or hybrid", param="params.mode")
+        k, threshold, mode = query_params(req.params)
         found = await self.stores.ranked_chunks(req.vector_db_id, [content_text(req.query, "query")], k, mode, None)
-        found = [f for f in found if f[1] >= threshold]
-        return {"chunks": [{"content": r.text, "metadata": r.metadata or {}} for r, _, _ in found],
+        found = [f for f in found if threshold <= 0 or f[1] >= threshold]
+        return {"chunks": [llama_chunk(row, attrs) for row, _, attrs in found],
                 "scores": [float(s) for _, s, _ in found]}
 
     async def rag_insert(self, req) -> None:
@@ -226,12 +226,10 @@ class VectorIOServer:
             await self.stores.insert_chunks(req.vector_db_id, texts, metas, [None] * len(texts))
 
     async def rag_query(self, req) -> dict[str, Any]:
-        from deployments.vector_io.llama_stack import content_text, rag_query_result
+        from deployments.vector_io.llama_stack import content_text, query_params, rag_query_result
 
         await self._ensure_infos()
-        cfg = req.query_config or {}
-        k = int(cfg.get("max_chunks", 5))
-        mode = cfg.get("mode", "vector")
+        k, _threshold, mode = query_params({"max_chunks": 5, **(req.query_config or {})}, "query_config")
         query = content_text(req.content, "content")
         found = []
         for vdb in req.vector_db_ids:

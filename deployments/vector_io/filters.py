@@ -1,4 +1,5 @@
-"""OpenAI file-attribute filters: comparison (eq, ne, gt, gte, lt, lte, in, nin) and compound (and, or)."""
+"""OpenAI attribute filters: comparison (eq, ne, gt, gte, lt, lte, in, nin) and compound (and, or), on a file's
+attributes or an inserted chunk's metadata; plus Llama Stack 0.2's `{key: value}` shorthand."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ from serve.errors import InvalidRequestError
 
 COMPARISONS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
 MAX_DEPTH = 32  # compound filters nest at most this deep (matching recurses)
+
+
+def normalize_filter(f: Any) -> Any:
+    """OpenAI's filter as given; Llama Stack 0.2's shorthand, a non-empty `{key: value}` mapping without a `type`
+    whose values are strings, numbers or booleans, as the equality of every pair. Anything else is left for
+    validate_filter to judge."""
+    if not isinstance(f, dict) or not f or "type" in f \
+            or not all(isinstance(v, str | int | float | bool) for v in f.values()):
+        return f
+    equal = [{"type": "eq", "key": k, "value": v} for k, v in f.items()]
+    return equal[0] if len(equal) == 1 else {"type": "and", "filters": equal}
 
 
 def validate_filter(f: Any, path: str = "filters", depth: int = 0) -> None:

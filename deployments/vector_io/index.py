@@ -110,18 +110,23 @@ class VectorStoreIndex:
 
     # ---- searching --------------------------------------------------------------------------------------------
 
-    def _allowed_ids(self, files: set[str] | None) -> np.ndarray | None:
-        if files is None:
+    def _allowed(self, files: set[str] | None, seqs: set[int] | None) -> set[int] | None:
+        """The chunks a filtered search may return: those of the allowed files, plus the allowed chunks by seq
+        (inserted chunks are filtered one by one). None: no filter."""
+        if files is None and seqs is None:
             return None
-        return np.array([s for s, f in self.chunk_file.items() if f in files], dtype=np.int64)
+        files, seqs = files or set(), seqs or set()
+        return {s for s, f in self.chunk_file.items() if f in files or s in seqs}
 
-    def vector_search(self, queries: np.ndarray, k: int, files: set[str] | None) -> list[tuple[int, float]]:
+    def vector_search(self, queries: np.ndarray, k: int, files: set[str] | None,
+                      seqs: set[int] | None = None) -> list[tuple[int, float]]:
         """Best chunks for any of the query vectors: [(seq, cosine score)], best first."""
         faiss = _faiss()
         with self.lock:
             if self.index is None or self.index.ntotal == 0:
                 return []
-            allowed = self._allowed_ids(files)
+            allowed_set = self._allowed(files, seqs)
+            allowed = None if allowed_set is None else np.array(sorted(allowed_set), dtype=np.int64)
             if allowed is not None and len(allowed) == 0:
                 return []
             params = None
@@ -141,10 +146,10 @@ class VectorStoreIndex:
                     best[i] = s
         return sorted(best.items(), key=lambda kv: -kv[1])[:k]
 
-    def keyword_search(self, query: str, k: int, files: set[str] | None) -> list[tuple[int, float]]:
+    def keyword_search(self, query: str, k: int, files: set[str] | None,
+                       seqs: set[int] | None = None) -> list[tuple[int, float]]:
         with self.lock:
-            allowed = None if files is None else {s for s, f in self.chunk_file.items() if f in files}
-            return self.bm25.search(query, k, allowed)
+            return self.bm25.search(query, k, self._allowed(files, seqs))
 
 
 def reciprocal_rank_fusion(*rankings: list[tuple[int, float]], k: int = 60) -> list[tuple[int, float]]:

@@ -1,10 +1,23 @@
-"""Llama Stack 0.2 vector-io and rag-tool shapes over the same vector stores."""
+"""Llama Stack 0.2 vector-io and rag-tool shapes over the same vector stores, and how a chunk shows in each API.
+
+A store holds two kinds of chunks: those of files attached through the OpenAI routes (their attributes are the
+file's, kept on the attachment and editable) and those inserted through `/v1/vector-io/insert` (their attributes
+are their own Llama Stack metadata). Both APIs search both kinds.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
+import numpy as np
+
+from serve.errors import InvalidRequestError
 from serve.protocol.content import content_text as protocol_content_text
+
+QUERY_MODES = ("vector", "keyword", "hybrid")
+MAX_QUERY_CHUNKS = 1000
 
 
 def content_text(content: Any, param: str) -> str:
@@ -18,7 +31,92 @@ def vector_db_object(store: dict[str, Any]) -> dict[str, Any]:
             "type": "vector_db", "vector_db_name": store.get("name")}
 
 
-def rag_query_result(found: list[tuple[Any, float, dict]], max_chunks: int) -> dict[str, Any]:
+def query_params(params: dict[str, Any] | None, where: str = "params") -> tuple[int, float, str]:
+    """(max_chunks, score_threshold, mode) from `/vector-io/query` params: 3 chunks, threshold 0, vector search.
+
+    A threshold <= 0 keeps every chunk: Llama Stack's default is 0.0 and its FAISS scores are never negative, while
+    ours are cosine similarities, negative for some unrelated text."""
+    params = params or {}
+    k = params.get("max_chunks", 3)
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_QUERY_CHUNKS:
+        raise InvalidRequestError(f"{where}.max_chunks must be an integer from 1 to {MAX_QUERY_CHUNKS}",
+                                  param=f"{where}.max_chunks")
+    threshold = params.get("score_threshold", 0.0)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise InvalidRequestError(f"{where}.score_threshold must be a number", param=f"{where}.score_threshold")
+    mode = params.get("mode", "vector")
+    if mode not in QUERY_MODES:
+        raise InvalidRequestError(f"{where}.mode must be vector, keyword or hybrid", param=f"{where}.mode")
+    return k, float(threshold), mode
+
+
+def chunk_id_of(chunk: Any) -> str | None:
+    """The id a Llama Stack chunk carries, if any: `stored_chunk_id`, `chunk_id` or `chunk_metadata.chunk_id`."""
+    given = chunk.stored_chunk_id or chunk.chunk_id or (chunk.chunk_metadata or {}).get("chunk_id")
+    return None if given is None else str(given)[:256]
+
+
+def document_id_of(chunk: Any) -> str:
+    """The document a chunk belongs to (`metadata.document_id`, else `chunk_metadata.document_id`): chunks of one
+    document are stored together, as a file's are."""
+    doc = chunk.metadata.get("document_id")
+    if doc is None:
+        doc = (chunk.chunk_metadata or {}).get("document_id")
+    return "" if doc is None else str(doc)
+
+
+def given_embedding(values: list[float], dimension: int, param: str) -> np.ndarray:
+    """A precomputed embedding checked against the store (its dimension, finite, not all zeros) at unit length."""
+    if len(values) != dimension:
+        raise InvalidRequestError(f"the embedding has {len(values)} dimensions; the vector store's have {dimension}",
+                                  param=param, code="embedding_dimension_mismatch")
+    vec = np.asarray(values, dtype=np.float64)
+    scale = float(np.abs(vec).max()) if np.isfinite(vec).all() else 0.0
+    if scale == 0.0:
+        raise InvalidRequestError("an embedding must be finite numbers, not all zero", param=param)
+    vec = vec / scale  # first to the largest component (no overflow), then to unit length
+    return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+def openai_attributes(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """An inserted chunk's metadata as OpenAI search attributes (strings, numbers, booleans): nulls are left out,
+    lists and objects become their JSON text."""
+    out: dict[str, str | int | float | bool] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = str(value)
+        elif isinstance(value, str | int | float | bool):
+            out[key] = value
+        else:
+            out[key] = json.dumps(value, ensure_ascii=False, default=str)
+    return out
+
+
+def search_attributes(row: Any, file_attrs: dict[str, Any] | None) -> dict[str, str | int | float | bool]:
+    """What an OpenAI search result shows as `attributes`: the attached file's, or the inserted chunk's metadata."""
+    return file_attrs if file_attrs is not None else openai_attributes(row.metadata or {})
+
+
+def llama_chunk(row: Any, file_attrs: dict[str, Any] | None) -> dict[str, Any]:
+    """A `/vector-io/query` chunk. A file's chunk carries the file's attributes and `document_id` (the file id), as
+    Llama Stack's own file chunks do; an inserted chunk comes back with the metadata and ids it was inserted with."""
+    if file_attrs is None:
+        metadata = row.metadata or {}
+    else:
+        metadata = {**(row.metadata or {}), **file_attrs, "document_id": row.file_id}
+    out: dict[str, Any] = {"content": row.text, "metadata": metadata}
+    if row.chunk_id is not None:
+        out["stored_chunk_id"] = row.chunk_id
+    if row.chunk_metadata is not None:
+        out["chunk_metadata"] = row.chunk_metadata
+    return out
+
+
+def rag_query_result(found: list[tuple[Any, float, dict | None]], max_chunks: int) -> dict[str, Any]:
     """The rag-tool query answer: text items an agent can put in its context, plus ids and scores."""
     found = sorted(found, key=lambda f: -f[1])[:max_chunks]
     return knowledge_search_result([((row.metadata or {}).get("document_id", row.file_id), row.text, score)

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from deployments.vector_io.chunking import chunk_text, resolve_chunking
 from deployments.vector_io.extract import UnsupportedFileError, extract_text
 from deployments.vector_io.files import FileService
-from deployments.vector_io.filters import matches, validate_filter
+from deployments.vector_io.filters import matches, normalize_filter, validate_filter
 from deployments.vector_io.index import VectorStoreIndex, reciprocal_rank_fusion
+from deployments.vector_io.llama_stack import given_embedding, openai_attributes, search_attributes
 from deployments.vector_io.tables import chunks, file_batches, vector_store_files, vector_stores
 from serve.errors import InvalidRequestError, NotFoundError, to_api_error
 from serve.ids import new_id
@@ -65,8 +66,9 @@ def _no_store(store_id: str) -> NotFoundError:
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
                  default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4,
-                 runner: str | None = None, lease_s: float = 30.0):
+                 runner: str | None = None, lease_s: float = 30.0, attach_wait_s: float = 0.0):
         self.db = db
+        self.attach_wait_s = attach_wait_s
         self.runner = runner or f"vector-io-{uuid.uuid4().hex[:12]}"
         self.lease_s = lease_s
         self.files = files
@@ -162,8 +164,8 @@ class VectorStoreService:
                 raise ConflictError(f"vector store '{sid}' already exists", param="vector_store_id") from None
 
         await asyncio.to_thread(insert)
-        for fid in req.file_ids:
-            await self.attach_file(sid, AttachFileRequest(file_id=fid, chunking_strategy=req.chunking_strategy))
+        await self._await_ingestions([await self._attach(sid, AttachFileRequest(
+            file_id=fid, chunking_strategy=req.chunking_strategy)) for fid in req.file_ids])
         return await self.get_store(sid)
 
     async def get_store(self, store_id: str) -> dict[str, Any]:
@@ -206,7 +208,20 @@ class VectorStoreService:
 
     # ---- files in stores ------------------------------------------------------------------------------------
 
-    async def attach_file(self, store_id: str, req: AttachFileRequest, batch_id: str | None = None) -> dict[str, Any]:
+    async def attach_file(self, store_id: str, req: AttachFileRequest) -> dict[str, Any]:
+        """Attach a file and answer with its state once ingested, or in_progress after attach_wait_s."""
+        await self._await_ingestions([await self._attach(store_id, req)])
+        return await self.get_file(store_id, req.file_id)
+
+    async def _await_ingestions(self, tasks: list[asyncio.Task | None]) -> None:
+        """Wait up to attach_wait_s (in all) for these ingestions; past it they go on in the background, leases and
+        all. Each ends by writing its file's final status, which the caller reads next."""
+        pending = [t for t in tasks if t is not None and not t.done()]
+        if pending and self.attach_wait_s > 0:
+            await asyncio.wait(pending, timeout=self.attach_wait_s)
+
+    async def _attach(self, store_id: str, req: AttachFileRequest, batch_id: str | None = None) -> asyncio.Task | None:
+        """Store the attachment (replacing an earlier one of the file) and start its ingestion: the ingestion's task."""
         store = await asyncio.to_thread(self._store_row, store_id)
         await asyncio.to_thread(self.files.get, req.file_id)
         model = self._model(store.embedding_model)
@@ -228,14 +243,14 @@ class VectorStoreService:
                 )).inserted_primary_key[0]
 
         attachment = await asyncio.to_thread(insert)
-        self._start_ingest(store_id, req.file_id, chunking, model, attachment)
-        return await self.get_file(store_id, req.file_id)
+        return self._start_ingest(store_id, req.file_id, chunking, model, attachment)
 
     def _start_ingest(self, store_id: str, file_id: str, chunking: dict, model: EmbeddingModelInfo,
-                      attachment: int) -> None:
+                      attachment: int) -> asyncio.Task:
         task = asyncio.create_task(self._ingest(store_id, file_id, chunking, model, attachment))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ---- ingestion leases: a replica that dies mid-ingestion leaves in_progress rows; others take them over ------
 
@@ -313,10 +328,15 @@ class VectorStoreService:
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
     def _insert_chunks(self, store_id: str, file_id: str, texts: list[str], vectors: np.ndarray,
-                       metas: list[dict], attachment: int | None = None) -> None:
+                       metas: list[dict], attachment: int | None = None, chunk_ids: list[str | None] | None = None,
+                       chunk_metas: list[dict | None] | None = None) -> None:
+        chunk_ids = chunk_ids or [None] * len(texts)
+        chunk_metas = chunk_metas or [None] * len(texts)
         rows = [{"vector_store_id": store_id, "file_id": file_id, "chunk_index": i, "text": t,
-                 "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m}
-                for i, (t, v, m) in enumerate(zip(texts, vectors, metas, strict=True))]
+                 "embedding": np.asarray(v, dtype=np.float32).tobytes(), "metadata": m, "chunk_id": cid,
+                 "chunk_metadata": cm}
+                for i, (t, v, m, cid, cm) in enumerate(zip(texts, vectors, metas, chunk_ids, chunk_metas,
+                                                           strict=True))]
         with self.db.begin() as c:
             if not self._bump(c, store_id, "add_version"):
                 return  # the store was deleted while this file was being processed
@@ -441,9 +461,9 @@ class VectorStoreService:
                                                        cancelled=False))
 
         await asyncio.to_thread(insert)
-        for fid in req.file_ids:
-            await self.attach_file(store_id, AttachFileRequest(file_id=fid, attributes=req.attributes,
-                                                               chunking_strategy=req.chunking_strategy), bid)
+        await self._await_ingestions([await self._attach(store_id, AttachFileRequest(
+            file_id=fid, attributes=req.attributes, chunking_strategy=req.chunking_strategy), bid)
+            for fid in req.file_ids])
         return await self.get_batch(store_id, bid)
 
     async def get_batch(self, store_id: str, batch_id: str) -> dict[str, Any]:
@@ -476,24 +496,38 @@ class VectorStoreService:
                 sa.select(vector_store_files.c.file_id, vector_store_files.c.attributes)
                 .where(vector_store_files.c.vector_store_id == store_id))}
 
+    def _inserted_matching(self, store_id: str, f: dict) -> set[int]:
+        """The inserted chunks (of no attached file) whose metadata, seen as search attributes, pass the filter."""
+        attached = sa.select(vector_store_files.c.file_id).where(vector_store_files.c.vector_store_id == store_id)
+        q = sa.select(chunks.c.seq, chunks.c.metadata).where(chunks.c.vector_store_id == store_id,
+                                                             chunks.c.file_id.not_in(attached))
+        with self.db.connect() as c:
+            return {r.seq for r in c.execute(q) if matches(f, openai_attributes(r.metadata or {}))}
+
     @traced("vector_io.search", record=("store_id", "mode", "k"), latency=observe_search,
             observe=lambda span, found: span.set_attribute("stackserve.hits", len(found)))
     async def ranked_chunks(self, store_id: str, queries: list[str], k: int, mode: str,
-                            filters: dict | None) -> list[tuple[Any, float, dict]]:
-        """[(chunk row, score, file attributes)] best first, for the OpenAI and Llama Stack search shapes."""
+                            filters: dict | None) -> list[tuple[Any, float, dict | None]]:
+        """[(chunk row, score, file attributes)] best first, for the OpenAI and Llama Stack search shapes. The
+        attributes are None for a chunk inserted through vector-io (its metadata are its attributes); filters
+        apply to file attributes and to inserted chunks' metadata alike."""
         if filters is not None:
+            filters = normalize_filter(filters)
             validate_filter(filters)
         store = await asyncio.to_thread(self._store_row, store_id)
         index = await self._index(store)
         attrs = await asyncio.to_thread(self._attributes, store_id)
-        allowed = None if filters is None else {f for f, a in attrs.items() if matches(filters, a)}
+        files = seqs = None
+        if filters is not None:
+            files = {f for f, a in attrs.items() if matches(filters, a)}
+            seqs = await asyncio.to_thread(self._inserted_matching, store_id, filters)
         deep = k * 3 if mode == "hybrid" else k
         vector, keyword = [], []
         if mode in ("vector", "hybrid"):
             qv = await self.embed(store.embedding_model, queries)
-            vector = await asyncio.to_thread(index.vector_search, np.asarray(qv), deep, allowed)
+            vector = await asyncio.to_thread(index.vector_search, np.asarray(qv), deep, files, seqs)
         if mode in ("keyword", "hybrid"):
-            keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, allowed)
+            keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, files, seqs)
         ranked = reciprocal_rank_fusion(vector, keyword) if mode == "hybrid" else (vector or keyword)
         ranked = ranked[:k]
         if mode == "keyword" and ranked:  # BM25 scores are unbounded: scale to (0, 1] for score_threshold
@@ -507,7 +541,7 @@ class VectorStoreService:
 
         rows = await asyncio.to_thread(load)
         await asyncio.to_thread(self._touch, store_id)
-        return [(rows[cid], score, attrs.get(rows[cid].file_id, {})) for cid, score in ranked if cid in rows]
+        return [(rows[cid], score, attrs.get(rows[cid].file_id)) for cid, score in ranked if cid in rows]
 
     def _touch(self, store_id: str) -> None:
         with self.db.begin() as c:
@@ -518,8 +552,8 @@ class VectorStoreService:
         threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
         found = await self.ranked_chunks(store_id, queries, req.max_num_results, req.search_mode, req.filters)
         # cosine similarity can be negative for unrelated text; OpenAI scores are in [0, 1]
-        data = [{"file_id": row.file_id, "filename": (row.metadata or {}).get("filename", ""),
-                 "score": min(max(float(score), 0.0), 1.0), "attributes": attrs,
+        data = [{"file_id": row.file_id, "filename": str((row.metadata or {}).get("filename") or ""),
+                 "score": min(max(float(score), 0.0), 1.0), "attributes": search_attributes(row, attrs),
                  "content": [{"type": "text", "text": row.text}]}
                 for row, score, attrs in found if threshold <= 0 or score >= threshold]
         return {"object": "vector_store.search_results.page", "search_query": queries, "data": data,
@@ -528,23 +562,27 @@ class VectorStoreService:
     # ---- Llama Stack vector-io chunks -------------------------------------------------------------------------
 
     async def insert_chunks(self, store_id: str, texts: list[str], metas: list[dict],
-                            vectors: list[list[float] | None]) -> None:
+                            vectors: list[list[float] | None], chunk_ids: list[str | None] | None = None,
+                            chunk_metas: list[dict | None] | None = None, documents: list[str] | None = None) -> None:
+        """Llama Stack chunks: given embeddings are used as they are (scaled to unit length, as the index ranks by
+        cosine), the others computed. Chunks are stored per document (`documents`, default metadata.document_id),
+        as a file's are; nothing is stored when any given embedding is invalid."""
         store = await asyncio.to_thread(self._store_row, store_id)
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        computed = await self._embed_all(store.embedding_model, [texts[i] for i in missing]) if missing else []
         out = np.zeros((len(texts), store.embedding_dimension), dtype=np.float32)
-        for j, i in enumerate(missing):
-            out[i] = computed[j]
         for i, v in enumerate(vectors):
             if v is not None:
-                if len(v) != store.embedding_dimension:
-                    raise InvalidRequestError(f"chunk {i} has a {len(v)}-dimensional embedding; the vector db "
-                                              f"uses {store.embedding_dimension}", param=f"chunks.{i}.embedding")
-                vec = np.asarray(v, dtype=np.float32)
-                out[i] = vec / (np.linalg.norm(vec) or 1.0)
+                out[i] = given_embedding(v, store.embedding_dimension, f"chunks.{i}.embedding")
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            out[missing] = await self._embed_all(store.embedding_model, [texts[i] for i in missing])
+        documents = documents or [str(m.get("document_id", "")) for m in metas]
+        chunk_ids = chunk_ids or [None] * len(texts)
+        chunk_metas = chunk_metas or [None] * len(texts)
         by_doc: dict[str, list[int]] = {}
-        for i, m in enumerate(metas):
-            by_doc.setdefault(str(m.get("document_id", "")), []).append(i)
+        for i, doc in enumerate(documents):
+            by_doc.setdefault(doc, []).append(i)
         for doc, idx in by_doc.items():
             await asyncio.to_thread(self._insert_chunks, store_id, doc, [texts[i] for i in idx], out[idx],
-                                    [metas[i] for i in idx])
+                                    [metas[i] for i in idx], None, [chunk_ids[i] for i in idx],
+                                    [chunk_metas[i] for i in idx])
+

@@ -67,6 +67,9 @@ chunks = sa.Table(
     sa.Column("text", Str(), nullable=False),
     sa.Column("embedding", sa.LargeBinary, nullable=False),  # float32 bytes
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    # Llama Stack's chunk id and backend chunk_metadata, for chunks inserted through /vector-io/insert with them
+    sa.Column("chunk_id", Str(256)),
+    sa.Column("chunk_metadata", sa.JSON),
     sa.Index("ix_chunks_store_seq", "vector_store_id", "seq"),
     sa.Index("ix_chunks_store_file", "vector_store_id", "file_id"),
 )

@@ -29,4 +29,7 @@ class VectorIOConfig(_Strict):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     # a file whose ingesting replica stopped renewing for this long is ingested again by another replica
     ingest_lease_timeout_s: float = Field(default=30.0, gt=0)
+    # attaching files (one, a batch, or file_ids at store creation) answers once their ingestion ends, or after this
+    # long with `in_progress` (ingestion goes on; clients poll); 0 answers at once
+    attach_wait_s: float = Field(default=5.0, ge=0)
     deployment: DeploymentOptions = default_deployment(num_cpus=0.2)

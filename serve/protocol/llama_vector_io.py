@@ -24,6 +24,9 @@ class Chunk(LlamaObject):
     content: InterleavedContent
     metadata: Metadata
     embedding: list[float] | None = None
+    # later Llama Stack versions' fields, sent when the chunk was inserted with them (0.2.12 clients ignore them)
+    stored_chunk_id: str | None = None
+    chunk_metadata: Metadata | None = None
 
 
 class QueryChunksResponse(LlamaObject):

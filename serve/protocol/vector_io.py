@@ -127,9 +127,15 @@ class RegisterVectorDBRequest(_Lenient):
 
 
 class LlamaChunk(_Lenient):
+    """A chunk as Llama Stack clients send it: 0.2.12 sends content, metadata and an optional precomputed embedding;
+    later versions add an id (`stored_chunk_id`, or `chunk_id`) and backend `chunk_metadata`."""
+
     content: Any
     metadata: dict[str, Any] = Field(default_factory=dict)
     embedding: list[float] | None = None
+    stored_chunk_id: str | None = Field(default=None, max_length=256)
+    chunk_id: str | None = Field(default=None, max_length=256)
+    chunk_metadata: dict[str, Any] | None = None
 
 
 class InsertChunksRequest(_Lenient):
