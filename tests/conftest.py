@@ -67,6 +67,7 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
 
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_ALIAS = "all-MiniLM-L6-v2"  # as Llama Stack's distributions name it: an alias of MINILM in the main graph
 
 
 GUARD_SCRIPTED = "guard-scripted"
@@ -124,7 +125,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
             ], "deployment": {"ray_actor_options": {"num_cpus": 0.1}}},
             "data_dir": str(data_dir),
             "telemetry": {"tracing": True, "log_format": "json"},  # spans in the data dir's span store
-            "embedding_models": [{"model_id": MINILM, "source": MINILM,
+            "embedding_models": [{"model_id": MINILM, "source": MINILM, "aliases": [MINILM_ALIAS],
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
             "vector_io": {"max_file_bytes": 200_000, "ingest_lease_timeout_s": 3,
                           "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},

@@ -16,7 +16,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
-from tests.conftest import MINILM
+from tests.conftest import MINILM, MINILM_ALIAS
 
 pytestmark = pytest.mark.graph
 
@@ -185,3 +185,15 @@ def test_search_scores_stay_in_range_for_precomputed_vectors(lls, clients, vecto
     assert r.scores[0] == pytest.approx(-1.0, abs=1e-4)  # Llama Stack gets the cosine itself
     with pytest.raises(openai.BadRequestError):
         clients["/v1"].vector_stores.search(vector_db, query="x", filters={"type": "like", "key": "a", "value": 1})
+
+
+def test_model_alias_names_the_same_model(lls, base_url):
+    """A config alias (all-MiniLM-L6-v2, as Llama Stack's distributions name the model) is the model: a vector DB
+    registered with it records the model's id, and the model routes answer to it."""
+    db = f"alias-{uuid.uuid4().hex[:8]}"
+    lls.vector_dbs.register(vector_db_id=db, embedding_model=MINILM_ALIAS, embedding_dimension=384)
+    assert lls.vector_dbs.retrieve(db).embedding_model == MINILM
+    model = httpx.get(f"{base_url}/v1/models/{MINILM_ALIAS}").json()
+    assert model["id"] == MINILM and model["metadata"]["aliases"] == [MINILM_ALIAS]
+    assert MINILM_ALIAS not in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]]
+    lls.vector_dbs.unregister(db)

@@ -207,3 +207,18 @@ def test_chunk_views_in_both_apis():
         "content": "bees", "metadata": {"file_id": "file-1", "filename": "bees.md", "topic": "nature",
                                         "document_id": "file-1"}}
     assert openai_attributes({"x": float("inf")}) == {"x": "inf"}
+
+
+def test_rag_chunk_template():
+    from deployments.vector_io.llama_stack import CHUNK_TEMPLATE, chunk_template, knowledge_search_result
+
+    hits = [("doc-1", "Bees dance.", 0.9, {"document_id": "doc-1", "author": "ann"})]
+    default = knowledge_search_result(hits)["content"]
+    assert default[1]["text"] == "Result 1\nContent: Bees dance.\nMetadata: {'document_id': 'doc-1', 'author': 'ann'}\n"
+    assert chunk_template(None) == CHUNK_TEMPLATE
+    own = chunk_template({"chunk_template": "#{index}: {chunk.content}\n"})
+    assert knowledge_search_result(hits, own)["content"][1]["text"] == "#1: Bees dance.\n"
+    for bad in ("{chunk.content} only", "{index} {chunk.__class__} {chunk.content}", "{index} {chunk.content", 7):
+        with pytest.raises(InvalidRequestError) as e:
+            chunk_template({"chunk_template": bad})
+        assert e.value.param == "query_config.chunk_template"

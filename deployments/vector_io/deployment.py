@@ -69,6 +69,8 @@ class VectorIOServer:
                 info = await self.embedders[m.model_id].model_info.remote()
                 self._infos[m.model_id] = self._info_cls(m.model_id, info["embedding_dimension"],
                                                          info["context_length"], self._tokenizers[m.model_id])
+                for alias in m.aliases:  # another name of the same model: stores record its model_id
+                    self._infos[alias] = self._infos[m.model_id]
 
     async def _embed(self, model_id: str, texts: list[str]) -> np.ndarray:
         return await self.embedders[model_id].embed.remote(texts)
@@ -226,12 +228,13 @@ class VectorIOServer:
             await self.stores.insert_chunks(req.vector_db_id, texts, metas, [None] * len(texts))
 
     async def rag_query(self, req) -> dict[str, Any]:
-        from deployments.vector_io.llama_stack import content_text, query_params, rag_query_result
+        from deployments.vector_io.llama_stack import chunk_template, content_text, query_params, rag_query_result
 
         await self._ensure_infos()
         k, _threshold, mode = query_params({"max_chunks": 5, **(req.query_config or {})}, "query_config")
+        template = chunk_template(req.query_config)
         query = content_text(req.content, "content")
         found = []
         for vdb in req.vector_db_ids:
             found += await self.stores.ranked_chunks(vdb, [query], k, mode, None)
-        return rag_query_result(found, k)
+        return rag_query_result(found, k, template)

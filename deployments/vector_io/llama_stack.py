@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import string
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -116,18 +118,45 @@ def llama_chunk(row: Any, file_attrs: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def rag_query_result(found: list[tuple[Any, float, dict | None]], max_chunks: int) -> dict[str, Any]:
+# Llama Stack's RAGQueryConfig.chunk_template: how each retrieved chunk reads in the tool result; its placeholders
+CHUNK_TEMPLATE = "Result {index}\nContent: {chunk.content}\nMetadata: {metadata}\n"
+TEMPLATE_FIELDS = {"index", "chunk.content", "metadata"}
+
+
+def chunk_template(query_config: dict[str, Any] | None) -> str:
+    """The query's chunk_template: it must name {index} and {chunk.content}, and nothing but those and {metadata}."""
+    template = (query_config or {}).get("chunk_template", CHUNK_TEMPLATE)
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None} \
+            if isinstance(template, str) else None
+    except ValueError:
+        fields = None
+    if fields is None or not {"index", "chunk.content"} <= fields or not fields <= TEMPLATE_FIELDS:
+        raise InvalidRequestError("query_config.chunk_template must be a string with {index} and {chunk.content} "
+                                  "(and optionally {metadata}), and no other placeholders",
+                                  param="query_config.chunk_template")
+    return template
+
+
+def rag_query_result(found: list[tuple[Any, float, dict | None]], max_chunks: int,
+                     template: str = CHUNK_TEMPLATE) -> dict[str, Any]:
     """The rag-tool query answer: text items an agent can put in its context, plus ids and scores."""
     found = sorted(found, key=lambda f: -f[1])[:max_chunks]
-    return knowledge_search_result([((row.metadata or {}).get("document_id", row.file_id), row.text, score)
-                                    for row, score, _attrs in found])
+    hits = []
+    for row, score, attrs in found:
+        meta = llama_chunk(row, attrs)["metadata"]
+        hits.append((meta.get("document_id", row.file_id), row.text, score, meta))
+    return knowledge_search_result(hits, template)
 
 
-def knowledge_search_result(hits: list[tuple[str, str, float]]) -> dict[str, Any]:
-    """[(document id, chunk text, score)] best first -> {"content": text items, "metadata": ids, chunks, scores}."""
+def knowledge_search_result(hits: list[tuple], template: str = CHUNK_TEMPLATE) -> dict[str, Any]:
+    """[(document id, chunk text, score[, metadata])] best first -> {"content": text items (each chunk as the
+    template writes it), "metadata": ids, chunks, scores}."""
     items = [{"type": "text", "text": f"knowledge_search found {len(hits)} chunks:\n"}]
-    for i, (doc, text, _score) in enumerate(hits, 1):
-        items.append({"type": "text", "text": f"[{i}] document_id: {doc}\n{text}\n"})
+    for i, (doc, text, _score, *meta) in enumerate(hits, 1):
+        metadata = meta[0] if meta else {"document_id": doc}
+        items.append({"type": "text", "text": template.format(index=i, chunk=SimpleNamespace(content=text),
+                                                              metadata=metadata)})
     items.append({"type": "text", "text": "end of knowledge_search results\n"})
-    return {"content": items, "metadata": {"document_ids": [d for d, _, _ in hits], "chunks": [t for _, t, _ in hits],
-                                           "scores": [float(s) for _, _, s in hits]}}
+    return {"content": items, "metadata": {"document_ids": [h[0] for h in hits], "chunks": [h[1] for h in hits],
+                                           "scores": [float(h[2]) for h in hits]}}
