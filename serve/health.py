@@ -63,9 +63,11 @@ def running(task: asyncio.Task, what: str) -> Callable[[], Awaitable[None]]:
 async def ask(call: Callable[[], Any], timeout_s: float) -> Report:
     """Ask a deployment for its report: `call()` starts the handle call (`handle.health.remote`). No answer within
     `timeout_s`, or a failed call (replica dead, method missing), is an Error naming why."""
-    response = call()
+    response = None
 
     async def answer() -> Any:
+        nonlocal response
+        response = call()
         return await response
 
     try:

@@ -93,6 +93,14 @@ def test_ask_maps_answers_failures_and_silence(answer, status, needle):
     assert method.calls[0].cancelled == (answer is HANG)  # a call that timed out is cancelled
 
 
+def test_ask_when_the_call_cannot_start():
+    def no_such_method():
+        raise AttributeError("'DeploymentHandle' has no method 'health'")
+
+    report = asyncio.run(ask(no_such_method, 0.05))
+    assert report == {"status": "Error", "message": "AttributeError: 'DeploymentHandle' has no method 'health'"}
+
+
 def test_worst_names_each_failure():
     assert worst({"a": {"status": "OK"}, "b": {"status": "OK"}}) == {"status": "OK"}
     assert worst({"a": {"status": "OK"}, "b": {"status": "Error", "message": "x"}}) == {"status": "Error",
