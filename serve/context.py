@@ -40,6 +40,14 @@ class Stack:
         """API keys -> principals, built once per replica from the config."""
         return Authenticator(self.config)
 
+    @functools.cached_property
+    def health_probe(self) -> Any:
+        """`/v1/health`'s answer, shared by the requests of one second (serve/providers.py stack_health)."""
+        from serve.health import SharedProbe
+        from serve.providers import stack_health
+
+        return SharedProbe(lambda: stack_health(self))
+
     def model(self, model_id: str, param: str = "model", model_type: str | None = None) -> ServedModel:
         m = self.models.get(model_id) or self.models.get(self.config.model_aliases().get(model_id, ""))
         if m is None:

@@ -31,7 +31,9 @@ class Node:
     deployment: str  # "module:Class" of its Ray Serve deployment, imported only when the config has it
     options: Callable[[StackConfig], dict[str, Any] | None]  # its Serve options; None: the config leaves it out
     args: Callable[[StackConfig, BoundGraph], tuple]  # its constructor's arguments
-    providers: Callable[[StackConfig], list[dict[str, Any]]]  # what it provides, as /v1/providers lists them
+    # what it provides, as /v1/providers lists them (Llama Stack's provider ids and types); their health is the
+    # deployment's own report (its `health` method, serve/providers.py asks)
+    providers: Callable[[StackConfig], list[dict[str, Any]]]
 
     def deployment_class(self) -> Any:
         module, _, name = self.deployment.partition(":")
@@ -39,9 +41,8 @@ class Node:
 
 
 def provider(api: str, provider_id: str, provider_type: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One Llama Stack provider entry (health is the graph's: a node that is up serves its providers)."""
-    return {"api": api, "provider_id": provider_id, "provider_type": provider_type, "config": config or {},
-            "health": {"status": "OK"}}
+    """One Llama Stack provider entry, without its health (serve/providers.py adds the deployment's)."""
+    return {"api": api, "provider_id": provider_id, "provider_type": provider_type, "config": config or {}}
 
 
 def _enabled(section: Any) -> bool:
@@ -51,8 +52,28 @@ def _enabled(section: Any) -> bool:
 def _vector_io_providers(c: StackConfig) -> list[dict[str, Any]]:
     index = c.vector_io.index
     return [provider("vector_io", "faiss", "inline::faiss", {"index": index.type, "device": index.device}),
-            provider("files", "localfs", "inline::localfs"),
+            provider("files", "meta-reference-files", "inline::localfs"),  # Llama Stack's id for it
             provider("tool_runtime", "rag-runtime", "inline::rag-runtime")]
+
+
+def _agents_providers(c: StackConfig) -> list[dict[str, Any]]:
+    out = [provider("agents", "meta-reference", "inline::meta-reference"),
+           provider("tool_runtime", "model-context-protocol", "remote::model-context-protocol")]
+    search = c.agents.web_search
+    if search is not None:  # builtin::websearch
+        out.append(provider("tool_runtime", f"{search.provider}-search", f"remote::{search.provider}-search",
+                            {"max_results": search.max_results}))
+    return out
+
+
+def _datasetio_providers(c: StackConfig) -> list[dict[str, Any]]:
+    from deployments.datasets import huggingface
+
+    out = [provider("datasetio", "localfs", "inline::localfs")]
+    if c.datasetio.huggingface.enabled and huggingface.available():  # huggingface:// sources
+        out.append(provider("datasetio", "huggingface", "remote::huggingface",
+                            {"offline": c.datasetio.huggingface.offline}))
+    return out
 
 
 def _safety_providers(c: StackConfig) -> list[dict[str, Any]]:
@@ -74,11 +95,11 @@ NODES: tuple[Node, ...] = (
          options=lambda c: (c.agents.deployment.serve_options(streams=True)
                             if _enabled(c.agents) and c.models else None),
          args=lambda c, g: (g.llms, g.nodes.get("VectorIO"), g.nodes.get("Safety"), c.database_url(), c.agents),
-         providers=lambda c: []),
+         providers=_agents_providers),
     Node("DatasetIO", "deployments.datasets.deployment:DatasetIOServer",
          options=lambda c: c.datasetio.deployment.serve_options() if _enabled(c.datasetio) else None,
          args=lambda c, g: (c.datasetio, str(c.resolved_data_dir()), c.database_url()),
-         providers=lambda c: [provider("datasetio", "parquet", "inline::localfs")]),
+         providers=_datasetio_providers),
     Node("Batches", "deployments.batches.deployment:BatchesServer",
          options=lambda c: c.batches.deployment.serve_options() if _enabled(c.batches) else None,
          args=lambda c, g: (c, g.llms, g.embedders),

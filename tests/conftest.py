@@ -129,7 +129,10 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
             "vector_io": {"max_file_bytes": 200_000, "ingest_lease_timeout_s": 3,
                           "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},
-            "datasetio": {"deployment": {"ray_actor_options": {"num_cpus": 0.05}}},
+            # huggingface:// sources from a cache under the data dir; the "hub" is a port nothing listens on
+            "datasetio": {"deployment": {"ray_actor_options": {"num_cpus": 0.05}},
+                          "huggingface": {"cache_dir": str(data_dir / "hf-cache"),
+                                          "endpoint": f"http://127.0.0.1:{_free_port()}"}},
             # a short lease, so the restart test sees a killed replica's job resumed within seconds
             "batches": {"lines_per_batch": 2, "lease_timeout_s": 3,
                         "deployment": {"ray_actor_options": {"num_cpus": 0.05}}},

@@ -12,6 +12,11 @@ def test_local_default(tmp_path, monkeypatch):
     assert cfg.server.port == 8321
     assert cfg.models[0].model_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert cfg.models[0].deployment.ray_actor_options["num_cpus"] <= 1
+    # out of the box as Llama Stack's distributions: builtin::websearch (Tavily, the key per request), traces in
+    # the span store behind /v1/telemetry, huggingface:// dataset sources
+    assert cfg.agents.web_search.provider == "tavily" and cfg.agents.web_search.api_key is None
+    assert cfg.telemetry.tracing and cfg.telemetry.span_store.enabled
+    assert cfg.datasetio.huggingface.enabled and not cfg.datasetio.huggingface.offline
     monkeypatch.setenv("STACKSERVE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("STACKSERVE_API_KEYS", "a, b")
     assert cfg.resolved_data_dir() == tmp_path

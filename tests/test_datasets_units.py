@@ -1,23 +1,28 @@
-"""DatasetIO without Ray: JSON rows <-> Arrow, sources (files, data: URIs, http on loopback), the Parquet-parts
-store (pagination, typed appends, durability across service instances)."""
+"""DatasetIO without Ray: JSON rows <-> Arrow, sources (files, data: URIs, http on loopback, huggingface:// from a
+local Hugging Face cache), the Parquet-parts store (pagination, typed appends, durability across service instances,
+provider ids, the storage health check)."""
 
 from __future__ import annotations
 
 import base64
 import http.server
 import threading
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import deployments.datasets.tables  # noqa: F401
+from deployments.datasets.huggingface import HFDatasetRef, load_hf, parse_hf_uri, split_files
 from deployments.datasets.rows import rows_to_table, table_to_rows
 from deployments.datasets.sources import load_uri
-from deployments.datasets.store import DatasetService
+from deployments.datasets.store import DatasetService, provider_of
+from serve.config import HuggingFaceSourceConfig
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.storage import Database
+from tests.tool_servers import LoopbackServer, cache_hf_dataset, hf_hub_app
 
 
 def test_rows_round_trip_any_json():
@@ -111,3 +116,135 @@ def test_store_pages_appends_and_persistence(service, tmp_path):
     with pytest.raises(NotFoundError):
         service.iterrows("d", 0, 1)
     assert list((tmp_path / "datasets").iterdir()) == []
+
+
+# ---- huggingface:// sources (no network: a local Hugging Face cache, the hub on a closed port) ------------------
+
+def _parquet(**columns) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue().to_pybytes()
+
+
+CARD = b"""---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+  - split: test
+    path: data/test-*
+- config_name: hard
+  data_files: hard/*.csv
+---
+# A dataset card
+"""
+
+
+@pytest.fixture
+def hf_cache(tmp_path) -> Path:
+    cache = tmp_path / "hf"
+    cache_hf_dataset(cache, "acme/qa", {
+        "README.md": CARD,
+        "data/train-00000-of-00002.parquet": _parquet(q=["a", "b"], a=["1", "2"]),
+        "data/train-00001-of-00002.parquet": _parquet(q=["c"], a=["3"]),
+        "data/test-00000-of-00001.parquet": _parquet(q=["t"], a=["9"]),
+        "hard/all.csv": b"q,a\nx,y\n"})
+    cache_hf_dataset(cache, "acme/plain", {"simple_train.jsonl": b'{"q": "p"}\n', "simple_test.jsonl": b'{"q": "s"}\n'})
+    cache_hf_dataset(cache, "acme/one-file", {"rows.csv": b"q\nonly\n"})
+    return cache
+
+
+def _hf(cache: Path, **kw) -> HuggingFaceSourceConfig:
+    return HuggingFaceSourceConfig(cache_dir=str(cache), **kw)
+
+
+def test_huggingface_uri_parsing():
+    assert parse_hf_uri("huggingface://datasets/llamastack/simpleqa?split=train") == HFDatasetRef(
+        "llamastack/simpleqa", "train")
+    assert parse_hf_uri("huggingface://datasets/acme/qa?split=test&name=hard&revision=v1") == HFDatasetRef(
+        "acme/qa", "test", "hard", "v1")
+    assert parse_hf_uri("huggingface://datasets/acme/qa").split == "train"
+    for bad in ("huggingface://llamastack/simpleqa", "huggingface://datasets/", "huggingface://datasets/a/b/c",
+                "huggingface://datasets/acme/qa?split=train&streaming=true"):
+        with pytest.raises(InvalidRequestError):
+            parse_hf_uri(bad)
+
+
+def test_huggingface_split_files_from_the_card_or_file_names():
+    files = ["README.md", "data/train-0.parquet", "data/test-0.parquet", "hard/all.csv", "notes.txt"]
+    card = CARD.decode()
+    assert split_files(files, HFDatasetRef("r", "train"), card) == ["data/train-0.parquet"]
+    assert split_files(files, HFDatasetRef("r", "train", "hard"), card) == ["hard/all.csv"]
+    with pytest.raises(InvalidRequestError, match="no split 'validation'"):
+        split_files(files, HFDatasetRef("r", "validation"), card)
+    with pytest.raises(InvalidRequestError, match="no config 'nope'"):
+        split_files(files, HFDatasetRef("r", "train", "nope"), card)
+    # no card: the hub's naming conventions
+    named = ["train/a.parquet", "x_test.csv", "qa-validation-0.jsonl", "trainer.csv", "default/train/0000.parquet"]
+    assert split_files(named, HFDatasetRef("r", "train"), None) == ["default/train/0000.parquet", "train/a.parquet"]
+    assert split_files(named, HFDatasetRef("r", "test"), None) == ["x_test.csv"]
+    assert split_files(named, HFDatasetRef("r", "train", "default"), None) == ["default/train/0000.parquet"]
+    assert split_files(["rows.csv"], HFDatasetRef("r", "train"), None) == ["rows.csv"]  # no split named: train
+    assert split_files(["rows.csv"], HFDatasetRef("r", "test"), None) == []
+
+
+def test_huggingface_from_the_cache_when_the_hub_is_unreachable(hf_cache):
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens
+    rows = load_hf("huggingface://datasets/acme/qa?split=train", _hf(hf_cache, endpoint=closed)).to_pylist()
+    assert rows == [{"q": "a", "a": "1"}, {"q": "b", "a": "2"}, {"q": "c", "a": "3"}]  # both parts, in order
+    assert load_hf("huggingface://datasets/acme/qa?split=test", _hf(hf_cache, offline=True)).to_pylist() == [
+        {"q": "t", "a": "9"}]
+    assert load_hf("huggingface://datasets/acme/qa?name=hard", _hf(hf_cache, offline=True)).to_pylist() == [
+        {"q": "x", "a": "y"}]
+    assert load_uri("huggingface://datasets/acme/plain?split=test", huggingface=_hf(hf_cache, offline=True)
+                    ).to_pylist() == [{"q": "s"}]
+    assert load_hf("huggingface://datasets/acme/one-file", _hf(hf_cache, offline=True)).num_rows == 1
+    with pytest.raises(InvalidRequestError, match=r"not in the local Hugging Face cache.*could not be reached"):
+        load_hf("huggingface://datasets/llamastack/simpleqa?split=train", _hf(hf_cache, endpoint=closed))
+    with pytest.raises(InvalidRequestError, match=r"not in the local Hugging Face cache.*reads only the cache"):
+        load_hf("huggingface://datasets/llamastack/simpleqa?split=train", _hf(hf_cache, offline=True))
+    with pytest.raises(InvalidRequestError, match="no data files for split 'validation'"):
+        load_hf("huggingface://datasets/acme/plain?split=validation", _hf(hf_cache, offline=True))
+    for disabled in (lambda: load_hf("huggingface://datasets/acme/qa", _hf(hf_cache, enabled=False)),
+                     lambda: load_uri("huggingface://datasets/acme/qa")):  # a caller that says nothing of them
+        with pytest.raises(InvalidRequestError, match="disabled"):
+            disabled()
+
+
+def test_huggingface_datasets_are_the_huggingface_providers(service, hf_cache):
+    service.huggingface = _hf(hf_cache, offline=True)
+    ds = service.register(RegisterDatasetRequest(purpose="eval/question-answer", source={
+        "type": "uri", "uri": "huggingface://datasets/acme/qa?split=train"}))
+    assert ds["provider_id"] == "huggingface" and service.iterrows(ds["identifier"], 0, 2)["has_more"]
+    local = service.register(RegisterDatasetRequest(purpose="eval/question-answer", source={
+        "type": "rows", "rows": [{"q": 1}]}))
+    assert local["provider_id"] == "localfs"
+    assert provider_of({"type": "uri", "uri": "data:text/csv,a"}) == "localfs"
+    assert [d["provider_id"] for d in service.list()] == ["huggingface", "localfs"]
+
+
+def test_storage_check(service, tmp_path):
+    service.check_storage()
+    (tmp_path / "datasets").rename(tmp_path / "elsewhere")
+    with pytest.raises(RuntimeError, match="missing"):
+        service.check_storage()
+
+
+def test_huggingface_from_the_hub_then_from_its_cache(tmp_path):
+    """Downloads only the split's files from a (fake) hub; with the hub gone, the same split reads from the cache,
+    a split never downloaded is a clear 400."""
+    repo = {"README.md": CARD, "data/train-0.parquet": _parquet(q=["a"]), "data/test-0.parquet": _parquet(q=["t"]),
+            "hard/all.csv": b"q\nx\n"}
+    cfg = _hf(tmp_path / "hf")
+    with LoopbackServer(hf_hub_app({"acme/qa": repo})) as hub:
+        online = cfg.model_copy(update={"endpoint": f"http://127.0.0.1:{hub.port}"})
+        assert load_hf("huggingface://datasets/acme/qa?split=test", online).to_pylist() == [{"q": "t"}]
+        with pytest.raises(InvalidRequestError, match="hub refused"):
+            load_hf("huggingface://datasets/acme/nope", online)
+    downloaded = {p.name for p in (tmp_path / "hf").rglob("*") if p.is_file() and p.parent.name != "blobs"}
+    assert {"README.md", "test-0.parquet"} <= downloaded and not {"train-0.parquet", "all.csv"} & downloaded
+    closed = cfg.model_copy(update={"endpoint": online.endpoint})  # nothing listens there now
+    assert load_hf("huggingface://datasets/acme/qa?split=test", closed).to_pylist() == [{"q": "t"}]
+    with pytest.raises(InvalidRequestError, match="no data files for split 'train'.*could not be reached"):
+        load_hf("huggingface://datasets/acme/qa?split=train", closed)

@@ -1,15 +1,19 @@
-"""The stack through the running graph: models, providers, routes, errors and auth, real clients over HTTP.
+"""The stack through the running graph: models, providers and their health, routes, errors and auth, real clients
+over HTTP.
 
 Inference itself is in the engine behaviour suite (test_graph_inference.py, test_graph_engine.py)."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
+import llama_stack_client
 import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
-from tests.conftest import SMOLLM2
+from tests.conftest import API_KEY, SMOLLM2
 
 pytestmark = pytest.mark.graph
 
@@ -47,11 +51,63 @@ def test_models_list_llama_stack(lls):
 def test_stack_routes(base_url, lls):
     assert lls.inspect.health().status == "OK"
     assert lls.inspect.version().version
-    providers = {p["provider_type"] for p in httpx.get(f"{base_url}/v1/providers").json()["data"]}
-    assert {"inline::meta-reference", "inline::sentence-transformers", "inline::faiss"} <= providers
-    routes = {(r["route"], r["method"]) for r in httpx.get(f"{base_url}/v1/inspect/routes").json()["data"]}
-    assert ("/v1/openai/v1/chat/completions", "POST") in routes
-    assert ("/v1/models", "GET") in routes
+    routes = {(r["route"], r["method"]): r["provider_types"]
+              for r in httpx.get(f"{base_url}/v1/inspect/routes").json()["data"]}
+    assert "inline::meta-reference" in routes["/v1/openai/v1/chat/completions", "POST"]
+    assert routes["/v1/datasets", "POST"] == ["inline::localfs", "remote::huggingface"]
+    assert routes["/v1/models", "GET"] and routes["/v1/health", "GET"] == []
+
+
+def test_providers_are_what_the_graph_runs(lls, secure_url):
+    providers = lls.providers.list()
+    types = {(p.api, p.provider_id): p.provider_type for p in providers}
+    assert types["inference", "meta-reference"] == "inline::meta-reference"  # as the engine reports itself
+    assert types["inference", "scripted"] == "inline::scripted"  # the guard's injected engine
+    assert types["inference", "sentence-transformers"] == "inline::sentence-transformers"
+    assert types["vector_io", "faiss"] == "inline::faiss"
+    assert types["files", "meta-reference-files"] == "inline::localfs"
+    assert types["datasetio", "localfs"] == "inline::localfs"
+    assert types["datasetio", "huggingface"] == "remote::huggingface"
+    assert types["tool_runtime", "brave-search"] == "remote::brave-search"
+    assert types["agents", "meta-reference"] == "inline::meta-reference"
+    assert types["telemetry", "meta-reference"] == "inline::meta-reference"
+    assert types["safety", "prompt-guard"] == "inline::prompt-guard"
+    assert not any("vllm" in t for t in types.values())  # no vLLM in this graph
+    assert all(p.health == {"status": "OK"} for p in providers), [(p.provider_id, p.health) for p in providers]
+    for p in providers:  # what Llama Stack's own providers test does
+        assert lls.providers.retrieve(p.provider_id).provider_id == p.provider_id
+    with pytest.raises(llama_stack_client.NotFoundError):
+        lls.providers.retrieve("remote::vllm")
+    # the secure graph has one model and no service deployments: that is all it lists
+    secure = httpx.get(f"{secure_url}/v1/providers", headers={"Authorization": f"Bearer {API_KEY}"}).json()["data"]
+    assert [(p["api"], p["provider_id"], p["health"]["status"]) for p in secure] == [
+        ("inference", "meta-reference", "OK")]
+
+
+def _wait_for(check, timeout: float = 30.0):
+    deadline = time.time() + timeout
+    while not (result := check()) and time.time() < deadline:
+        time.sleep(0.3)
+    return result
+
+
+def test_a_failing_deployment_shows_in_providers_and_health(lls, base_url, data_dir):
+    """DatasetIO's Parquet directory vanishes (an unmounted volume): its providers report the error and
+    /v1/health turns Error; everything else stays OK; putting the directory back heals both."""
+    parts, away = data_dir / "datasets", data_dir / "datasets.away"
+    parts.rename(away)
+    try:
+        assert _wait_for(lambda: lls.inspect.health().status == "Error")
+        by_id = {(p.api, p.provider_id): p.health for p in lls.providers.list()}
+        assert by_id["datasetio", "localfs"]["status"] == "Error" and "missing" in by_id["datasetio", "localfs"][
+            "message"]
+        assert by_id["datasetio", "huggingface"]["status"] == "Error"
+        assert by_id["vector_io", "faiss"] == by_id["inference", "meta-reference"] == {"status": "OK"}
+        assert httpx.get(f"{base_url}/v1/health").json() == {"status": "Error"}  # no reasons on the open route
+    finally:
+        away.rename(parts)
+    assert _wait_for(lambda: lls.inspect.health().status == "OK")
+    assert lls.providers.retrieve("localfs").health == {"status": "OK"}
 
 
 # ---- errors: OpenAI envelope and status, never a 500 ---------------------------------------------------------
@@ -115,7 +171,7 @@ def test_auth_off_by_default(base_url):
 
 
 def test_auth_on(secure_url):
-    from tests.conftest import API_KEY, TINY
+    from tests.conftest import TINY
 
     _assert_error(httpx.get(f"{secure_url}/v1/models"), 401)
     _assert_error(httpx.get(f"{secure_url}/v1/models", headers={"Authorization": "Bearer wrong"}), 401)

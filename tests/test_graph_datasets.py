@@ -1,5 +1,6 @@
-"""DatasetIO through the graph with llama-stack-client 0.2.12: register (rows, jsonl, parquet, csv data: URI),
-list, get, iterrows pages, append-rows, unregister, /v1beta aliases and bad input."""
+"""DatasetIO through the graph with llama-stack-client 0.2.12: register (rows, jsonl, parquet, csv data: URI,
+huggingface:// from the local Hugging Face cache), list, get, iterrows pages, append-rows, unregister, /v1beta
+aliases, provider ids and bad input."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from llama_stack_client import LlamaStackClient
+
+from tests.tool_servers import cache_hf_dataset
 
 pytestmark = pytest.mark.graph
 
@@ -61,9 +64,10 @@ def test_parquet_and_rows_and_csv_sources(client, tmp_path):
     pq.write_table(pa.table({"prompt": ["a", "b", "c"], "score": [0.5, 1.5, 2.5]}), tmp_path / "p.parquet")
     ds = client.datasets.register(purpose="eval/question-answer",
                                   source={"type": "uri", "uri": str(tmp_path / "p.parquet")})
-    assert ds.identifier.startswith("dataset-") and ds.provider_id == "parquet"
-    providers = {p.api: p.provider_type for p in client.providers.list()}
-    assert providers["datasetio"] == "inline::localfs" and providers["batches"] == "inline::reference"
+    assert ds.identifier.startswith("dataset-") and ds.provider_id == "localfs"  # Llama Stack's id
+    providers = {(p.api, p.provider_id): p.provider_type for p in client.providers.list()}
+    assert providers["datasetio", "localfs"] == "inline::localfs"
+    assert providers["batches", "ray-data"] == "inline::reference"
     append(client, ds.identifier, [{"prompt": "d", "score": 3}])
     r = client.datasets.iterrows(ds.identifier)
     assert [row["prompt"] for row in r.data] == ["a", "b", "c", "d"] and r.data[-1]["score"] == 3.0
@@ -115,3 +119,27 @@ def test_beta_prefix_unregister_and_bad_input(client, base_url):
     assert r.status_code == 400 and r.json()["error"]["param"] == "start_index"
     r = httpx.post(f"{base_url}/v1/datasetio/append-rows/dup-ds", json={"rows": []})
     assert r.status_code == 400
+
+
+def test_huggingface_sources(client, base_url, data_dir):
+    """Llama Stack's own test case (simpleqa from the hub): the hub is unreachable and the dataset not cached, a
+    clear 400; a dataset in the server's Hugging Face cache registers as the `huggingface` provider's."""
+    r = httpx.post(f"{base_url}/v1/datasets", json={"purpose": "eval/messages-answer", "source": {
+        "type": "uri", "uri": "huggingface://datasets/llamastack/simpleqa?split=train"}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "source.uri", r.text
+    message = r.json()["error"]["message"]
+    assert "not in the local Hugging Face cache" in message and "could not be reached" in message
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"messages": [json.dumps([{"role": "user", "content": f"q{i}"}]) for i in range(12)],
+                             "answer": [f"a{i}" for i in range(12)]}), sink)
+    cache_hf_dataset(data_dir / "hf-cache", "acme/simpleqa", {"data/train-00000-of-00001.parquet":
+                                                               sink.getvalue().to_pybytes(),
+                                                               "data/test-00000-of-00001.parquet": b"PAR1"})
+    ds = client.datasets.register(purpose="eval/messages-answer", source={
+        "type": "uri", "uri": "huggingface://datasets/acme/simpleqa?split=train"})
+    assert ds.provider_id == "huggingface" and ds.source.uri.endswith("?split=train")
+    assert [r["answer"] for r in client.datasets.iterrows(ds.identifier, limit=10).data] == [
+        f"a{i}" for i in range(10)]
+    assert [d.provider_id for d in client.datasets.list() if d.identifier == ds.identifier] == ["huggingface"]
+    client.datasets.unregister(ds.identifier)
+    assert ds.identifier not in [d.identifier for d in client.datasets.list()]

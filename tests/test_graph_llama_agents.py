@@ -4,6 +4,7 @@ model (constrained decoding makes it call them), session history and guardrails 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.event_logger import EventLogger
 
 from tests.conftest import GUARD_SCRIPTED, GUARD_TINY, MINILM, SMOLLM2
+from tests.tool_servers import CLIENT_SEARCH_KEY
 
 pytestmark = pytest.mark.graph
 
@@ -80,8 +82,8 @@ def test_tool_bad_input(lls, mcp_server_url):
         lls.toolgroups.register(toolgroup_id="x", provider_id=MCP)
     with pytest.raises(BadRequestError):
         lls.toolgroups.register(toolgroup_id="x", provider_id=MCP, mcp_endpoint={"uri": "ftp://h/mcp"})
-    with pytest.raises(BadRequestError):
-        lls.toolgroups.unregister("builtin::rag")
+    with pytest.raises(BadRequestError):  # a builtin group is its provider's
+        lls.toolgroups.register(toolgroup_id="builtin::rag", provider_id=MCP, mcp_endpoint={"uri": mcp_server_url})
     lls.toolgroups.register(toolgroup_id="mcp::dup", provider_id=MCP, mcp_endpoint={"uri": mcp_server_url})
     with pytest.raises(APIStatusError) as e:
         lls.toolgroups.register(toolgroup_id="mcp::dup", provider_id=MCP, mcp_endpoint={"uri": "http://h:1/mcp"})
@@ -89,6 +91,37 @@ def test_tool_bad_input(lls, mcp_server_url):
     lls.toolgroups.unregister("mcp::dup")
     with pytest.raises(BadRequestError):  # knowledge_search needs vector DBs
         lls.tool_runtime.invoke_tool(tool_name="knowledge_search", kwargs={"query": "bees"})
+
+
+def test_websearch_group_and_the_clients_key(lls, base_url, web_search_requests):
+    """builtin::websearch as Llama Stack serves it: listed, invoked with the key the client sends in
+    X-LlamaStack-Provider-Data (the fake search API records which key came), unregistered (what Llama Stack's own
+    test does) until registered again."""
+    groups = {g.identifier: g for g in lls.toolgroups.list()}
+    assert groups["builtin::websearch"].provider_id == "brave-search"
+    assert [t.identifier for t in lls.tools.list(toolgroup_id="builtin::websearch")] == ["web_search"]
+    own = LlamaStackClient(base_url=base_url, timeout=60, max_retries=0,
+                           provider_data={"brave_search_api_key": CLIENT_SEARCH_KEY})
+    before = len(web_search_requests)
+    r = own.tool_runtime.invoke_tool(tool_name="web_search", kwargs={"query": "volcano lava"})
+    top = json.loads(r.content)["top_k"]
+    assert r.error_code is None and top[0]["url"] == "https://geo.example/volcanoes"
+    assert [s["token"] for s in web_search_requests[before:]] == [CLIENT_SEARCH_KEY]
+    bad = httpx.post(f"{base_url}/v1/tool-runtime/invoke", json={"tool_name": "web_search", "kwargs": {"query": "x"}},
+                     headers={"X-LlamaStack-Provider-Data": "{not json"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "X-LlamaStack-Provider-Data"
+
+    lls.toolgroups.unregister(toolgroup_id="builtin::websearch")
+    assert "builtin::websearch" not in [g.identifier for g in lls.toolgroups.list()]
+    with pytest.raises(NotFoundError):
+        lls.toolgroups.get("builtin::websearch")
+    with pytest.raises(NotFoundError):
+        own.tool_runtime.invoke_tool(tool_name="web_search", kwargs={"query": "x"})
+    with pytest.raises(BadRequestError):
+        lls.toolgroups.register(toolgroup_id="builtin::websearch", provider_id="tavily-search")  # not this server's
+    lls.toolgroups.register(toolgroup_id="builtin::websearch", provider_id="brave-search")
+    assert lls.toolgroups.get("builtin::websearch").provider_id == "brave-search"
+    assert own.tool_runtime.invoke_tool(tool_name="web_search", kwargs={"query": "sourdough"}).error_code is None
 
 
 def test_invoke_knowledge_search(lls, rag_db):

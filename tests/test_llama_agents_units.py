@@ -47,14 +47,38 @@ def test_registry_builtins_register_unregister(registry):
     assert group.mcp_endpoint.uri == "http://127.0.0.1:9/mcp" and group.provider_id == "model-context-protocol"
     for bad in [("x", "rag-runtime", "http://h/mcp"), ("x", "model-context-protocol", None),
                 ("x", "model-context-protocol", "file:///etc/passwd"), ("builtin::rag", "model-context-protocol",
-                                                                        "http://h/mcp")]:
+                                                                        "http://h/mcp"),
+                ("builtin::websearch", "tavily-search", None)]:  # not configured here
         with pytest.raises(InvalidRequestError):
             registry.register(*bad, None)
-    with pytest.raises(InvalidRequestError):
-        registry.unregister("builtin::rag")
     registry.unregister("mcp::calc")
     with pytest.raises(NotFoundError):
         registry.get("mcp::calc")
+
+
+def test_builtin_groups_unregister_until_registered_again(db):
+    from serve.config import WebSearchConfig
+
+    registry = ToolGroupRegistry(db, WebSearchConfig(provider="tavily"))
+    assert [g["identifier"] for g in registry.list()] == ["builtin::rag", "builtin::websearch"]
+    assert registry.get("builtin::websearch")["provider_id"] == "tavily-search"
+    registry.unregister("builtin::websearch")  # what Llama Stack's own test does on a default distribution
+    restarted = ToolGroupRegistry(db, WebSearchConfig(provider="tavily"))  # another replica, or a restart
+    for r in (registry, restarted):
+        assert [g["identifier"] for g in r.list()] == ["builtin::rag"]
+        with pytest.raises(NotFoundError):
+            r.get("builtin::websearch")
+    with pytest.raises(NotFoundError):
+        registry.unregister("builtin::websearch")  # already gone
+    with pytest.raises(InvalidRequestError, match="provider_id 'tavily-search'"):
+        registry.register("builtin::websearch", "brave-search", None, None)
+    restarted.register("builtin::websearch", "tavily-search", None, None)
+    assert registry.get("builtin::websearch")["provider_id"] == "tavily-search"
+    registry.register("builtin::websearch", "tavily-search", None, None)  # registered already: a no-op
+    registry.unregister("builtin::rag")
+    assert [g["identifier"] for g in restarted.list()] == ["builtin::websearch"]
+    registry.register("builtin::rag", "rag-runtime", None, None)
+    assert [g["identifier"] for g in restarted.list()] == ["builtin::rag", "builtin::websearch"]
 
 
 def test_runtime_against_a_local_mcp_server(registry, mcp_server_url):

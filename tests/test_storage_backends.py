@@ -465,6 +465,10 @@ def test_datasets_batches_agents_toolgroups_and_owners(db, tmp_path):
     with pytest.raises(ConflictError):
         tools.register("mcp::calc", "model-context-protocol", "http://127.0.0.1:8/mcp", None)
     assert "mcp::calc" in [g["identifier"] for g in tools.list()]
+    tools.unregister("builtin::rag")  # a builtin's unregistration is a row too
+    assert [g["identifier"] for g in ToolGroupRegistry(db).list()] == ["mcp::calc"]
+    tools.register("builtin::rag", "rag-runtime", None, None)
+    assert [g["identifier"] for g in ToolGroupRegistry(db).list()] == ["builtin::rag", "mcp::calc"]
 
 
 def test_libpq_style_urls_use_psycopg(postgres_databases):

@@ -181,14 +181,15 @@ def turn_items(turn: dict[str, Any]) -> list[dict[str, Any]]:
 
 # ---- the runner -------------------------------------------------------------------------------------------------
 
-NewRun = Callable[[CreateResponseRequest, list[dict]], Awaitable[tuple[Any, list[dict]]]]
+# (request, history items, the request's ProviderData) -> (orchestrator ResponseRun, input items)
+NewRun = Callable[[CreateResponseRequest, list[dict], Any], Awaitable[tuple[Any, list[dict]]]]
 
 
 class TurnRunner:
     def __init__(self, store: AgentStore, registry: ToolGroupRegistry, new_run: NewRun):
         self.store = store
         self.registry = registry
-        self.new_run = new_run  # (request, history items) -> (orchestrator ResponseRun, input items)
+        self.new_run = new_run
 
     async def check(self, config: AgentConfig) -> None:
         """Raises the error a turn of this agent would raise for its tools, tool choice or response format."""
@@ -213,22 +214,23 @@ class TurnRunner:
             err = e.errors()[0]
             raise InvalidRequestError(f"this agent cannot run: {err['msg']}", param="agent_config") from None
 
-    async def create(self, agent_id: str, session_id: str, body: CreateTurnRequest) -> AsyncIterator[dict]:
+    async def create(self, agent_id: str, session_id: str, body: CreateTurnRequest,
+                     provider_data: Any = None) -> AsyncIterator[dict]:
         agent = await asyncio.to_thread(self.store.get_agent, agent_id)
         prior = await asyncio.to_thread(self.store.session_turns, agent_id, session_id)
         config = AgentConfig.model_validate(agent["agent_config"])
         messages = with_documents(body.messages, body.documents)
         items = message_items(messages)
         req = await self._request(config, items, body.toolgroups, body.tool_config, config.max_infer_iters, False)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)])
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data)
         turn = {"turn_id": str(uuid.uuid4()), "session_id": session_id, "input_messages": messages, "steps": [],
                 "output_message": None, "output_attachments": [], "started_at": now_iso(), "completed_at": None}
         yield chunk({"event_type": "turn_start", "turn_id": turn["turn_id"]})
         async for c in self._drive(run, turn, config):
             yield c
 
-    async def resume(self, agent_id: str, session_id: str, turn_id: str,
-                     body: ResumeTurnRequest) -> AsyncIterator[dict]:
+    async def resume(self, agent_id: str, session_id: str, turn_id: str, body: ResumeTurnRequest,
+                     provider_data: Any = None) -> AsyncIterator[dict]:
         agent = await asyncio.to_thread(self.store.get_agent, agent_id)
         turn, pending = await asyncio.to_thread(self.store.pending_turn, agent_id, session_id, turn_id)
         if not pending:
@@ -248,7 +250,7 @@ class TurnRunner:
         items = turn_items(turn)
         used = sum(s["step_type"] == "inference" for s in turn["steps"])
         req = await self._request(config, items, None, None, config.max_infer_iters - used, True)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)])
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data)
         yield step_complete(step)
         async for c in self._drive(run, turn, config, resumed=True):
             yield c

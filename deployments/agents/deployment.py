@@ -14,6 +14,7 @@ from ray import serve
 
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError, to_api_error
 from serve.protocol.agents import AgentConfig, CreateTurnRequest, ResumeTurnRequest
+from serve.protocol.provider_data import ProviderData
 from serve.protocol.responses import CreateResponseRequest
 from serve.storage.leases import renew_while_held, sweep_forever
 from serve.telemetry.agents import agent_response
@@ -43,6 +44,12 @@ class AgentsServer:
         self.lease_s = config.lease_timeout_s if config is not None else 30.0
         self._init_llama_stack(db)
         self._watcher = asyncio.get_running_loop().create_task(self._fail_orphans())
+
+    async def health(self) -> dict[str, str]:
+        """Provider health (/v1/providers): the database answers and the orphaned-response watcher runs."""
+        from serve.health import run_checks, running
+
+        return await run_checks(self.responses.db.ping, running(self._watcher, "the orphaned-response watcher"))
 
     async def _fail_orphans(self) -> None:
         """Forever: stored runs whose replica died (lease lapsed) become `failed`, not in progress forever."""
@@ -110,8 +117,10 @@ class AgentsServer:
         return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
                 "has_more": False}
 
-    async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None):
-        """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns)."""
+    async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None,
+                       provider_data: ProviderData | None = None):
+        """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns);
+        `provider_data`: the request's X-LlamaStack-Provider-Data (its web search key)."""
         from deployments.agents.hosted_tools import WEB_SEARCH_TYPES, HostedTools
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
@@ -124,7 +133,7 @@ class AgentsServer:
             raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
         web_search = None
         if any(t["type"] in WEB_SEARCH_TYPES for t in req.tools):
-            web_search = make_web_search(self.config.web_search if self.config else None)
+            web_search = make_web_search(self.config.web_search if self.config else None, provider_data)
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
         conv = req.conversation_id()
@@ -155,9 +164,10 @@ class AgentsServer:
         return ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled), items
 
     @agent_response
-    async def stream_response(self, req: CreateResponseRequest, prepared: Any = None) -> AsyncIterator[dict[str, Any]]:
+    async def stream_response(self, req: CreateResponseRequest, prepared: Any = None,
+                              provider_data: ProviderData | None = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends."""
-        run, items = prepared or await self._prepare(req)
+        run, items = prepared or await self._prepare(req, provider_data=provider_data)
         rid, final, lease = run.response["id"], None, None
         try:
             async for event in run.events():
@@ -187,19 +197,21 @@ class AgentsServer:
                 if conv and final["status"] in ("completed", "incomplete"):
                     await asyncio.to_thread(self.conversations.append, conv, items + final["output"])
 
-    async def create_response(self, req: CreateResponseRequest) -> dict[str, Any]:
+    async def create_response(self, req: CreateResponseRequest,
+                              provider_data: ProviderData | None = None) -> dict[str, Any]:
         if req.background:
-            return await self._start_background(req)
+            return await self._start_background(req, provider_data)
         final = None
-        async for event in self.stream_response(req):
+        async for event in self.stream_response(req, provider_data=provider_data):
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
 
-    async def _start_background(self, req: CreateResponseRequest) -> dict[str, Any]:
+    async def _start_background(self, req: CreateResponseRequest,
+                                provider_data: ProviderData | None) -> dict[str, Any]:
         """Stores the response as queued and runs it on this replica; clients poll GET /responses/{id}.
         Bad input still fails here, before anything is stored."""
-        prepared = await self._prepare(req)
+        prepared = await self._prepare(req, provider_data=provider_data)
         run, items = prepared
         queued = {**run._snapshot(), "status": "queued", "background": True}
         await asyncio.to_thread(self.responses.save, queued, items, req.previous_response_id,
@@ -225,18 +237,20 @@ class AgentsServer:
         return await asyncio.to_thread(self.agents.create_agent, config.model_dump(mode="json"))
 
     async def agent_turn(self, agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
-                         turn_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+                         turn_id: str | None = None,
+                         provider_data: ProviderData | None = None) -> AsyncIterator[dict[str, Any]]:
         """Turn stream chunks of a new turn (CreateTurnRequest) or of a resumed one (turn_id, ResumeTurnRequest)."""
-        turn = (self.turns.create(agent_id, session_id, body) if turn_id is None
-                else self.turns.resume(agent_id, session_id, turn_id, body))
+        turn = (self.turns.create(agent_id, session_id, body, provider_data) if turn_id is None
+                else self.turns.resume(agent_id, session_id, turn_id, body, provider_data))
         async for c in turn:
             yield c
 
     async def agent_turn_result(self, agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
-                                turn_id: str | None = None) -> dict[str, Any]:
+                                turn_id: str | None = None,
+                                provider_data: ProviderData | None = None) -> dict[str, Any]:
         """The finished Turn (stream=false)."""
         last = None
-        async for c in self.agent_turn(agent_id, session_id, body, turn_id):
+        async for c in self.agent_turn(agent_id, session_id, body, turn_id, provider_data):
             last = c
         return last["event"]["payload"]["turn"]
 
@@ -291,5 +305,6 @@ class AgentsServer:
     async def list_runtime_tools(self, tool_group_id: str | None, mcp_uri: str | None) -> list[dict[str, Any]]:
         return await self.tool_runtime.list_runtime_tools(tool_group_id, mcp_uri)
 
-    async def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return await self.tool_runtime.invoke(tool_name, kwargs)
+    async def invoke_tool(self, tool_name: str, kwargs: dict[str, Any],
+                          provider_data: ProviderData | None = None) -> dict[str, Any]:
+        return await self.tool_runtime.invoke(tool_name, kwargs, provider_data)

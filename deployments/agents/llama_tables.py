@@ -16,6 +16,12 @@ tool_groups = sa.Table(
     sa.Column("tools", sa.JSON),  # the last tool list read from the MCP server: finds a tool's group by name
 )
 
+# builtin tool groups (builtin::rag, builtin::websearch) unregistered until registered again, as Llama Stack lets
+unregistered_builtin_groups = sa.Table(
+    "unregistered_builtin_tool_groups", METADATA,
+    sa.Column("id", Str(256), primary_key=True),
+)
+
 llama_agents = sa.Table(
     "llama_agents", METADATA,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),

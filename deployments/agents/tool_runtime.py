@@ -9,6 +9,7 @@ A tool that fails while running is a result with `error_message` / `error_code`,
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -133,12 +134,13 @@ class ToolRuntime:
 
     # ---- invocation -------------------------------------------------------------------------------------------
 
-    async def invoke(self, tool_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    async def invoke(self, tool_name: str, kwargs: dict[str, Any], provider_data: Any = None) -> dict[str, Any]:
+        """`provider_data`: the request's ProviderData (serve/protocol/provider_data.py), e.g. its web search key."""
         group, _ = await self.find(tool_name)
         if tool_name == KNOWLEDGE_SEARCH["name"] and group["identifier"] == RAG_GROUP:
             return await self.knowledge_search(kwargs)
         if tool_name == WEB_SEARCH["name"] and group["identifier"] == WEB_SEARCH_GROUP:
-            return await self.web_search(kwargs)
+            return await self.web_search(kwargs, provider_data)
         try:
             text = await call_mcp_tool(group["mcp_endpoint"]["uri"], tool_name, kwargs, timeout=self.timeout)
         except ToolError as e:
@@ -160,15 +162,18 @@ class ToolRuntime:
         r = await self.vector_io.rag_query.remote(req)
         return invocation_result(r["content"], r["metadata"])
 
-    async def web_search(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        from deployments.agents.tools.web_search import make_web_search, results_text
+    async def web_search(self, kwargs: dict[str, Any], provider_data: Any = None) -> dict[str, Any]:
+        """Content as Llama Stack's search providers give it: JSON text `{"query", "top_k": [{title, url,
+        content}]}`."""
+        from deployments.agents.tools.web_search import make_web_search
 
         query = str(kwargs.get("query") or "").strip()
         if not query:
             raise InvalidRequestError("web_search needs a query", param="kwargs.query")
-        provider = make_web_search(self.config.web_search if self.config is not None else None)
+        provider = make_web_search(self.config.web_search if self.config is not None else None, provider_data,
+                                   param="tool_name")
         try:
             results = await provider.search(query)
         except ToolError as e:
             return invocation_result(str(e), error=str(e))
-        return invocation_result(results_text(results), {"results": results})
+        return invocation_result(json.dumps({"query": query, "top_k": results}), {"results": results})

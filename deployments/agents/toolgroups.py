@@ -1,7 +1,9 @@
 """The tool group registry (Llama Stack 0.2 `/toolgroups`): builtin groups plus MCP servers registered in SQL.
 
-`builtin::rag` (knowledge_search over vector DBs) is always there; `builtin::websearch` when `agents.web_search`
-is configured. Registered groups use provider `model-context-protocol` and name their server's URL.
+The builtins are `builtin::rag` (knowledge_search over vector DBs, provider `rag-runtime`) and, when
+`agents.web_search` is configured, `builtin::websearch` (provider `tavily-search` or `brave-search`). As in Llama
+Stack, a builtin can be unregistered (it stays gone, recorded in SQL, for every replica and across restarts) and
+registered again with its provider id. Other groups use provider `model-context-protocol` and name their server's URL.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
-from deployments.agents.llama_tables import tool_groups
+from deployments.agents.llama_tables import tool_groups, unregistered_builtin_groups
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.storage import Database
 
@@ -43,11 +45,18 @@ class ToolGroupRegistry:
         self.db = db
         self.web_search = web_search  # serve.config.WebSearchConfig or None
 
-    def builtins(self) -> list[dict[str, Any]]:
+    def configured_builtins(self) -> dict[str, dict[str, Any]]:
+        """The builtin groups this server's config provides, registered or not, by id."""
         groups = [toolgroup_object(RAG_GROUP, "rag-runtime")]
         if self.web_search is not None:
             groups.append(toolgroup_object(WEB_SEARCH_GROUP, f"{self.web_search.provider}-search"))
-        return groups
+        return {g["identifier"]: g for g in groups}
+
+    def builtins(self) -> list[dict[str, Any]]:
+        """The builtin groups registered now (not unregistered)."""
+        with self.db.connect() as c:
+            gone = set(c.execute(sa.select(unregistered_builtin_groups.c.id)).scalars())
+        return [g for gid, g in self.configured_builtins().items() if gid not in gone]
 
     def _rows(self) -> list[Any]:
         with self.db.connect() as c:
@@ -68,14 +77,20 @@ class ToolGroupRegistry:
         raise NotFoundError(f"Tool group '{group_id}' not found", param="toolgroup_id", code="toolgroup_not_found")
 
     def register(self, toolgroup_id: str, provider_id: str, mcp_uri: str | None, args: dict | None) -> None:
+        builtin = self.configured_builtins().get(toolgroup_id)
+        if builtin is not None:
+            return self._register_builtin(builtin, provider_id, mcp_uri, args)
+        if toolgroup_id == WEB_SEARCH_GROUP:
+            raise InvalidRequestError(f"'{WEB_SEARCH_GROUP}' needs web search in the server's config "
+                                      "(agents.web_search)", param="toolgroup_id", code="web_search_not_configured")
         if provider_id != MCP_PROVIDER:
             raise InvalidRequestError(f"provider_id {provider_id!r} cannot register tool groups here; use "
                                       f"'{MCP_PROVIDER}' with an mcp_endpoint", param="provider_id")
         if not mcp_uri:
             raise InvalidRequestError("an MCP tool group needs mcp_endpoint.uri", param="mcp_endpoint")
         check_mcp_uri(mcp_uri)
-        if "/" in toolgroup_id or toolgroup_id in {g["identifier"] for g in self.builtins()}:
-            raise InvalidRequestError(f"'{toolgroup_id}' cannot be registered (builtin or contains '/')",
+        if "/" in toolgroup_id:
+            raise InvalidRequestError(f"'{toolgroup_id}' cannot be registered: a group id has no '/'",
                                       param="toolgroup_id")
         for attempt in range(2):  # a registration racing ours inserts first: then compare with it
             try:
@@ -93,11 +108,25 @@ class ToolGroupRegistry:
                 if attempt:
                     raise
 
+    def _register_builtin(self, builtin: dict[str, Any], provider_id: str, mcp_uri: str | None,
+                          args: dict | None) -> None:
+        """Registers an unregistered builtin again (a no-op when it is registered)."""
+        gid = builtin["identifier"]
+        if provider_id != builtin["provider_id"] or mcp_uri or args:
+            raise InvalidRequestError(f"'{gid}' is a builtin tool group: register it with provider_id "
+                                      f"'{builtin['provider_id']}' and no mcp_endpoint or args", param="provider_id")
+        with self.db.begin() as c:
+            c.execute(unregistered_builtin_groups.delete().where(unregistered_builtin_groups.c.id == gid))
+
     def unregister(self, toolgroup_id: str) -> None:
-        if toolgroup_id in {g["identifier"] for g in self.builtins()}:
-            raise InvalidRequestError(f"builtin tool group '{toolgroup_id}' cannot be unregistered",
-                                      param="toolgroup_id")
-        self.get(toolgroup_id)
+        self.get(toolgroup_id)  # 404 unless registered now
+        if toolgroup_id in self.configured_builtins():
+            try:
+                with self.db.begin() as c:
+                    c.execute(unregistered_builtin_groups.insert().values(id=toolgroup_id))
+            except sa.exc.IntegrityError:
+                pass  # a concurrent unregistration got there first
+            return
         with self.db.begin() as c:
             c.execute(tool_groups.delete().where(tool_groups.c.id == toolgroup_id))
 

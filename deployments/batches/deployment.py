@@ -81,6 +81,12 @@ class BatchesServer:
         if self._watcher.done():
             raise RuntimeError(f"the batch watcher stopped: {self._watcher.exception()!r}")
 
+    async def health(self) -> dict[str, str]:
+        """Provider health (/v1/providers): the job store's database answers and the batch watcher runs."""
+        from serve.health import run_checks, running
+
+        return await run_checks(self.store.db.ping, running(self._watcher, "the batch watcher"))
+
 
 def _replicas(deployment: Any) -> int:
     if isinstance(deployment.num_replicas, int):

@@ -24,7 +24,15 @@ class DatasetIOServer:
         from deployments.datasets.store import DatasetService
         from serve.storage import Database
 
-        self.service = DatasetService(Database(database_url), Path(data_dir) / "datasets", cfg.allow_local_files)
+        self.service = DatasetService(Database(database_url), Path(data_dir) / "datasets", cfg.allow_local_files,
+                                      cfg.huggingface)
+
+    async def health(self) -> dict[str, str]:
+        """Provider health (/v1/providers): the registry's database answers, the Parquet parts' directory is there
+        and writable."""
+        from serve.health import run_checks
+
+        return await run_checks(self.service.check_storage)
 
     async def register_dataset(self, req: RegisterDatasetRequest) -> dict[str, Any]:
         return await asyncio.to_thread(self.service.register, req)  # disk and SQL work

@@ -1,7 +1,8 @@
 """Load a dataset source URI into an Arrow table: Parquet, JSONL (or a JSON array) and CSV.
 
-URIs: a local path or file://, data: (base64 or percent-encoded), http(s)://, and object stores that pyarrow.fs
-knows (s3://, gs://, hdfs://, ...). The format comes from the file extension or the data: media type.
+URIs: a local path or file://, data: (base64 or percent-encoded), http(s)://, huggingface://datasets/<repo>
+(huggingface.py), and object stores that pyarrow.fs knows (s3://, gs://, hdfs://, ...). The format comes from the
+file extension or the data: media type.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 
 from deployments.datasets.rows import rows_to_table
+from serve.config import HuggingFaceSourceConfig
 from serve.errors import InvalidRequestError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -79,8 +81,10 @@ def _data_uri(uri: str) -> tuple[bytes, str]:
     raise _bad(f"data: URI media type {mime!r} is not supported (text/csv, application/jsonl, application/parquet)")
 
 
-def load_uri(uri: str, allow_local_files: bool = True, timeout_s: float = 60) -> pa.Table:
-    """The table behind `uri`, read now (the dataset keeps its own copy: later changes to the source don't show)."""
+def load_uri(uri: str, allow_local_files: bool = True, timeout_s: float = 60,
+             huggingface: HuggingFaceSourceConfig | None = None) -> pa.Table:
+    """The table behind `uri`, read now (the dataset keeps its own copy: later changes to the source don't show).
+    `huggingface`: how to read huggingface:// sources (None: refused)."""
     scheme = urllib.parse.urlparse(uri).scheme.lower()
     if scheme == "data":
         return parse_bytes(*_data_uri(uri))
@@ -97,8 +101,13 @@ def load_uri(uri: str, allow_local_files: bool = True, timeout_s: float = 60) ->
         if not path.is_file():
             raise _bad(f"no such file: {path}")
         return parse_bytes(path.read_bytes(), format_of(path.name))
-    if scheme in ("huggingface", "hf", "lsfs"):
-        raise _bad(f"{scheme}:// sources are not supported here; use a file, data: or http(s) URI")
+    if scheme == "huggingface":
+        from deployments.datasets.huggingface import load_hf
+
+        return load_hf(uri, huggingface or HuggingFaceSourceConfig(enabled=False))
+    if scheme in ("hf", "lsfs"):
+        raise _bad(f"{scheme}:// sources are not supported here; use huggingface://datasets/<owner>/<name>?split=..., "
+                   "a file, data: or http(s) URI")
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(uri)
         with fs.open_input_file(path) as f:

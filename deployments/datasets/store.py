@@ -7,6 +7,7 @@ and a reader never sees half of one. Parts sort by name (nanosecond time first),
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -21,26 +22,39 @@ from sqlalchemy.exc import IntegrityError
 from deployments.datasets.rows import rows_to_table, table_to_rows, unify
 from deployments.datasets.sources import load_uri
 from deployments.datasets.tables import datasets
+from serve.config import HuggingFaceSourceConfig
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.ids import new_id
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
 from serve.storage import BlobStore, Database
 from serve.storage.sql import owned, owner
 
-PROVIDER_ID = "parquet"  # as listed by GET /v1/providers (api datasetio)
+# The DatasetIO providers as GET /v1/providers lists them (Llama Stack's ids). Every dataset is stored here as
+# Parquet parts; its provider says where it came from, as Llama Stack infers it from the source: a huggingface://
+# URI is the `huggingface` provider's, anything else `localfs`'s. Nothing stores the id, so no row needs migrating
+# (datasets registered when this provider was called `parquet` now show `localfs`).
+LOCALFS = "localfs"
+HUGGINGFACE = "huggingface"
+
+
+def provider_of(source: dict[str, Any]) -> str:
+    uri = source.get("uri") if source.get("type") == "uri" else None
+    return HUGGINGFACE if isinstance(uri, str) and uri.lower().startswith("huggingface://") else LOCALFS
 
 
 def dataset_object(row: Any) -> dict[str, Any]:
-    return {"identifier": row.id, "provider_resource_id": row.id, "provider_id": PROVIDER_ID, "type": "dataset",
-            "purpose": row.purpose, "source": row.source, "metadata": row.metadata or {}}
+    return {"identifier": row.id, "provider_resource_id": row.id, "provider_id": provider_of(row.source),
+            "type": "dataset", "purpose": row.purpose, "source": row.source, "metadata": row.metadata or {}}
 
 
 class DatasetService:
-    def __init__(self, db: Database, root: Path, allow_local_files: bool = True):
+    def __init__(self, db: Database, root: Path, allow_local_files: bool = True,
+                 huggingface: HuggingFaceSourceConfig | None = None):
         self.db = db
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.allow_local_files = allow_local_files
+        self.huggingface = huggingface  # how huggingface:// sources are read (None: refused)
         self._part_rows: dict[Path, int] = {}  # parts never change: their row counts are cached
 
     # ---- registry ----------------------------------------------------------------------------------------------
@@ -52,7 +66,7 @@ class DatasetService:
     def register(self, req: RegisterDatasetRequest) -> dict[str, Any]:
         dataset_id = req.dataset_id or new_id("dataset", "-")
         if req.source.type == "uri":
-            table = load_uri(req.source.uri, self.allow_local_files)
+            table = load_uri(req.source.uri, self.allow_local_files, huggingface=self.huggingface)
         else:
             table = rows_to_table(req.source.rows)
         storage = uuid.uuid4().hex
@@ -81,6 +95,14 @@ class DatasetService:
         with self.db.begin() as c:
             c.execute(datasets.delete().where(datasets.c.id == dataset_id))
         shutil.rmtree(self.root / row.storage, ignore_errors=True)
+
+    def check_storage(self) -> None:
+        """Raises unless the database answers and the parts' directory is there and writable (health)."""
+        self.db.ping()
+        if not self.root.is_dir():
+            raise RuntimeError(f"the datasets directory {self.root} is missing")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise RuntimeError(f"the datasets directory {self.root} is not writable")
 
     # ---- rows --------------------------------------------------------------------------------------------------
 

@@ -94,6 +94,12 @@ class LLMServer:
     async def check_health(self) -> None:
         await self.service.check_health()
 
+    async def health(self) -> dict[str, str]:
+        """This model's provider health (/v1/providers): the engine loop is alive and no step is wedged."""
+        from serve.health import run_checks
+
+        return await run_checks(self.service.check_health)
+
     def __del__(self):
         # Serve calls this when the replica stops: engines with processes of their own (vLLM) end them here
         service = getattr(self, "service", None)

@@ -28,6 +28,12 @@ class SafetyServer:
         self.llms = llm_handles
         self._prompt_guards: dict[str, Any] = {}
 
+    async def health(self) -> dict[str, str]:
+        """Provider health (/v1/providers): the shield registry's database answers."""
+        from serve.health import run_checks
+
+        return await run_checks(self.registry.db.ping)
+
     # ---- registry ---------------------------------------------------------------------------------------------
 
     async def list_shields(self) -> list[dict[str, Any]]:

@@ -54,6 +54,12 @@ class VectorIOServer:
                                          attach_wait_s=cfg.attach_wait_s)
         self._watcher = asyncio.get_running_loop().create_task(self._watch_orphans())
 
+    async def health(self) -> dict[str, str]:
+        """Provider health (/v1/providers): the database answers and the orphaned-ingestion watcher runs."""
+        from serve.health import run_checks, running
+
+        return await run_checks(self.db.ping, running(self._watcher, "the ingestion watcher"))
+
     async def _watch_orphans(self) -> None:
         while True:  # resumed ingestions need the embedding models' sizes: wait for the Embeddings deployments
             try:

@@ -38,6 +38,12 @@ class EmbeddingsServer:
     async def model_info(self) -> dict[str, Any]:
         return {"embedding_dimension": self.model.dimension, "context_length": self.model.max_seq_length}
 
+    async def health(self) -> dict[str, str]:
+        """This model's provider health (/v1/providers): a replica that answers serves its model."""
+        from serve.health import run_checks
+
+        return await run_checks()
+
     async def stats(self) -> dict[str, Any]:
         sizes = self.batches_seen[-1000:]
         return {"batches": len(self.batches_seen), "max_batch_texts": max(sizes, default=0)}

@@ -9,7 +9,7 @@ bad key path (e.g. `models.0.engine.max_num_seqs`).
 from serve.config.agents import AgentsConfig, WebSearchConfig
 from serve.config.base import ConfigError, DeploymentOptions
 from serve.config.batches import BatchesConfig
-from serve.config.datasets import DatasetIOConfig
+from serve.config.datasets import DatasetIOConfig, HuggingFaceSourceConfig
 from serve.config.engine import ENGINE_CONFIGS, EngineConfig, MetaReferenceEngineConfig, VLLMEngineConfig
 from serve.config.models import EmbeddingModelConfig, ModelConfig
 from serve.config.safety import SafetyConfig, ShieldConfig
@@ -20,8 +20,8 @@ from serve.config.vector_io import IndexConfig, VectorIOConfig
 
 __all__ = [
     "ENGINE_CONFIGS", "AgentsConfig", "BatchesConfig", "ConfigError", "DatasetIOConfig", "DeploymentOptions",
-    "EmbeddingModelConfig", "EngineConfig", "IndexConfig", "MetaReferenceEngineConfig", "ModelConfig",
-    "OTLPExporterConfig", "PrincipalConfig", "RateLimitConfig", "SafetyConfig", "ServerConfig", "ShieldConfig",
-    "SpanStoreConfig", "StackConfig", "StorageConfig", "TelemetryConfig", "VLLMEngineConfig", "VectorIOConfig",
-    "WebSearchConfig", "load_config", "parse_config",
+    "EmbeddingModelConfig", "EngineConfig", "HuggingFaceSourceConfig", "IndexConfig", "MetaReferenceEngineConfig",
+    "ModelConfig", "OTLPExporterConfig", "PrincipalConfig", "RateLimitConfig", "SafetyConfig", "ServerConfig",
+    "ShieldConfig", "SpanStoreConfig", "StackConfig", "StorageConfig", "TelemetryConfig", "VLLMEngineConfig",
+    "VectorIOConfig", "WebSearchConfig", "load_config", "parse_config",
 ]

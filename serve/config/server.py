@@ -46,6 +46,8 @@ class ServerConfig(_Strict):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # a request whose response has not started by then is cancelled and answered 504 (streams, once started, run on)
     request_timeout_s: float | None = Field(default=None, gt=0)
+    # /v1/providers and /v1/health: a deployment that does not report its health within this is an Error
+    health_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _unique_principals(self) -> ServerConfig:

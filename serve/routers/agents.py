@@ -20,6 +20,7 @@ from serve.protocol.llama_agents import (
     Turn,
 )
 from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute, streaming_responses
+from serve.protocol.provider_data import provider_data_of
 from serve.sse import sse_response
 
 router = APIRouter(route_class=AsWrittenRoute, tags=["agents"])
@@ -72,25 +73,26 @@ async def delete_session(agent_id: str, session_id: str) -> None:
     await get_stack().agents().delete_session.remote(agent_id, session_id)
 
 
-async def _turn(agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
+async def _turn(request: Request, agent_id: str, session_id: str, body: CreateTurnRequest | ResumeTurnRequest,
                 turn_id: str | None = None):
     agents = get_stack().agents()
+    keys = provider_data_of(request.headers)  # builtin::websearch may use the client's own key
     if not body.stream:
-        return await agents.agent_turn_result.remote(agent_id, session_id, body, turn_id)
+        return await agents.agent_turn_result.remote(agent_id, session_id, body, turn_id, keys)
     # no `data: [DONE]`: llama-stack-client 0.x cannot parse it, and the Llama Stack server does not send it
-    return await sse_response(agents.options(stream=True).agent_turn.remote(agent_id, session_id, body, turn_id),
-                              done_marker=False)
+    return await sse_response(agents.options(stream=True).agent_turn.remote(agent_id, session_id, body, turn_id,
+                                                                            keys), done_marker=False)
 
 
 @router.post("/agents/{agent_id}/session/{session_id}/turn", response_model=Turn, responses=TURN_STREAM)
-async def create_turn(agent_id: str, session_id: str, body: CreateTurnRequest):
-    return await _turn(agent_id, session_id, body)
+async def create_turn(agent_id: str, session_id: str, body: CreateTurnRequest, request: Request):
+    return await _turn(request, agent_id, session_id, body)
 
 
 @router.post("/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume", response_model=Turn,
              responses=TURN_STREAM)
-async def resume_turn(agent_id: str, session_id: str, turn_id: str, body: ResumeTurnRequest):
-    return await _turn(agent_id, session_id, body, turn_id)
+async def resume_turn(agent_id: str, session_id: str, turn_id: str, body: ResumeTurnRequest, request: Request):
+    return await _turn(request, agent_id, session_id, body, turn_id)
 
 
 @router.get("/agents/{agent_id}/session/{session_id}/turn/{turn_id}", response_model=Turn)

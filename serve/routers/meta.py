@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from serve import providers
 from serve.context import get_stack
 from serve.errors import NotFoundError
-from serve.nodes import NODES
 from serve.protocol.llama_meta import HealthInfo, ListProvidersResponse, ListRoutesResponse, ProviderInfo, VersionInfo
 from serve.protocol.openapi_bodies import AsWrittenRoute
 
@@ -23,7 +23,8 @@ router = APIRouter(route_class=AsWrittenRoute, tags=["stack"])
 
 @router.get("/health", response_model=HealthInfo)
 async def health() -> dict[str, str]:
-    return {"status": "OK"}
+    """OK when every provider's deployment reports OK in time (the reasons of an Error: GET /v1/providers)."""
+    return await get_stack().health_probe.get()
 
 
 @router.get("/version", response_model=VersionInfo)
@@ -31,35 +32,14 @@ async def get_version() -> dict[str, str]:
     return {"version": VERSION}
 
 
-async def _providers() -> list[dict[str, Any]]:
-    stack = get_stack()
-    seen: dict[str, dict[str, Any]] = {}
-    for m in stack.models.values():
-        pid = m.config.provider
-        if m.model_type == "llm":
-            if not m.info:  # the engine that really runs reports its provider type once it has loaded
-                m.info.update(await m.handle.model_info.remote())
-            ptype = m.info["provider_type"]
-        else:
-            ptype = "inline::sentence-transformers"
-        entry = seen.setdefault(pid, {"api": "inference", "provider_id": pid, "provider_type": ptype,
-                                      "config": {"models": []}, "health": {"status": "OK"}})
-        entry["config"]["models"].append(m.config.model_id)
-    out = list(seen.values())
-    for node in NODES:
-        if stack.has(node.name):
-            out += node.providers(stack.config)
-    return out
-
-
 @router.get("/providers", response_model=ListProvidersResponse)
 async def list_providers() -> dict[str, Any]:
-    return {"data": await _providers()}
+    return {"data": await providers.list_providers(get_stack())}
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderInfo)
 async def get_provider(provider_id: str) -> dict[str, Any]:
-    for p in await _providers():
+    for p in await providers.list_providers(get_stack()):
         if p["provider_id"] == provider_id:
             return p
     raise NotFoundError(f"provider '{provider_id}' not found", param="provider_id")
@@ -67,15 +47,13 @@ async def get_provider(provider_id: str) -> dict[str, Any]:
 
 @router.get("/inspect/routes", response_model=ListRoutesResponse)
 async def list_routes(request: Request) -> dict[str, Any]:
-    types = sorted({p["provider_type"] for p in await _providers()})
+    running = await providers.list_providers(get_stack(), health=False)
     data = []
     for route in request.app.routes:
         methods = sorted(getattr(route, "methods", None) or [])
         path = getattr(route, "path", "")
         if not path.startswith("/v1") or not methods:
             continue
-        for method in methods:
-            if method != "HEAD":
-                data.append({"route": path, "method": method,
-                             "provider_types": types if "completions" in path else []})
+        types = providers.route_provider_types(running, list(getattr(route, "tags", None) or []))
+        data += [{"route": path, "method": m, "provider_types": types} for m in methods if m != "HEAD"]
     return {"data": data}

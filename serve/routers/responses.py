@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from serve.context import get_stack
 from serve.protocol.openai_responses import (
@@ -19,6 +19,7 @@ from serve.protocol.openai_responses import (
     StoredItem,
 )
 from serve.protocol.openapi_bodies import streaming_responses
+from serve.protocol.provider_data import provider_data_of
 from serve.protocol.responses import (
     ConversationItemsRequest,
     CreateConversationRequest,
@@ -31,12 +32,14 @@ router = APIRouter(tags=["responses"])
 
 
 @router.post("/responses", response_model=Response, responses=streaming_responses(ResponseStreamEvent))
-async def create_response(body: CreateResponseRequest):
+async def create_response(body: CreateResponseRequest, request: Request):
     stack = get_stack()
     stack.llm(body.model)  # 404 before anything runs
+    keys = provider_data_of(request.headers)  # a web_search tool may use the client's own key
     if not body.stream:
-        return await stack.agents().create_response.remote(body)
-    return await sse_response(stack.agents().options(stream=True).stream_response.remote(body), done_marker=False)
+        return await stack.agents().create_response.remote(body, keys)
+    return await sse_response(stack.agents().options(stream=True).stream_response.remote(body, None, keys),
+                              done_marker=False)
 
 
 @router.get("/responses", response_model=ResponseList)

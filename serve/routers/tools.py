@@ -20,6 +20,7 @@ from serve.protocol.llama_tools import (
     ToolInvocationResult,
 )
 from serve.protocol.openapi_bodies import NULL_BODY, AsWrittenRoute
+from serve.protocol.provider_data import provider_data_of
 
 router = APIRouter(route_class=AsWrittenRoute, tags=["tools"])
 
@@ -75,5 +76,6 @@ async def list_runtime_tools(request: Request, tool_group_id: str | None = None)
 
 
 @router.post("/tool-runtime/invoke", response_model=ToolInvocationResult)
-async def invoke_tool(body: InvokeToolRequest) -> dict[str, Any]:
-    return await get_stack().agents().invoke_tool.remote(body.tool_name, body.kwargs)
+async def invoke_tool(body: InvokeToolRequest, request: Request) -> dict[str, Any]:
+    keys = provider_data_of(request.headers)  # web_search may use the client's own key
+    return await get_stack().agents().invoke_tool.remote(body.tool_name, body.kwargs, keys)

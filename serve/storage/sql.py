@@ -182,6 +182,11 @@ class Database:
     def connect(self):
         return self.engine.connect()
 
+    def ping(self) -> None:
+        """Raises unless the database answers a query (a deployment's health check)."""
+        with self.connect() as c:
+            c.execute(sa.text("SELECT 1"))
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -1,7 +1,9 @@
 """Web search providers behind one interface: Brave- and Tavily-style HTTP APIs, keyed by an API key.
 
-The key comes from the config (`agents.web_search.api_key`) or the provider's usual environment variable
-(BRAVE_API_KEY / TAVILY_API_KEY); without one, a request that asks for web_search is refused with a 400.
+The key is the request's own when the client sends one (`X-LlamaStack-Provider-Data`: `{"tavily_search_api_key":
+...}` / `brave_search_api_key`, as Llama Stack reads it), else the config's (`agents.web_search.api_key`), else the
+environment's (TAVILY_API_KEY or TAVILY_SEARCH_API_KEY, BRAVE_API_KEY or BRAVE_SEARCH_API_KEY); without one, a
+request that asks for web search is refused with a 400.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from serve.errors import InvalidRequestError
 from .mcp import ToolError
 
 PROVIDERS = {
-    # provider: (default endpoint, environment variable with the key)
-    "brave": ("https://api.search.brave.com/res/v1/web/search", "BRAVE_API_KEY"),
-    "tavily": ("https://api.tavily.com/search", "TAVILY_API_KEY"),
+    # provider: (default endpoint, environment variables with the key: ours, then Llama Stack's name)
+    "brave": ("https://api.search.brave.com/res/v1/web/search", ("BRAVE_API_KEY", "BRAVE_SEARCH_API_KEY")),
+    "tavily": ("https://api.tavily.com/search", ("TAVILY_API_KEY", "TAVILY_SEARCH_API_KEY")),
 }
 
 
@@ -54,16 +56,25 @@ class WebSearchProvider:
             raise ToolError(f"web search ({self.provider}) failed: {type(e).__name__}: {e}") from None
 
 
-def make_web_search(config: Any | None) -> WebSearchProvider:
-    """The configured provider; a 400 naming what is missing when web search is not set up."""
+def search_key(config: Any, provider_data: Any = None) -> str | None:
+    """The request's own key (ProviderData), else the config's, else the environment's."""
+    own = provider_data.search_key(config.provider) if provider_data is not None else None
+    env = next((os.environ[v] for v in PROVIDERS[config.provider][1] if os.environ.get(v)), None)
+    return own or config.api_key or env
+
+
+def make_web_search(config: Any | None, provider_data: Any = None, param: str = "tools") -> WebSearchProvider:
+    """The configured provider with the key to use (`provider_data`: serve.protocol.provider_data.ProviderData of
+    the request); a 400 naming what is missing when web search is not set up or no key is at hand."""
     if config is None:
         raise InvalidRequestError("web_search is not configured on this server (agents.web_search in the config)",
-                                  param="tools", code="web_search_not_configured")
-    key = config.api_key or os.environ.get(PROVIDERS[config.provider][1])
+                                  param=param, code="web_search_not_configured")
+    key = search_key(config, provider_data)
     if not key:
         raise InvalidRequestError(
-            f"web_search needs an API key: set agents.web_search.api_key or {PROVIDERS[config.provider][1]}",
-            param="tools", code="web_search_not_configured")
+            f"web search ({config.provider}) needs an API key: send {{\"{config.provider}_search_api_key\": ...}} in "
+            f"the X-LlamaStack-Provider-Data header, or set agents.web_search.api_key or "
+            f"{' / '.join(PROVIDERS[config.provider][1])} on the server", param=param, code="web_search_key_missing")
     return WebSearchProvider(config.provider, key, config.endpoint, config.max_results, config.timeout_s)
 
 
