@@ -196,7 +196,7 @@ def load_hf(uri: str, cfg: HuggingFaceSourceConfig) -> pa.Table:
     """The split behind a huggingface:// URI as one table (its files in name order)."""
     import pyarrow as pa
 
-    from deployments.datasets.sources import format_of, parse_bytes
+    from deployments.datasets.formats import format_of, parse_bytes
 
     if not cfg.enabled:
         raise _bad("huggingface:// sources are disabled on this server (datasetio.huggingface.enabled)")
