@@ -18,15 +18,21 @@ from serve.sse import sse_response
 router = APIRouter(tags=["inference"])
 
 
+async def _generate(req: Any, stream: bool, whole: Any, streamed: Any, events: Any, reshape: Any) -> Any:
+    """Run `req` on an LLM deployment method (`whole`, or its streaming twin `streamed`) and answer in Llama Stack's
+    shape: `reshape` of the whole answer, or SSE chunks translated by `events`."""
+    if not stream:
+        return reshape(await translate.answer(whole.remote(req)))
+    return await sse_response(translate.TranslatedStream(streamed.remote(req), events), done_marker=False)
+
+
 @router.post("/chat-completion", response_model=ls.ChatCompletionResponse,
              responses=streaming_responses(ls.ChatCompletionResponseStreamChunk))
 async def chat_completion(body: ls.ChatCompletionRequest):
     llm = get_stack().llm(body.model_id, "model_id")
     req = translate.chat_request(body, body.messages, stream=body.stream)
-    if not body.stream:
-        return translate.chat_response(await translate.answer(llm.chat.remote(req)))
-    stream = translate.TranslatedStream(llm.options(stream=True).chat_stream.remote(req), translate.ChatEvents())
-    return await sse_response(stream, done_marker=False)
+    return await _generate(req, body.stream, llm.chat, llm.options(stream=True).chat_stream, translate.ChatEvents(),
+                           translate.chat_response)
 
 
 @router.post("/completion", response_model=ls.CompletionResponse,
@@ -34,11 +40,8 @@ async def chat_completion(body: ls.ChatCompletionRequest):
 async def completion(body: ls.CompletionRequest):
     llm = get_stack().llm(body.model_id, "model_id")
     req = translate.completion_request(body, body.content, stream=body.stream)
-    if not body.stream:
-        return translate.completion_response(await translate.answer(llm.completion.remote(req)))
-    stream = translate.TranslatedStream(llm.options(stream=True).completion_stream.remote(req),
-                                        translate.CompletionEvents())
-    return await sse_response(stream, done_marker=False)
+    return await _generate(req, body.stream, llm.completion, llm.options(stream=True).completion_stream,
+                           translate.CompletionEvents(), translate.completion_response)
 
 
 @router.post("/batch-chat-completion", response_model=ls.BatchChatCompletionResponse)
