@@ -197,3 +197,32 @@ def test_model_alias_names_the_same_model(lls, base_url):
     assert model["id"] == MINILM and model["metadata"]["aliases"] == [MINILM_ALIAS]
     assert MINILM_ALIAS not in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]]
     lls.vector_dbs.unregister(db)
+
+
+def test_rag_documents_given_by_url_are_fetched(lls, vector_db):
+    """A rag-tool document whose content is a URL (http(s):// or data:) is what the URL holds, as in Llama Stack;
+    one that cannot be fetched is a 400 naming it, and nothing of that insert is stored."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tests.tool_servers import LoopbackServer
+
+    page = Starlette(routes=[Route("/guide.rst", lambda _: PlainTextResponse(
+        "Grouped-query attention shares keys and values across heads."))])
+    with LoopbackServer(page) as srv:
+        docs = [{"document_id": "web-1", "content": f"http://127.0.0.1:{srv.port}/guide.rst", "metadata": {}},
+                {"document_id": "data-1", "content": {"uri": "data:text/plain,Bees%20dance%20to%20point%20at%20food."},
+                 "metadata": {}}]
+        lls.tool_runtime.rag_tool.insert(documents=docs, vector_db_id=vector_db, chunk_size_in_tokens=64)
+    hits = lls.vector_io.query(vector_db_id=vector_db, query="grouped-query attention heads").chunks
+    assert hits[0].metadata["document_id"] == "web-1" and "keys and values" in hits[0].content
+    bees = lls.vector_io.query(vector_db_id=vector_db, query="how do bees point at food").chunks
+    assert bees[0].metadata["document_id"] == "data-1" and bees[0].content == "Bees dance to point at food."
+    with pytest.raises(llama_stack_client.BadRequestError) as e:
+        lls.tool_runtime.rag_tool.insert(vector_db_id=vector_db, chunk_size_in_tokens=64, documents=[
+            {"document_id": "ok", "content": "plain text", "metadata": {}},
+            {"document_id": "gone", "content": "http://127.0.0.1:9/missing.rst", "metadata": {}}])
+    assert "documents.1.content" in str(e.value)
+    assert all(c.metadata["document_id"] != "ok" for c in lls.vector_io.query(
+        vector_db_id=vector_db, query="plain text", params={"max_chunks": 10}).chunks)

@@ -222,3 +222,21 @@ def test_rag_chunk_template():
         with pytest.raises(InvalidRequestError) as e:
             chunk_template({"chunk_template": bad})
         assert e.value.param == "query_config.chunk_template"
+
+
+def test_rag_documents_by_url():
+    import base64
+
+    from deployments.vector_io.llama_stack import document_url, fetch_document
+
+    assert document_url("https://example.com/a.rst") == "https://example.com/a.rst"
+    assert document_url({"uri": "data:text/plain,hi"}) == "data:text/plain,hi"
+    assert document_url("see https://example.com for more") is None  # text that mentions a URL is text
+    assert document_url("file:///etc/passwd") is None
+    data = "data:text/html;base64," + base64.b64encode(b"<html><p>Bees dance.</p></html>").decode()
+    assert fetch_document(data, "documents.0.content", 1000) == (".html", b"<html><p>Bees dance.</p></html>")
+    with pytest.raises(InvalidRequestError, match="larger than 10 bytes"):
+        fetch_document(data, "documents.0.content", 10)
+    with pytest.raises(InvalidRequestError) as e:
+        fetch_document("http://127.0.0.1:9/nothing.txt", "documents.1.content", 1000, timeout_s=5)
+    assert e.value.param == "documents.1.content" and e.value.code == "document_unreachable"

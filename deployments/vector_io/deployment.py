@@ -14,6 +14,7 @@ import numpy as np
 from ray import serve
 
 from serve.config import EmbeddingModelConfig, VectorIOConfig
+from serve.errors import InvalidRequestError
 from serve.protocol.vector_io import (
     AttachFileRequest,
     CreateVectorStoreRequest,
@@ -218,20 +219,34 @@ class VectorIOServer:
 
     async def rag_insert(self, req) -> None:
         from deployments.vector_io.chunking import chunk_text
-        from deployments.vector_io.llama_stack import content_text
 
         await self._ensure_infos()
         store = await self.stores.get_store(req.vector_db_id)
         tok = self._tokenizers[store["embedding_model"]]
         texts, metas = [], []
         for i, doc in enumerate(req.documents):
-            text = content_text(doc.content, f"documents.{i}.content")
+            text = await self._document_text(doc.content, f"documents.{i}.content")
             pieces = await asyncio.to_thread(chunk_text, text, tok, req.chunk_size_in_tokens,
                                              req.chunk_size_in_tokens // 4)
             texts += pieces
             metas += [{**doc.metadata, "document_id": doc.document_id}] * len(pieces)
         if texts:
             await self.stores.insert_chunks(req.vector_db_id, texts, metas, [None] * len(texts))
+
+    async def _document_text(self, content: Any, param: str) -> str:
+        """A rag-tool document's text: its content, or what its URL (http(s):// or data:) holds, extracted as an
+        uploaded file's would be."""
+        from deployments.vector_io.extract import UnsupportedFileError, extract_text
+        from deployments.vector_io.llama_stack import content_text, document_url, fetch_document
+
+        url = document_url(content)
+        if url is None:
+            return content_text(content, param)
+        name, data = await asyncio.to_thread(fetch_document, url, param, self.files.max_bytes)
+        try:
+            return await asyncio.to_thread(extract_text, name, data)
+        except UnsupportedFileError as e:
+            raise InvalidRequestError(f"the document at {url[:200]}: {e}", param=param) from None
 
     async def rag_query(self, req) -> dict[str, Any]:
         from deployments.vector_io.llama_stack import chunk_template, content_text, query_params, rag_query_result

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import string
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -25,6 +27,40 @@ MAX_QUERY_CHUNKS = 1000
 def content_text(content: Any, param: str) -> str:
     """InterleavedContent (a string, a text item or a list of items) as plain text, items on their own lines."""
     return protocol_content_text(content, param, sep="\n")
+
+
+DOCUMENT_URL = re.compile(r"^(https?://|data:)\S+$")
+
+
+def document_url(content: Any) -> str | None:
+    """The URL a rag-tool document names instead of holding its text (Llama Stack: a URL object `{"uri": ...}`, or a
+    string that is one http(s):// or data: URL), else None."""
+    if isinstance(content, dict) and isinstance(content.get("uri"), str):
+        return content["uri"]
+    if isinstance(content, str) and DOCUMENT_URL.match(content.strip()):
+        return content.strip()
+    return None
+
+
+def fetch_document(url: str, param: str, max_bytes: int, timeout_s: float = 30.0) -> tuple[str, bytes]:
+    """(a file name for the type, the bytes) of a document URL; unreachable, an error status or too large: 400."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    name = urlparse(url).path.rsplit("/", 1)[-1] if not url.startswith("data:") else ""
+    try:
+        with urlopen(url, timeout=timeout_s) as r:  # noqa: S310  (http(s) and data: only: DOCUMENT_URL)
+            data = r.read(max_bytes + 1)
+            kind = (r.headers.get_content_type() or "") if r.headers else ""
+    except (URLError, OSError, ValueError) as e:
+        raise InvalidRequestError(f"could not fetch the document at {url[:200]}: {e}", param=param,
+                                  code="document_unreachable") from None
+    if len(data) > max_bytes:
+        raise InvalidRequestError(f"the document at {url[:200]} is larger than {max_bytes} bytes", param=param,
+                                  code="document_too_large")
+    if "." not in name:  # no extension in the URL: name it for its media type
+        name += {"text/html": ".html", "application/pdf": ".pdf", "application/json": ".json"}.get(kind, ".txt")
+    return name, data
 
 
 def vector_db_object(store: dict[str, Any]) -> dict[str, Any]:
