@@ -120,7 +120,7 @@ def openai_tool(t: ls.ToolDefinition) -> dict[str, Any]:
                                                             "required": required}}}
 
 
-def _tool_choice(body: ls.ChatCompletionRequest | ls.BatchChatCompletionRequest) -> Any:
+def _tool_choice(body: ls.LlamaChatCompletionRequest | ls.BatchChatCompletionRequest) -> Any:
     config = body.tool_config
     choice = config.tool_choice if config is not None and "tool_choice" in config.model_fields_set else None
     choice = choice or getattr(body, "tool_choice", None) or "auto"
@@ -170,7 +170,7 @@ def openai_message(m: Any, i: int) -> dict[str, Any]:
     return {"role": m.role, "content": content}
 
 
-def chat_request(body: ls.ChatCompletionRequest | ls.BatchChatCompletionRequest, messages: list[Any],
+def chat_request(body: ls.LlamaChatCompletionRequest | ls.BatchChatCompletionRequest, messages: list[Any],
                  stream: bool = False) -> ChatCompletionRequest:
     fields: dict[str, Any] = {**sampling_fields(body.sampling_params), **format_fields(body.response_format)}
     if body.tools:
@@ -185,7 +185,7 @@ def chat_request(body: ls.ChatCompletionRequest | ls.BatchChatCompletionRequest,
                   stream_options={"include_usage": True} if stream else None, **fields)
 
 
-def completion_request(body: ls.CompletionRequest | ls.BatchCompletionRequest, content: Any,
+def completion_request(body: ls.LlamaCompletionRequest | ls.BatchCompletionRequest, content: Any,
                        stream: bool = False) -> CompletionRequest:
     fields: dict[str, Any] = {"max_tokens": None, **sampling_fields(body.sampling_params),
                               **format_fields(body.response_format)}

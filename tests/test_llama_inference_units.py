@@ -15,8 +15,8 @@ TOOL = {"tool_name": "get_weather", "description": "weather",
                        "tags": {"param_type": "list[str]"}}}
 
 
-def _chat(**kw) -> ls.ChatCompletionRequest:
-    return ls.ChatCompletionRequest(**{"model_id": "m", "messages": [{"role": "user", "content": "hi"}], **kw})
+def _chat(**kw) -> ls.LlamaChatCompletionRequest:
+    return ls.LlamaChatCompletionRequest(**{"model_id": "m", "messages": [{"role": "user", "content": "hi"}], **kw})
 
 
 def test_sampling_strategies():

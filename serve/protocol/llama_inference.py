@@ -31,18 +31,18 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
 
-class UserMessage(_Request):
+class UserMessageParam(_Request):
     role: Literal["user"]
     content: InterleavedContent
     context: InterleavedContent | None = None
 
 
-class SystemMessage(_Request):
+class SystemMessageParam(_Request):
     role: Literal["system"]
     content: InterleavedContent
 
 
-class ToolResponseMessage(_Request):
+class ToolResponseMessageParam(_Request):
     role: Literal["tool"]
     call_id: str
     content: InterleavedContent
@@ -55,7 +55,7 @@ class CallInMessage(_Request):
     arguments_json: str | None = None
 
 
-class AssistantMessage(_Request):
+class AssistantMessageParam(_Request):
     """A CompletionMessage sent back as history (stop_reason is not needed to continue from it)."""
 
     role: Literal["assistant"]
@@ -64,7 +64,8 @@ class AssistantMessage(_Request):
     tool_calls: list[CallInMessage] | None = None
 
 
-Message = Annotated[UserMessage | SystemMessage | ToolResponseMessage | AssistantMessage, Field(discriminator="role")]
+Message = Annotated[UserMessageParam | SystemMessageParam | ToolResponseMessageParam | AssistantMessageParam,
+                    Field(discriminator="role")]
 
 
 class GreedyStrategy(_Request):
@@ -119,7 +120,7 @@ class ToolDefinition(_Request):
 ToolChoice = Literal["auto", "required", "none"] | str
 
 
-class ToolConfig(_Request):
+class InferenceToolConfig(_Request):
     tool_choice: ToolChoice | None = "auto"
     tool_prompt_format: Literal["json", "function_tag", "python_list"] | None = None
     system_message_behavior: Literal["append", "replace"] | None = "append"
@@ -138,10 +139,10 @@ class _Sampled(_Request):
 
 class _ChatOptions(_Sampled):
     tools: list[ToolDefinition] | None = None
-    tool_config: ToolConfig | None = None
+    tool_config: InferenceToolConfig | None = None
 
 
-class ChatCompletionRequest(_ChatOptions):
+class LlamaChatCompletionRequest(_ChatOptions):
     messages: list[Message] = Field(min_length=1)
     # deprecated in 0.2 in favour of tool_config, still sent by clients
     tool_choice: ToolChoice | None = None
@@ -149,7 +150,7 @@ class ChatCompletionRequest(_ChatOptions):
     stream: bool = False
 
 
-class CompletionRequest(_Sampled):
+class LlamaCompletionRequest(_Sampled):
     content: InterleavedContent
     stream: bool = False
 
@@ -188,12 +189,12 @@ class ChatCompletionResponse(LlamaObject):
     metrics: list[Metric] | None = None
 
 
-class TextDelta(LlamaObject):
+class InferenceTextDelta(LlamaObject):
     type: Literal["text"]
     text: str
 
 
-class ToolCallDelta(LlamaObject):
+class InferenceToolCallDelta(LlamaObject):
     type: Literal["tool_call"]
     tool_call: ToolCall | str
     parse_status: Literal["started", "in_progress", "failed", "succeeded"]
@@ -201,7 +202,7 @@ class ToolCallDelta(LlamaObject):
 
 class ChatCompletionResponseEvent(LlamaObject):
     event_type: Literal["start", "complete", "progress"]
-    delta: Annotated[TextDelta | ToolCallDelta, Field(discriminator="type")]
+    delta: Annotated[InferenceTextDelta | InferenceToolCallDelta, Field(discriminator="type")]
     logprobs: list[TokenLogProbs] | None = None
     stop_reason: StopReason | None = None
 

@@ -28,7 +28,7 @@ async def _generate(req: Any, stream: bool, whole: Any, streamed: Any, events: A
 
 @router.post("/chat-completion", response_model=ls.ChatCompletionResponse,
              responses=streaming_responses(ls.ChatCompletionResponseStreamChunk))
-async def chat_completion(body: ls.ChatCompletionRequest):
+async def chat_completion(body: ls.LlamaChatCompletionRequest):
     llm = get_stack().llm(body.model_id, "model_id")
     req = translate.chat_request(body, body.messages, stream=body.stream)
     return await _generate(req, body.stream, llm.chat, llm.options(stream=True).chat_stream, translate.ChatEvents(),
@@ -37,7 +37,7 @@ async def chat_completion(body: ls.ChatCompletionRequest):
 
 @router.post("/completion", response_model=ls.CompletionResponse,
              responses=streaming_responses(ls.CompletionResponseStreamChunk))
-async def completion(body: ls.CompletionRequest):
+async def completion(body: ls.LlamaCompletionRequest):
     llm = get_stack().llm(body.model_id, "model_id")
     req = translate.completion_request(body, body.content, stream=body.stream)
     return await _generate(req, body.stream, llm.completion, llm.options(stream=True).completion_stream,
