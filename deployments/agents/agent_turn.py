@@ -24,12 +24,8 @@ from deployments.agents.turn_events import TurnEvents, chunk, step_complete
 from deployments.vector_io.llama_stack import content_text
 from serve.errors import InvalidRequestError, NotFoundError
 from serve.protocol.agents import AgentConfig, AgentToolGroup, CreateTurnRequest, ResumeTurnRequest, ToolConfig
+from serve.protocol.llama_inference import JSON_TYPES
 from serve.protocol.responses import CreateResponseRequest
-
-JSON_TYPES = {"str": "string", "string": "string", "int": "integer", "integer": "integer", "float": "number",
-              "number": "number", "bool": "boolean", "boolean": "boolean", "list": "array", "array": "array",
-              "dict": "object", "object": "object"}
-
 
 # ---- agent config -> Responses request ------------------------------------------------------------------------
 
