@@ -147,6 +147,7 @@ def create_app() -> FastAPI:
         files,
         inference,
         inference_llama,
+        messages,
         meta,
         models,
         responses,
@@ -172,6 +173,7 @@ def create_app() -> FastAPI:
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
     app.include_router(inference_llama.router, prefix="/v1/inference")
+    app.include_router(messages.router, prefix="/v1")  # Anthropic's SDK calls {base_url}/v1/messages
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")
