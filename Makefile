@@ -11,7 +11,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 # The engine behaviour suite on the vLLM engine (the main run skips its vllm cases), and several models in one graph.
 VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_llama_inference.py \
-	tests/test_graph_multi_model.py
+	tests/test_graph_messages.py tests/test_graph_multi_model.py
 
 .PHONY: install postgres vllm-env run test lint bench-env conformance clean
 

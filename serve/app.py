@@ -19,6 +19,8 @@ from serve.errors import (
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    error_body,
+    error_shape,
     to_api_error,
 )
 from serve.limits import PrincipalLimiter, RequestTimeout
@@ -30,8 +32,11 @@ logger = logging.getLogger("stackserve.ingress")
 OPENAI_PREFIXES = ("/v1", "/v1/openai/v1")
 
 
-def error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.envelope(), status_code=err.status_code, headers=err.headers or None)
+def error_response(err: APIError, request: Request) -> JSONResponse:
+    """The one error mapper's answer: `err` in the shape of the route `request` is for (OpenAI's envelope, or
+    Anthropic's on the Messages API)."""
+    status, body = error_body(err, error_shape(request.scope))
+    return JSONResponse(body, status_code=status, headers=err.headers or None)
 
 
 def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
@@ -77,17 +82,18 @@ async def guard(request: Request, call_next, limiter: PrincipalLimiter):
     path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
     if path in OPEN_PATHS:
         return await call_next(request)
-    principal = stack.authenticator.authenticate(request.headers.get("authorization"))
+    principal = stack.authenticator.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if principal is None:
-        return error_response(AuthenticationError("Invalid or missing API key. Pass 'Authorization: Bearer <key>'.",
-                                                  code="invalid_api_key"))
+        return error_response(AuthenticationError(
+            "Invalid or missing API key. Pass 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+            code="invalid_api_key"), request)
     rejected = _too_large(request, path, stack.config)
     if rejected is not None:
-        return error_response(rejected)
+        return error_response(rejected, request)
     try:
         counted = limiter.acquire(principal)
     except APIError as e:
-        return error_response(e)
+        return error_response(e, request)
     # the principal rides in the context into every deployment call (only with access control on; a client's
     # own `baggage` header never names one)
     token = context.attach(with_principal(principal if stack.config.access_control() else None))
@@ -104,29 +110,30 @@ async def guard(request: Request, call_next, limiter: PrincipalLimiter):
     return response
 
 
-async def on_api_error(_: Request, exc: APIError) -> JSONResponse:
-    return error_response(to_api_error(exc))  # unwraps Ray's RayTaskError(APIError) copies
+async def on_api_error(request: Request, exc: APIError) -> JSONResponse:
+    return error_response(to_api_error(exc), request)  # unwraps Ray's RayTaskError(APIError) copies
 
 
-async def on_invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(_validation_error(exc))
+async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(_validation_error(exc), request)
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
-        return error_response(NotFoundError(f"no route for {request.method} {request.url.path}", code="not_found"))
+        return error_response(NotFoundError(f"no route for {request.method} {request.url.path}", code="not_found"),
+                              request)
     if exc.status_code == 405:
         err = InvalidRequestError(f"method {request.method} is not allowed on {request.url.path}",
                                   code="method_not_allowed")
         err.status_code = 405
-        return error_response(err)
+        return error_response(err, request)
     err = APIError(str(exc.detail))
     err.status_code = exc.status_code
-    return error_response(err)
+    return error_response(err, request)
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    response = error_response(to_api_error(exc))
+    response = error_response(to_api_error(exc), request)
     response.headers.update(trace_id_header(request.scope))
     return response
 
@@ -140,6 +147,7 @@ def create_app() -> FastAPI:
         files,
         inference,
         inference_llama,
+        messages,
         meta,
         models,
         responses,
@@ -165,6 +173,7 @@ def create_app() -> FastAPI:
         app.include_router(safety.openai_router, prefix=prefix)
     app.include_router(meta.router, prefix="/v1")
     app.include_router(inference_llama.router, prefix="/v1/inference")
+    app.include_router(messages.router, prefix="/v1")  # Anthropic's SDK calls {base_url}/v1/messages
     app.include_router(safety.router, prefix="/v1")
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")

@@ -29,8 +29,9 @@ OPEN_PATHS = {"/v1/health", "/health", "/-/healthz", "/-/routes"}
 
 
 class Authenticator:
-    """Maps `Authorization: Bearer <key>` to a principal. Every configured key is compared, in constant time, on
-    every request (no early exit that would time which key matched); keys are never logged."""
+    """Maps `Authorization: Bearer <key>`, or `x-api-key: <key>` (as Anthropic's clients send it), to a principal.
+    Every configured key is compared, in constant time, on every request (no early exit that would time which key
+    matched); keys are never logged."""
 
     def __init__(self, config: StackConfig):
         self.default = Principal(DEFAULT_PRINCIPAL, frozenset({ADMIN}), config.server.limits)
@@ -40,13 +41,17 @@ class Authenticator:
             self._keys += [(k.encode(), principal) for k in p.resolved_api_keys()]
         self.required = bool(self._keys)
 
-    def authenticate(self, authorization: str | None) -> Principal | None:
-        """The caller's principal; None when keys are required and the header holds none of them."""
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> Principal | None:
+        """The caller's principal; None when keys are required and the headers hold none of them. A bearer
+        `authorization` is the key; without one, `api_key` (the x-api-key header) is."""
         if not self.required:
             return self.default
-        if not authorization or not authorization.lower().startswith("bearer "):
+        if authorization and authorization.lower().startswith("bearer "):
+            given = authorization[7:].strip().encode()
+        elif api_key:
+            given = api_key.strip().encode()
+        else:
             return None
-        given = authorization[7:].strip().encode()
         found = None
         for key, principal in self._keys:
             if hmac.compare_digest(given, key):

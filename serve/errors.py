@@ -1,12 +1,14 @@
-"""API errors and the one mapper from exceptions to the OpenAI error envelope.
+"""API errors and the one mapper from exceptions to error bodies.
 
 Providers and engines raise `APIError` subclasses (plain Python, picklable across DeploymentHandles); the
-ingress turns every exception into `{"error": {"message", "type", "param", "code"}}` with the right status.
+ingress turns every exception into `{"error": {"message", "type", "param", "code"}}` with the right status, or on
+the Anthropic Messages API's routes into Anthropic's `{"type": "error", "error": {"type", "message"}}`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger("stackserve.errors")
@@ -88,6 +90,33 @@ class RequestTimeoutError(APIError):
 
     status_code = 504
     error_type = "timeout_error"
+
+
+# Anthropic's error types for ours (its API has no param or code: they go into the message), and where its status
+# differs: it answers overloaded with 529.
+ANTHROPIC_TYPES = {"invalid_request_error": "invalid_request_error", "authentication_error": "authentication_error",
+                   "permission_error": "permission_error", "not_found_error": "not_found_error",
+                   "conflict_error": "conflict_error", "rate_limit_error": "rate_limit_error",
+                   "overloaded_error": "overloaded_error", "timeout_error": "timeout_error"}
+ANTHROPIC_STATUS = {"overloaded_error": 529}
+ANTHROPIC_ROUTES = "/v1/messages"
+
+
+def error_shape(scope: Mapping[str, Any]) -> str:
+    """The error shape of the route an ASGI request scope is for: "anthropic" on the Messages API's routes
+    (`/v1/messages`, `/v1/messages/count_tokens`), "openai" everywhere else."""
+    path = scope.get("path", "").removeprefix(scope.get("root_path", ""))  # apps may sit under a prefix
+    return "anthropic" if path == ANTHROPIC_ROUTES or path.startswith(ANTHROPIC_ROUTES + "/") else "openai"
+
+
+def error_body(err: APIError, shape: str = "openai") -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of `err` in `shape` ("openai" or "anthropic")."""
+    if shape != "anthropic":
+        return err.status_code, err.envelope()
+    kind = ANTHROPIC_TYPES.get(err.error_type, "api_error")
+    message = f"{err.param}: {err.message}" if err.param and err.param not in err.message else err.message
+    return ANTHROPIC_STATUS.get(kind, err.status_code), {"type": "error",
+                                                         "error": {"type": kind, "message": message}}
 
 
 def unwrap(exc: BaseException) -> BaseException:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serve.errors import RateLimitError, RequestTimeoutError
+from serve.errors import RateLimitError, RequestTimeoutError, error_body, error_shape
 from serve.principal import Principal
 
 
@@ -95,7 +95,8 @@ class RequestTimeout:
             return
         err = RequestTimeoutError(f"the request did not complete within the server's timeout of {timeout:g} s",
                                   code="request_timeout")
-        body = json.dumps(err.envelope()).encode()
-        await send({"type": "http.response.start", "status": err.status_code,
+        status, shaped = error_body(err, error_shape(scope))
+        body = json.dumps(shaped).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

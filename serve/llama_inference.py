@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from serve.errors import APIError, InvalidRequestError, unwrap
+from serve import translation
+from serve.errors import InvalidRequestError
 from serve.protocol import llama_inference as ls
 from serve.protocol.content import content_text
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
@@ -32,34 +31,18 @@ def _llama_param(param: str) -> str:
     return ".".join([SOURCES.get(head, head), *rest])
 
 
-def renamed(exc: BaseException) -> BaseException:
-    """A deployment's error about an OpenAI field, naming the Llama Stack field instead (`max_tokens` ->
-    `sampling_params.max_tokens`); other errors unchanged."""
-    err = unwrap(exc)
-    if isinstance(err, APIError) and err.param:
-        err.param = _llama_param(err.param)
-        return err
-    return exc
-
-
 async def answer(call: Any) -> Any:
-    """Await a deployment call, with `renamed` errors."""
-    try:
-        return await call
-    except Exception as e:
-        raise renamed(e) from None
+    """Await a deployment call; its errors name the Llama Stack field (`max_tokens` -> `sampling_params.max_tokens`)."""
+    return await translation.answer(call, _llama_param)
 
 
-def _build(request_type: type[BaseModel], **fields: Any) -> Any:
-    """The OpenAI request; what it refuses is a 400 naming the Llama Stack field it came from."""
-    try:
-        return request_type(**fields)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = [str(p) for p in first.get("loc", ())]
-        param = _llama_param(".".join(loc)) if loc else None
-        raise InvalidRequestError(f"Invalid request: '{param}': {first.get('msg')}", param=param,
-                                  code="invalid_value") from None
+def _build(request_type: type, **fields: Any) -> Any:
+    return translation.build(request_type, _llama_param, **fields)
+
+
+def stream(source: Any, events: ChatEvents | CompletionEvents) -> translation.TranslatedStream:
+    """A streaming deployment call's chunks as Llama Stack's, with renamed errors."""
+    return translation.TranslatedStream(source, events, _llama_param)
 
 
 # ---- requests -------------------------------------------------------------------------------------------------
@@ -338,40 +321,3 @@ class CompletionEvents:
 
 def _event(kind: str, delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"event": {"event_type": kind, "delta": delta, **{k: v for k, v in extra.items() if v is not None}}}
-
-
-class TranslatedStream:
-    """A streaming handle call whose items (lists of OpenAI chunks) come out translated (lists of Llama Stack
-    chunks); `cancel` reaches the replica's generator, as the OpenAI routes' streams do."""
-
-    def __init__(self, source: Any, events: ChatEvents | CompletionEvents):
-        self.source = source
-        self.events = events
-        self._pending: list[dict[str, Any]] | None = events.start()
-        self._ended = False
-
-    def __aiter__(self) -> TranslatedStream:
-        return self
-
-    async def __anext__(self) -> list[dict[str, Any]]:
-        while True:
-            if self._ended:
-                raise StopAsyncIteration
-            try:
-                items = await self.source.__anext__()
-            except StopAsyncIteration:
-                self._ended = True
-                return self._take(self.events.end())
-            except Exception as e:
-                raise renamed(e) from None
-            out = [e for chunk in (items if isinstance(items, list) else [items]) for e in self.events.feed(chunk)]
-            if self._pending is not None or out:
-                return self._take(out)
-
-    def _take(self, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        pending, self._pending = self._pending or [], None
-        return pending + out
-
-    def cancel(self) -> None:
-        self.source.cancel()
-

@@ -17,10 +17,10 @@ from serve.health import ask, error, run_checks, worst
 from serve.nodes import NODES, provider
 
 # endpoint family (router tag) -> the Llama Stack API its routes belong to (/v1/inspect/routes)
-ROUTE_APIS = {"inference": "inference", "embeddings": "inference", "models": "inference", "files": "files",
-              "vector_stores": "vector_io", "vector_io": "vector_io", "safety": "safety", "agents": "agents",
-              "responses": "agents", "tools": "tool_runtime", "datasets": "datasetio", "batches": "batches",
-              "telemetry": "telemetry"}
+ROUTE_APIS = {"inference": "inference", "messages": "inference", "embeddings": "inference", "models": "inference",
+              "files": "files", "vector_stores": "vector_io", "vector_io": "vector_io", "safety": "safety",
+              "agents": "agents", "responses": "agents", "tools": "tool_runtime", "datasets": "datasetio",
+              "batches": "batches", "telemetry": "telemetry"}
 
 
 async def _within(call: Any, timeout_s: float) -> Any:

@@ -61,6 +61,29 @@ def test_stop_string_cuts_the_answer_in_both_shapes(serving):
     assert [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]] == ["stop"]
 
 
+def test_stop_string_is_named_in_stop_reason(serving):
+    """vLLM's extension: a choice that ended on a stop string names it; one that ended otherwise has no stop_reason."""
+    whole, chunks = _both(serving, _chat(stop=["lamp", "stairs"]))
+    assert whole["choices"][0]["stop_reason"] == "stairs"  # the one that came first in the text
+    assert [ch.get("stop_reason") for c in chunks for ch in c["choices"] if ch["finish_reason"]] == ["stairs"]
+    plain = asyncio.run(serving.chat(_chat(stop=["nowhere"])))
+    assert plain["choices"][0]["finish_reason"] == "stop" and "stop_reason" not in plain["choices"][0]
+
+
+def test_continuous_usage_stats_and_count_tokens(serving):
+    req = _chat(stop=["lamp"], stream_options={"include_usage": True, "continuous_usage_stats": True})
+    whole, chunks = _both(serving, req)
+    prompt = whole["usage"]["prompt_tokens"]
+    assert asyncio.run(serving.count_tokens(req)) == prompt  # exactly the prompt chat prefilled
+    used = [c["usage"]["completion_tokens"] for c in chunks]
+    assert all(c["usage"]["prompt_tokens"] == prompt for c in chunks)
+    assert used[0] == 0 and used == sorted(used) and chunks[-1]["usage"] == whole["usage"]
+    plain = asyncio.run(_drain(serving.chat_stream(_chat(stream_options={"include_usage": True}))))
+    assert [c["usage"] for c in plain[:-1]] == [None] * (len(plain) - 1)  # OpenAI's default: usage only at the end
+    with_tools = _chat(tools=[WEATHER])
+    assert asyncio.run(serving.count_tokens(with_tools)) > asyncio.run(serving.count_tokens(_chat()))
+
+
 def test_n_choices_and_usage(serving, tokenizer):
     reply = RULES[-1]["reply"]
     n_reply = len(tokenizer.encode(reply, add_special_tokens=False))

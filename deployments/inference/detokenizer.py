@@ -34,12 +34,14 @@ class IncrementalDetokenizer:
 
 
 class StopStringMatcher:
-    """Feed text deltas; get back the text that is safe to emit and whether a stop string was hit."""
+    """Feed text deltas; get back the text that is safe to emit and whether a stop string was hit (`matched`:
+    which one)."""
 
     def __init__(self, stops: list[str] | None):
         self.stops = [s for s in (stops or []) if s]
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None
 
     def feed(self, delta: str) -> str:
         if self.stopped:
@@ -49,7 +51,7 @@ class StopStringMatcher:
         text = self.pending + delta
         hits = [(text.find(s), s) for s in self.stops if s in text]
         if hits:
-            cut = min(i for i, _ in hits)
+            cut, self.matched = min(hits, key=lambda hit: hit[0])  # the earliest; on a tie, the first listed
             self.pending, self.stopped = "", True
             return text[:cut]
         # hold back the longest suffix of `text` that is a prefix of some stop string

@@ -64,6 +64,10 @@ class LLMService:
             async for chunk in self.serving.chat_stream(req):
                 yield call.chunk(chunk)
 
+    async def count_tokens(self, req: ChatCompletionRequest) -> int:
+        """The prompt's length in tokens, rendered as `chat` renders it (chat template, tools)."""
+        return await self.serving.count_tokens(req)
+
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
         with self.telemetry.call("text_completion", req) as call:
             return call.finish(await self.serving.completion(req))

@@ -47,6 +47,7 @@ class ChoiceDelta:
     text: str
     tokens: list[SampledToken] = field(default_factory=list)
     finish_reason: str | None = None
+    stop_string: str | None = None  # the stop string that ended the choice, if one did
 
 
 @dataclass
@@ -109,7 +110,9 @@ class OpenAIServing:
                 f"length is {self.engine.max_model_len} tokens", param=param, code="context_length_exceeded")
         return requested
 
-    async def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+    def _chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], list[ToolSpec], str, str | None]:
+        """The prompt's token ids as the chat template renders the request (tools included), the tools, and the
+        tool choice: (ids, specs, mode, function name)."""
         specs = parse_tools(req.tools)
         mode, name = resolve_tool_choice(req.tool_choice, specs)
         native = template_supports_tools(self.tokenizer)
@@ -121,6 +124,14 @@ class OpenAIServing:
             else:
                 messages = _with_system(messages, tools_system_prompt(specs), req.system_message_behavior)
         ids = encode_prompt(self.tokenizer, render_chat_prompt(self.tokenizer, messages, template_tools))
+        return ids, specs, mode, name
+
+    async def count_tokens(self, req: ChatCompletionRequest) -> int:
+        """How many tokens the prompt of `req` is: exactly what a chat request with it would prefill."""
+        return len(self._chat_prompt(req)[0])
+
+    async def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+        ids, specs, mode, name = self._chat_prompt(req)
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         budget = self._budget(len(ids), req.output_budget(), param)
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
@@ -206,7 +217,7 @@ class OpenAIServing:
             async for out in stream:
                 text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
                 if matcher.stopped:
-                    yield ChoiceDelta(index, text, out.tokens, "stop")
+                    yield ChoiceDelta(index, text, out.tokens, "stop", matcher.matched)
                     return  # closing the engine stream aborts the request and frees its slot
                 if out.finish_reason is not None:
                     text += matcher.flush()
@@ -257,15 +268,21 @@ class OpenAIServing:
             return fold_chat([c async for c in chunks], logprobs=bool(req.logprobs))
 
     def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        return self._chat_chunks(req, bool(req.stream_options and req.stream_options.include_usage))
+        opts = req.stream_options
+        return self._chat_chunks(req, bool(opts and opts.include_usage),
+                                 bool(opts and opts.include_usage and opts.continuous_usage_stats))
 
-    async def _chat_chunks(self, req: ChatCompletionRequest, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _chat_chunks(self, req: ChatCompletionRequest, include_usage: bool,
+                           continuous: bool = False) -> AsyncIterator[dict[str, Any]]:
         job = await self._chat_job(req)  # validation errors surface before the first chunk
         cid, created = new_id("chatcmpl", "-"), now()
+        n_out = 0
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
                  "choices": choices}
+            if continuous:  # vLLM's continuous_usage_stats: every chunk says what was used so far
+                usage = usage or _usage(len(job.prompt_ids), n_out)
             if include_usage:
                 c["usage"] = usage
             return c
@@ -273,7 +290,6 @@ class OpenAIServing:
         for i in range(req.n):
             yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None}])
-        n_out = 0
         tool_streams = [ToolCallStream(job.tools, job.tool_mode) for _ in range(req.n)]
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
@@ -287,11 +303,9 @@ class OpenAIServing:
                     tail, reason = tool_streams[d.index].finish()
                     for delta in tail:
                         yield chunk([{"index": d.index, "delta": delta, "logprobs": None, "finish_reason": None}])
-                    yield chunk([{"index": d.index, "delta": {}, "logprobs": None,
-                                  "finish_reason": reason or d.finish_reason}])
+                    yield chunk([_finished(d, reason)])
         if include_usage:
-            p = len(job.prompt_ids)
-            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+            yield chunk([], _usage(len(job.prompt_ids), n_out))
 
     # ---- completions --------------------------------------------------------------------------------------
 
@@ -332,8 +346,7 @@ class OpenAIServing:
                 yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs,
                               "finish_reason": d.finish_reason}])
         if include_usage:
-            p = sum(len(j.prompt_ids) for j in jobs)
-            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+            yield chunk([], _usage(sum(len(j.prompt_ids) for j in jobs), n_out))
 
     # ---- helpers ----------------------------------------------------------------------------------------------
 
@@ -358,6 +371,20 @@ class OpenAIServing:
         return {"tokens": strs, "token_logprobs": [t.logprob for t in tokens],
                 "top_logprobs": [{self._token_str(i): lp for i, lp in (t.top_logprobs or [])} for t in tokens],
                 "text_offset": offsets}
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _finished(d: ChoiceDelta, tool_reason: str | None) -> dict[str, Any]:
+    """A chat choice's last chunk: its finish reason (`tool_calls` when its text was a call), and, as vLLM's server
+    does, the stop string that ended it in `stop_reason`."""
+    out = {"index": d.index, "delta": {}, "logprobs": None, "finish_reason": tool_reason or d.finish_reason}
+    if d.stop_string is not None and tool_reason is None:
+        out["stop_reason"] = d.stop_string
+    return out
 
 
 FUNCTION_DEFINITIONS = "{{function_definitions}}"

@@ -16,7 +16,8 @@ def fold_chat(chunks: list[dict[str, Any]], logprobs: bool) -> dict[str, Any]:
     for c in chunks:
         usage = c.get("usage") or usage
         for ch in c["choices"]:
-            acc = choices.setdefault(ch["index"], {"content": [], "calls": {}, "logprobs": [], "reason": None})
+            acc = choices.setdefault(ch["index"], {"content": [], "calls": {}, "logprobs": [], "reason": None,
+                                                       "stop": None})
             delta = ch["delta"]
             if delta.get("content"):
                 acc["content"].append(delta["content"])
@@ -30,6 +31,7 @@ def fold_chat(chunks: list[dict[str, Any]], logprobs: bool) -> dict[str, Any]:
             if ch.get("logprobs"):
                 acc["logprobs"] += ch["logprobs"]["content"]
             acc["reason"] = ch.get("finish_reason") or acc["reason"]
+            acc["stop"] = ch.get("stop_reason") or acc["stop"]
     out = []
     for i in sorted(choices):
         acc = choices[i]
@@ -37,8 +39,11 @@ def fold_chat(chunks: list[dict[str, Any]], logprobs: bool) -> dict[str, Any]:
         if acc["calls"]:
             message = {"role": "assistant", "content": None, "refusal": None,
                        "tool_calls": [acc["calls"][k] for k in sorted(acc["calls"])]}
-        out.append({"index": i, "message": message, "finish_reason": acc["reason"],
-                    "logprobs": {"content": acc["logprobs"]} if logprobs else None})
+        choice = {"index": i, "message": message, "finish_reason": acc["reason"],
+                  "logprobs": {"content": acc["logprobs"]} if logprobs else None}
+        if acc["stop"]:
+            choice["stop_reason"] = acc["stop"]  # the stop string that ended it (vLLM's extension)
+        out.append(choice)
     first = chunks[0]
     return {"id": first["id"], "object": "chat.completion", "created": first["created"], "model": first["model"],
             "choices": out, "usage": usage}

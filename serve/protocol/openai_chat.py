@@ -15,6 +15,7 @@ class _Lenient(BaseModel):
 
 class StreamOptions(_Lenient):
     include_usage: bool = False
+    continuous_usage_stats: bool = False  # vLLM-style extension: with include_usage, usage so far on every chunk
 
 
 class ChatMessage(_Lenient):

@@ -60,6 +60,7 @@ class ChatCompletionChoice(OpenAIObject):
     message: ChatCompletionMessage
     finish_reason: ChatFinishReason
     logprobs: ChoiceLogprobs | None = None
+    stop_reason: str | None = omitted()  # vLLM's extension: the stop string that ended the choice
 
 
 class ChatCompletion(OpenAIObject):
@@ -91,6 +92,7 @@ class ChatCompletionChunkChoice(OpenAIObject):
     delta: ChatCompletionDelta
     finish_reason: ChatFinishReason | None = None
     logprobs: ChoiceLogprobs | None = None
+    stop_reason: str | None = omitted()  # vLLM's extension, on the last chunk: the stop string that ended it
 
 
 class ChatCompletionChunk(OpenAIObject):

@@ -23,7 +23,7 @@ async def _generate(req: Any, stream: bool, whole: Any, streamed: Any, events: A
     shape: `reshape` of the whole answer, or SSE chunks translated by `events`."""
     if not stream:
         return reshape(await translate.answer(whole.remote(req)))
-    return await sse_response(translate.TranslatedStream(streamed.remote(req), events), done_marker=False)
+    return await sse_response(translate.stream(streamed.remote(req), events), done_marker=False)
 
 
 @router.post("/chat-completion", response_model=ls.ChatCompletionResponse,
