@@ -84,6 +84,9 @@ class LLMServer:
         async for chunks in coalesce(self.service.chat_stream(req)):
             yield chunks
 
+    async def count_tokens(self, req: ChatCompletionRequest) -> dict[str, int]:
+        return await self.service.count_tokens(req)
+
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
         return await self.service.completion(req)
 

@@ -64,6 +64,10 @@ class LLMService:
             async for chunk in self.serving.chat_stream(req):
                 yield call.chunk(chunk)
 
+    async def count_tokens(self, req: ChatCompletionRequest) -> dict[str, int]:
+        """{"input_tokens": N}: the rendered chat prompt's length, as a chat call of `req` would count it."""
+        return self.serving.count_tokens(req)
+
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
         with self.telemetry.call("text_completion", req) as call:
             return call.finish(await self.serving.completion(req))

@@ -109,7 +109,8 @@ class OpenAIServing:
                 f"length is {self.engine.max_model_len} tokens", param=param, code="context_length_exceeded")
         return requested
 
-    async def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+    def _chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], list[ToolSpec], str, str | None]:
+        """The prompt's token ids as the model reads them (chat template, tool definitions) and the tool mode."""
         specs = parse_tools(req.tools)
         mode, name = resolve_tool_choice(req.tool_choice, specs)
         native = template_supports_tools(self.tokenizer)
@@ -121,6 +122,14 @@ class OpenAIServing:
             else:
                 messages = _with_system(messages, tools_system_prompt(specs), req.system_message_behavior)
         ids = encode_prompt(self.tokenizer, render_chat_prompt(self.tokenizer, messages, template_tools))
+        return ids, specs, mode, name
+
+    def count_tokens(self, req: ChatCompletionRequest) -> dict[str, int]:
+        """The rendered chat prompt's length in tokens: what `usage.prompt_tokens` of the same request reports."""
+        return {"input_tokens": len(self._chat_prompt(req)[0])}
+
+    async def _chat_job(self, req: ChatCompletionRequest) -> _Job:
+        ids, specs, mode, name = self._chat_prompt(req)
         param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
         budget = self._budget(len(ids), req.output_budget(), param)
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
@@ -274,7 +283,8 @@ class OpenAIServing:
             yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None}])
         n_out = 0
-        tool_streams = [ToolCallStream(job.tools, job.tool_mode) for _ in range(req.n)]
+        parallel = req.parallel_tool_calls is not False
+        tool_streams = [ToolCallStream(job.tools, job.tool_mode, parallel) for _ in range(req.n)]
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
