@@ -142,6 +142,7 @@ def create_app() -> FastAPI:
         inference_llama,
         meta,
         models,
+        prompts,
         responses,
         safety,
         telemetry,
@@ -169,6 +170,7 @@ def create_app() -> FastAPI:
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")
     app.include_router(agents.router, prefix="/v1")
+    app.include_router(prompts.router, prefix="/v1")
     for prefix in ("/v1", "/v1beta"):
         app.include_router(datasets.router, prefix=prefix)
     app.include_router(telemetry.router, prefix="/v1")
