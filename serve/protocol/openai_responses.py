@@ -193,7 +193,7 @@ class CompactedResponse(OpenAIObject):
     id: str
     object: Literal["response.compaction"] = "response.compaction"
     created_at: int
-    output: list[OutputItem]
+    output: list[StoredItem]  # user messages (input items) and the compaction item
     usage: ResponseUsage
 
 
