@@ -91,9 +91,14 @@ def test_input_tokens_bad_input(client):
 
 def test_truncation_disabled_refuses_a_history_past_the_context(client, long_chain):
     more = notes(20, "orchard") + [{"role": "user", "content": "Which topic came last?"}]
+    newest = client.get("/responses", cast_to=dict, options={"params": {"limit": 1}})["data"][0]["id"]
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model=SMOLLM2, previous_response_id=long_chain, input=more, max_output_tokens=8)
     assert err.value.code == "context_length_exceeded"
+    assert client.get("/responses", cast_to=dict, options={"params": {"limit": 1}})["data"][0]["id"] == newest
+    events = list(client.responses.create(model=SMOLLM2, previous_response_id=long_chain, input=more,
+                                          max_output_tokens=8, stream=True))
+    assert events[-1].type == "response.failed" and events[-1].response.error.code == "context_length_exceeded"
 
 
 def test_truncation_auto_drops_the_oldest_items(client, long_chain):
