@@ -150,6 +150,7 @@ def create_app() -> FastAPI:
         messages,
         meta,
         models,
+        prompts,
         responses,
         safety,
         telemetry,
@@ -178,6 +179,7 @@ def create_app() -> FastAPI:
     app.include_router(vector_io_llama.router, prefix="/v1")
     app.include_router(tools.router, prefix="/v1")
     app.include_router(agents.router, prefix="/v1")
+    app.include_router(prompts.router, prefix="/v1")
     for prefix in ("/v1", "/v1beta"):
         app.include_router(datasets.router, prefix=prefix)
     app.include_router(telemetry.router, prefix="/v1")

@@ -72,10 +72,14 @@ MINILM_ALIAS = "all-MiniLM-L6-v2"  # as Llama Stack's distributions name it: an 
 
 GUARD_SCRIPTED = "guard-scripted"
 GUARD_TINY = "guard-tiny-random"
+# a question the scripted model answers with two tool calls at once (parallel_tool_calls)
+PARALLEL_ASK = "Weather in Oslo and in Bergen, both at once?"
+PARALLEL_CALLS = ('[{"name": "get_weather", "parameters": {"city": "Oslo"}}, '
+                  '{"name": "get_weather", "parameters": {"city": "Bergen"}}]')
 # the scripted guard's verdicts (tests/scripted_engine.py), by what the prompt holds; it ignores the shield's verdict
 # grammar, so an unparseable verdict ("maybe?") can reach the shield
 GUARD_SCRIPT = [{"if_contains": " kill ", "reply": "unsafe\nS1,S10"}, {"if_contains": "gibberish", "reply": "maybe?"},
-                {"reply": "safe"}]
+                {"if_contains": PARALLEL_ASK, "reply": PARALLEL_CALLS}, {"reply": "safe"}]
 
 
 def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_keys: list[str] | None = None,

@@ -14,8 +14,9 @@ from ray import serve
 
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError, to_api_error
 from serve.protocol.agents import AgentConfig, CreateTurnRequest, ResumeTurnRequest
+from serve.protocol.prompts import CreatePromptRequest, UpdatePromptRequest
 from serve.protocol.provider_data import ProviderData
-from serve.protocol.responses import CreateResponseRequest
+from serve.protocol.responses import CompactRequest, CreateResponseRequest
 from serve.storage.leases import renew_while_held, sweep_forever
 from serve.telemetry.agents import agent_response
 from serve.telemetry.instrument import instrument_deployment
@@ -29,12 +30,14 @@ class AgentsServer:
     def __init__(self, llm_handles: dict, vector_io: Any, safety: Any, database_url: str, config: Any = None):
         import deployments.agents.llama_tables  # noqa: F401  (registers the tables)
         import deployments.agents.tables  # noqa: F401
+        from deployments.agents.prompts import PromptStore
         from deployments.agents.store import ConversationStore, ResponseStore
         from serve.storage import Database
 
         db = Database(database_url)
         self.responses = ResponseStore(db)
         self.conversations = ConversationStore(db)
+        self.prompts = PromptStore(db)
         self.llms = llm_handles
         self.vector_io = vector_io
         self.safety = safety
@@ -117,6 +120,12 @@ class AgentsServer:
         return {"object": "list", "data": added, "first_id": added[0]["id"], "last_id": added[-1]["id"],
                 "has_more": False}
 
+    def _llm(self, model: str) -> Any:
+        llm = self.llms.get(model)
+        if llm is None:
+            raise NotFoundError(f"The model '{model}' does not exist", param="model", code="model_not_found")
+        return llm
+
     async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None,
                        provider_data: ProviderData | None = None):
         """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns);
@@ -126,9 +135,11 @@ class AgentsServer:
         from deployments.agents.orchestrator import ResponseRun
         from deployments.agents.tools.web_search import make_web_search
 
-        llm = self.llms.get(req.model)
-        if llm is None:
-            raise NotFoundError(f"The model '{req.model}' does not exist", param="model", code="model_not_found")
+        llm = self._llm(req.model)
+        prompt = None
+        if req.prompt is not None:  # the stored prompt's text, variables filled in, leads the instructions
+            text, prompt = await asyncio.to_thread(self.prompts.render, req.prompt)
+            req = req.model_copy(update={"instructions": "\n\n".join(filter(None, [text, req.instructions]))})
         if any(t["type"] == "file_search" for t in req.tools) and self.vector_io is None:
             raise InvalidRequestError("file_search needs vector_io in the stack's config", param="tools")
         web_search = None
@@ -161,12 +172,17 @@ class AgentsServer:
             return req.store and await asyncio.to_thread(self.responses.status, rid) == "cancelled"
 
         hosted = HostedTools(req.tools, self.vector_io, web_search, self.config.tool_timeout_s if self.config else 60)
-        return ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled), items
+        run = ResponseRun(req, rid, history, items, llm, hosted, self.safety, cancelled)
+        run.response["prompt"] = prompt
+        return run, items
 
     @agent_response
     async def stream_response(self, req: CreateResponseRequest, prepared: Any = None,
-                              provider_data: ProviderData | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Responses events; the response is stored (when `store`) as it starts and when it ends."""
+                              provider_data: ProviderData | None = None,
+                              raise_bad_request: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Responses events; the response is stored (when `store`) as it starts and when it ends.
+        `raise_bad_request`: a request the model refuses before any output (a prompt past its context) raises that
+        error (a 400) and keeps nothing, instead of ending as a failed response."""
         run, items = prepared or await self._prepare(req, provider_data=provider_data)
         rid, final, lease = run.response["id"], None, None
         try:
@@ -183,8 +199,13 @@ class AgentsServer:
                     final = event["response"]
                 yield event
         except Exception as e:
-            final = {**run._snapshot(), "status": "failed",
-                     "error": {"code": "server_error", "message": to_api_error(e).message}}
+            err = to_api_error(e)
+            if raise_bad_request and err.status_code < 500 and not run.out.output:
+                if lease is not None:
+                    await asyncio.to_thread(self.responses.delete, rid)
+                raise err from None
+            code = err.code if err.status_code < 500 and err.code else "server_error"
+            final = {**run._snapshot(), "status": "failed", "error": {"code": code, "message": err.message}}
             yield {"type": "response.failed", "sequence_number": run.seq + 1, "response": final}
         finally:
             if lease is not None:
@@ -202,7 +223,7 @@ class AgentsServer:
         if req.background:
             return await self._start_background(req, provider_data)
         final = None
-        async for event in self.stream_response(req, provider_data=provider_data):
+        async for event in self.stream_response(req, provider_data=provider_data, raise_bad_request=True):
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
@@ -225,6 +246,46 @@ class AgentsServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return queued
+
+    async def input_tokens(self, req: CreateResponseRequest,
+                           provider_data: ProviderData | None = None) -> dict[str, Any]:
+        """What the first model call of creating `req` would read, in tokens (nothing runs, nothing is kept)."""
+        run, _ = await self._prepare(req, provider_data=provider_data)
+        return {"object": "response.input_tokens", "input_tokens": await run.input_tokens()}
+
+    async def compact_response(self, req: CompactRequest) -> dict[str, Any]:
+        """The history of `req` (a stored chain, then its input) summarised into a compaction item."""
+        from deployments.agents.compaction import compact
+        from deployments.agents.items import normalize_input
+
+        llm = self._llm(req.model)
+        items = await asyncio.to_thread(self.responses.history, req.previous_response_id) \
+            if req.previous_response_id else []
+        items += normalize_input(req.input) if req.input else []
+        return await compact(llm, req.model, items, req.instructions)
+
+    # ---- stored prompts (/v1/prompts) ----------------------------------------------------------------------------
+
+    async def create_prompt(self, req: CreatePromptRequest) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.create, req)
+
+    async def list_prompts(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.list)
+
+    async def get_prompt(self, prompt_id: str, version: int | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.get, prompt_id, version)
+
+    async def list_prompt_versions(self, prompt_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.versions, prompt_id)
+
+    async def update_prompt(self, prompt_id: str, req: UpdatePromptRequest) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.update, prompt_id, req)
+
+    async def set_default_prompt_version(self, prompt_id: str, version: int) -> dict[str, Any]:
+        return await asyncio.to_thread(self.prompts.set_default, prompt_id, version)
+
+    async def delete_prompt(self, prompt_id: str) -> None:
+        await asyncio.to_thread(self.prompts.delete, prompt_id)
 
     # ---- Llama Stack 0.2 agents ---------------------------------------------------------------------------------
 

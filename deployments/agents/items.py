@@ -48,6 +48,11 @@ def normalize_input(inp: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             items.append({"type": kind, "id": raw.get("id") or new_id("mcpa"),
                           "approval_request_id": raw["approval_request_id"], "approve": raw["approve"],
                           "reason": raw.get("reason")})
+        elif kind == "compaction":
+            if not isinstance(raw.get("encrypted_content"), str) or not raw["encrypted_content"].strip():
+                raise InvalidRequestError("a compaction item needs its encrypted_content (the summary /responses/"
+                                          "compact returned)", param=f"input.{i}.encrypted_content")
+            items.append(compaction_item(raw["encrypted_content"], raw.get("id")))
         elif kind in ("function_call", "file_search_call", "web_search_call", "mcp_call", "mcp_list_tools",
                       "mcp_approval_request"):  # earlier output items fed back
             items.append({**raw, "id": raw.get("id") or new_id("fc")})
@@ -83,7 +88,25 @@ def to_chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                              "content": it.get("output") or str(it.get("error") or "")})
         elif kind == "function_call_output":
             msgs.append({"role": "tool", "tool_call_id": it["call_id"], "content": it.get("output") or ""})
+        elif kind == "compaction":
+            msgs.append({"role": "system", "content": SUMMARY_HEADER + it["encrypted_content"]})
     return msgs
+
+
+SUMMARY_HEADER = "Summary of the conversation so far:\n"
+
+
+def compaction_item(summary: str, item_id: str | None = None) -> dict[str, Any]:
+    """A compaction item: the model's summary of every item before it, which it stands for from then on. OpenAI
+    names its opaque content `encrypted_content`; ours is the summary in plain text."""
+    return {"type": "compaction", "id": item_id or new_id("cmp"), "encrypted_content": summary,
+            "created_by": "stackserve"}
+
+
+def visible_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the model reads of `items`: from the latest compaction item on (its summary stands for the rest)."""
+    last = max((i for i, it in enumerate(items) if it.get("type") == "compaction"), default=0)
+    return items[last:]
 
 
 def search_results_text(results: list[dict[str, Any]]) -> str:
@@ -95,9 +118,11 @@ def search_results_text(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def message_item(text: str, annotations: list[dict] | None = None, item_id: str | None = None) -> dict[str, Any]:
+def message_item(text: str, annotations: list[dict] | None = None, item_id: str | None = None,
+                 logprobs: list[dict] | None = None) -> dict[str, Any]:
     return {"type": "message", "id": item_id or new_id("msg"), "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}]}
+            "content": [{"type": "output_text", "text": text, "annotations": annotations or [],
+                         "logprobs": logprobs or []}]}
 
 
 def refusal_item(text: str) -> dict[str, Any]:

@@ -51,19 +51,22 @@ class ModelOutput:
     buffered: bool  # output guardrails judge the whole text before it is shown
     text: str = ""
     deltas: list[dict[str, Any]] = field(default_factory=list)  # tool-call deltas
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # the text's tokens, when they were asked for
     finish: str | None = None
     shown: bool = False  # the message item was opened for the client
 
-    def fold(self, chunk: dict[str, Any]) -> list[str]:
-        """Takes one chunk in; returns its text pieces."""
+    def fold(self, chunk: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Takes one chunk in; returns its text pieces, each with its tokens' logprobs (empty unless asked for)."""
         pieces = []
         for choice in chunk.get("choices", []):
             delta = choice.get("delta", {})
             self.deltas += delta.get("tool_calls") or []
             self.finish = choice.get("finish_reason") or self.finish
+            logprobs = (choice.get("logprobs") or {}).get("content") or []
+            self.logprobs += logprobs
             if delta.get("content"):
                 self.text += delta["content"]
-                pieces.append(delta["content"])
+                pieces.append((delta["content"], logprobs))
         return pieces
 
     def tool_calls(self) -> list[dict[str, Any]]:

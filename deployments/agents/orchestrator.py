@@ -2,8 +2,9 @@
 
 Non-streaming requests consume the same stream and return the final response, so both paths share one loop.
 The loop is bounded (max_infer_iters, max_tool_calls, max_output_tokens) and a failing tool becomes an error
-result the model sees, never a crash. Cancellation is read from the store between iterations and, every
-CANCEL_POLL_S, while the model streams.
+result the model sees, never a crash. The chat fits the model's context as the request asks (context_window.py):
+compaction once before the first model call, truncation before each. Cancellation is read from the store between
+iterations and, every CANCEL_POLL_S, while the model streams.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from deployments.agents.context_window import ContextWindow, split_context
 from deployments.agents.hosted_tools import HostedTools
-from deployments.agents.items import new_id, refusal_item, to_chat_messages
+from deployments.agents.items import compaction_item, new_id, refusal_item, to_chat_messages, visible_items
 from deployments.agents.model_call import (
     CANCEL_POLL_S,
     CancelPoll,
@@ -46,6 +48,9 @@ class ResponseRun:
                                    if m["role"] == "user" and m["content"])
         self.tools = ToolSteps(self.out, hosted, CallContext(self.user_text.strip(), list(req.include or [])))
         self.messages: list[dict] = []  # the chat so far, as the model sees it
+        self.window = ContextWindow(llm, req.model)
+        self.earlier: tuple[int, int] = (0, 0)  # messages[start:end]: the earlier items, which may be dropped
+        self.compaction_tokens = 0  # output tokens of the compaction summary (not the answer's budget)
         self.chat_tools: list[dict] = []
         self.fmt: dict | None = None
         self.tool_calls_made = 0
@@ -75,6 +80,8 @@ class ResponseRun:
         if self.ending is None:
             async for e in self._prepare_tools():
                 yield e
+            async for e in self._compact():
+                yield e
         for iteration in range(self.req.max_infer_iters):
             if self.ending is not None:
                 break
@@ -92,6 +99,7 @@ class ResponseRun:
         if budget is not None and budget <= 0:
             self._end("incomplete", "max_output_tokens")
             return
+        await self._truncate(iteration, budget)
         gen = ModelOutput(new_id("msg"), buffered=bool(self.req.guardrails))
         async for e in self._generate(iteration, budget, gen):
             yield e
@@ -113,30 +121,74 @@ class ResponseRun:
             for e in self._refuse(refusal):
                 yield e
 
-    async def _prepare_tools(self) -> AsyncIterator[dict[str, Any]]:
+    async def _prepare_tools(self, run_approved: bool = True) -> AsyncIterator[dict[str, Any]]:
         """The chat so far; MCP servers list their tools; approved MCP calls of the previous response run."""
-        self.messages = [{"role": "system", "content": self.req.instructions}] if self.req.instructions else []
-        self.messages += to_chat_messages(self.history + self.input_items)
+        system = [{"role": "system", "content": self.req.instructions}] if self.req.instructions else []
+        earlier, newest = split_context(self.history, self.input_items)
+        self.messages = system + to_chat_messages(earlier)
+        self.earlier = (len(system), len(self.messages))
+        self.messages += to_chat_messages(newest)
         for server in self.hosted.mcp_servers():
             async for e in self.tools.list_mcp_tools(server):
                 yield e
-        async for e in self.tools.answer_approvals(self.history, self.input_items, self.messages):
-            yield e
+        if run_approved:
+            async for e in self.tools.answer_approvals(self.history, self.input_items, self.messages):
+                yield e
         self.chat_tools, self.fmt = self.hosted.chat_tools(), response_format(self.req)
+
+    async def _compact(self) -> AsyncIterator[dict[str, Any]]:
+        """Server-side compaction: past the request's threshold, the model summarises the chain into a compaction
+        item (the response's output says so), and the earlier items make way for its summary."""
+        threshold, (start, end) = self.req.compact_threshold(), self.earlier
+        if threshold is None or start == end:
+            return
+        budget = self._token_budget()
+        limit = threshold or await self.window.length() - await self.window.reserve(budget)
+        if await self.window.count(self._chat_request(0, budget)) <= limit:
+            return
+        summary, usage = await self.window.summarize(visible_items(self.history + self.input_items))
+        if not summary:
+            return  # the model wrote nothing: nothing to stand for the history, which stays
+        self.out.count_usage(usage)
+        self.compaction_tokens = usage["completion_tokens"]
+        item = compaction_item(summary)
+        self.messages[start:end] = to_chat_messages([item])
+        self.earlier = (start, start + 1)
+        for e in self.out.item(item):
+            yield e
+
+    async def input_tokens(self) -> int:
+        """The first model call's prompt in tokens, truncated as the request asks (no compaction: that is a model
+        call of its own; approved MCP calls are not run)."""
+        async for _ in self._prepare_tools(run_approved=False):
+            pass
+        budget = self._token_budget()
+        await self._truncate(0, budget)
+        return await self.window.count(self._chat_request(0, budget))
+
+    async def _truncate(self, iteration: int, budget: int | None) -> None:
+        """truncation "auto": the oldest earlier messages go until the next model call fits the context."""
+        if self.req.truncation == "auto":
+            self.earlier = (self.earlier[0], await self.window.truncate(
+                self.messages, self.earlier, lambda msgs: self._chat_request(iteration, budget, msgs), budget))
 
     def _token_budget(self) -> int | None:
         """max_tokens for the next model call: what max_output_tokens leaves (None: no limit)."""
         if self.req.max_output_tokens is None:
             return None
-        return self.req.max_output_tokens - self.out.usage["output_tokens"]
+        return self.req.max_output_tokens - (self.out.usage["output_tokens"] - self.compaction_tokens)
 
-    def _chat_request(self, iteration: int, budget: int | None) -> ChatCompletionRequest:
+    def _chat_request(self, iteration: int, budget: int | None,
+                      messages: list[dict] | None = None) -> ChatCompletionRequest:
         tools, limit = self.chat_tools, self.req.max_tool_calls
         allow_tools = tools and (limit is None or self.tool_calls_made < limit)
         choice = tool_choice(self.req, self.hosted, iteration) if allow_tools else ("none" if tools else None)
+        logprobs = "message.output_text.logprobs" in (self.req.include or [])
         return ChatCompletionRequest(
-            model=self.req.model, messages=self.messages, temperature=self.req.temperature, top_p=self.req.top_p,
-            seed=self.req.seed, max_tokens=budget, tools=tools or None, tool_choice=choice,
+            model=self.req.model, messages=self.messages if messages is None else messages,
+            temperature=self.req.temperature, top_p=self.req.top_p, seed=self.req.seed, max_tokens=budget,
+            tools=tools or None, tool_choice=choice, parallel_tool_calls=self.req.parallel_tool_calls,
+            logprobs=logprobs, top_logprobs=self.req.top_logprobs if logprobs else None,
             response_format=self.fmt, stream=True, stream_options={"include_usage": True})
 
     async def _generate(self, iteration: int, budget: int | None, gen: ModelOutput) -> AsyncIterator[dict[str, Any]]:
@@ -150,16 +202,16 @@ class ResponseRun:
                 self._end("cancelled")
                 return
             self.out.count_usage(chunk.get("usage"))
-            for piece in gen.fold(chunk):
+            for piece, logprobs in gen.fold(chunk):
                 if not gen.buffered:
-                    for e in self._show_text(gen, piece):
+                    for e in self._show_text(gen, piece, logprobs):
                         yield e
 
-    def _show_text(self, gen: ModelOutput, piece: str) -> list[dict[str, Any]]:
+    def _show_text(self, gen: ModelOutput, piece: str, logprobs: list[dict]) -> list[dict[str, Any]]:
         """The message item opens with the first piece of text; each piece is a delta."""
         events = [] if gen.shown else self.out.open_message(gen.msg_id)
         gen.shown = True
-        return events + [self.out.text_delta(gen.msg_id, piece)]
+        return events + [self.out.text_delta(gen.msg_id, piece, logprobs)]
 
     async def _run_tools(self, calls: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         """Hosted tools run and the loop goes on; calls the client answers end the response (completed)."""
@@ -177,10 +229,10 @@ class ResponseRun:
                 for e in self._refuse(refusal):
                     yield e
                 return
-            for e in self._show_text(gen, gen.text):
+            for e in self._show_text(gen, gen.text, gen.logprobs):
                 yield e
         events = [] if gen.shown else self.out.open_message(gen.msg_id)
-        for e in events + self.out.close_message(gen.msg_id, gen.text):
+        for e in events + self.out.close_message(gen.msg_id, gen.text, gen.logprobs):
             yield e
         self._end(*(("incomplete", "max_output_tokens") if gen.finish == "length" else ("completed", None)))
 

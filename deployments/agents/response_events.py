@@ -29,8 +29,16 @@ def new_response(req: CreateResponseRequest, response_id: str, output: list[dict
         "conversation": {"id": conversation} if conversation else None,
         "text": req.text or {"format": {"type": "text"}}, "store": req.store, "error": None,
         "incomplete_details": None, "usage": None, "guardrails": req.guardrails,
-        "background": req.background,
+        "background": req.background, "prompt": None, "prompt_cache_key": req.prompt_cache_key,
+        "truncation": req.truncation or "disabled", "top_logprobs": req.top_logprobs,
     }
+
+
+def usage_object(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A Response's `usage` (no prompt cache and no reasoning here: those counts are 0)."""
+    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens}
 
 
 class ResponseEvents:
@@ -46,12 +54,8 @@ class ResponseEvents:
         return {"type": kind, "sequence_number": self.seq, **fields}
 
     def snapshot(self) -> dict[str, Any]:
-        u = self.usage
         return {**self.response, "output": list(self.output),
-                "usage": {"input_tokens": u["input_tokens"],
-                          "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                          "output_tokens": u["output_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
-                          "total_tokens": u["input_tokens"] + u["output_tokens"]}}
+                "usage": usage_object(self.usage["input_tokens"], self.usage["output_tokens"])}
 
     def count_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:
@@ -73,18 +77,18 @@ class ResponseEvents:
                 self.event("response.content_part.added", item_id=msg_id, output_index=len(self.output),
                            content_index=0, part=part)]
 
-    def text_delta(self, msg_id: str, delta: str) -> dict[str, Any]:
+    def text_delta(self, msg_id: str, delta: str, logprobs: list[dict] | None = None) -> dict[str, Any]:
         return self.event("response.output_text.delta", item_id=msg_id, output_index=len(self.output),
-                          content_index=0, delta=delta, logprobs=[])
+                          content_index=0, delta=delta, logprobs=logprobs or [])
 
-    def close_message(self, msg_id: str, text: str) -> list[dict[str, Any]]:
+    def close_message(self, msg_id: str, text: str, logprobs: list[dict] | None = None) -> list[dict[str, Any]]:
         annotations = [{**c, "index": len(text)} if c["type"] == "file_citation"
                        else {**c, "start_index": 0, "end_index": len(text)} for c in self.citations]
-        item = message_item(text, annotations, msg_id)
+        item = message_item(text, annotations, msg_id, logprobs)
         idx = len(self.output)
         self.output.append(item)
         return [self.event("response.output_text.done", item_id=msg_id, output_index=idx, content_index=0,
-                           text=text, logprobs=[]),
+                           text=text, logprobs=logprobs or []),
                 self.event("response.content_part.done", item_id=msg_id, output_index=idx, content_index=0,
                            part=item["content"][0]),
                 self.event("response.output_item.done", output_index=idx, item=item)]

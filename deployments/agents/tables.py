@@ -41,3 +41,25 @@ conversation_items = sa.Table(
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.UniqueConstraint("conversation_id", "id"),
 )
+
+# stored prompts (/v1/prompts): one row per prompt, one per version of it
+prompts = sa.Table(
+    "prompts", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Str(64), unique=True, nullable=False),
+    owner_column(),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),  # an update must name it: concurrent updates conflict
+    sa.Column("default_version", sa.Integer, nullable=False),  # what a get without ?version= answers
+)
+
+prompt_versions = sa.Table(
+    "prompt_versions", METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prompt_id", Str(64), nullable=False, index=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("prompt", Str(), nullable=False),
+    sa.Column("variables", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.UniqueConstraint("prompt_id", "version"),
+)

@@ -290,7 +290,8 @@ class OpenAIServing:
         for i in range(req.n):
             yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None}])
-        tool_streams = [ToolCallStream(job.tools, job.tool_mode) for _ in range(req.n)]
+        parallel = req.parallel_tool_calls is not False
+        tool_streams = [ToolCallStream(job.tools, job.tool_mode, parallel) for _ in range(req.n)]
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)

@@ -3,6 +3,7 @@
 With tool_choice required/named every token is part of the call, so the whole text is buffered. With auto, text
 streams as content unless its first non-space character can open a call (`{`, `[`, `<tool_call>`); then it is
 buffered and, at the end, sent either as tool-call deltas or, if it does not parse as a call, as content.
+With parallel tool calls off, a list of calls keeps only its first.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ _CALL_OPENERS = ("{", "[", "<")
 
 
 class ToolCallStream:
-    def __init__(self, specs: list[ToolSpec], mode: str):
+    def __init__(self, specs: list[ToolSpec], mode: str, parallel: bool = True):
         self.specs = specs
+        self.parallel = parallel
         self.active = bool(specs) and mode != "none"
         self.buffering = mode in ("required", "named")
         self.decided = self.buffering or not self.active
@@ -46,6 +48,8 @@ class ToolCallStream:
         calls = parse_tool_calls(self.buffer, self.specs) if self.active else None
         if not calls:
             return ([{"content": self.buffer}] if self.buffer else []), None
+        if not self.parallel:
+            calls = calls[:1]
         deltas: list[dict[str, Any]] = []
         for k, c in enumerate(calls):
             deltas.append({"tool_calls": [{"index": k, "id": c["id"], "type": "function",

@@ -154,6 +154,10 @@ class Response(OpenAIObject):
     text: dict[str, Any] | None = omitted()
     usage: ResponseUsage | None = omitted()
     background: bool | None = None
+    prompt: dict[str, Any] | None = None  # the stored prompt used: {id, version, variables}
+    prompt_cache_key: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    top_logprobs: int | None = None
 
 
 class ResponseStreamEvent(OpenAIObject):
@@ -173,6 +177,24 @@ class ResponseDeleted(DeletedObject):
 
 class ResponseItemList(ListPage[StoredItem]):
     pass
+
+
+class InputTokenCount(OpenAIObject):
+    """POST /responses/input_tokens: the prompt a create of the same body would send the model, in tokens."""
+
+    object: Literal["response.input_tokens"] = "response.input_tokens"
+    input_tokens: int
+
+
+class CompactedResponse(OpenAIObject):
+    """POST /responses/compact: the history's user messages, then one `compaction` item holding the model's
+    summary of it (in `encrypted_content`, as OpenAI names it: here it is the summary as plain text)."""
+
+    id: str
+    object: Literal["response.compaction"] = "response.compaction"
+    created_at: int
+    output: list[StoredItem]  # user messages (input items) and the compaction item
+    usage: ResponseUsage
 
 
 # ---- conversations -------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,6 +12,34 @@ class _Lenient(BaseModel):
 
 
 KNOWN_TOOLS = {"function", "file_search", "web_search", "web_search_preview", "mcp"}
+# `include` values served: file search results, the answer's token logprobs, and reasoning.encrypted_content
+# (accepted; our models produce no reasoning items, so it adds nothing)
+KNOWN_INCLUDES = {"file_search_call.results", "message.output_text.logprobs", "reasoning.encrypted_content"}
+
+
+class PromptReference(_Lenient):
+    """`prompt` of a create: a stored prompt (/v1/prompts) whose text, variables filled in, is the instructions."""
+
+    id: str = Field(min_length=1)
+    version: str | int | None = None  # OpenAI sends a string, Llama Stack an integer; None: the default version
+    variables: dict[str, str | dict[str, Any]] | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | int | None) -> int | None:
+        if v is None:
+            return None
+        if isinstance(v, str) and not v.strip().isdigit() or int(v) < 1:
+            raise ValueError("prompt.version must be a positive integer")
+        return int(v)
+
+
+class ContextManagement(_Lenient):
+    """Server-side compaction: when the prompt passes `compact_threshold` tokens (None: when it would not fit the
+    model's context), the history is summarised by the model into a compaction item first."""
+
+    type: Literal["compaction"]
+    compact_threshold: int | None = Field(default=None, ge=1)
 
 
 class CreateResponseRequest(_Lenient):
@@ -36,6 +64,19 @@ class CreateResponseRequest(_Lenient):
     max_infer_iters: int = Field(default=10, ge=1, le=50)
     seed: int | None = None
     background: bool = False
+    prompt: PromptReference | None = None
+    prompt_cache_key: str | None = None  # echoed, as OpenAI does; no cache-aware routing uses it yet
+    truncation: Literal["auto", "disabled"] | None = "disabled"
+    context_management: list[ContextManagement] | None = Field(default=None, max_length=1)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @field_validator("include")
+    @classmethod
+    def _include(cls, v: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(v or []) - KNOWN_INCLUDES)
+        if unknown:
+            raise ValueError(f"include values {unknown} are not supported (supported: {sorted(KNOWN_INCLUDES)})")
+        return v
 
     @field_validator("input")
     @classmethod
@@ -75,6 +116,12 @@ class CreateResponseRequest(_Lenient):
             return self.conversation.get("id")
         return self.conversation
 
+    def compact_threshold(self) -> int | None:
+        """The compaction threshold in tokens; 0: compact when the prompt would not fit; None: never compact."""
+        for entry in self.context_management or []:
+            return entry.compact_threshold or 0
+        return None
+
 
 def _check_mcp_tool(t: dict[str, Any]) -> None:
     if not t.get("server_label") or not isinstance(t["server_label"], str):
@@ -103,3 +150,19 @@ class UpdateConversationRequest(_Lenient):
 
 class ConversationItemsRequest(_Lenient):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=20)
+
+
+class CompactRequest(_Lenient):
+    """POST /responses/compact: the history to compact, from `input` items and/or a stored chain."""
+
+    model: str
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    prompt_cache_key: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> CompactRequest:
+        if not self.input and not self.previous_response_id:
+            raise ValueError("compaction needs input or previous_response_id")
+        return self

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Query, Request
 
 from serve.context import get_stack
 from serve.protocol.openai_responses import (
+    CompactedResponse,
     Conversation,
     ConversationDeleted,
     ConversationItemList,
+    InputTokenCount,
     Response,
     ResponseDeleted,
     ResponseItemList,
@@ -21,6 +23,7 @@ from serve.protocol.openai_responses import (
 from serve.protocol.openapi_bodies import streaming_responses
 from serve.protocol.provider_data import provider_data_of
 from serve.protocol.responses import (
+    CompactRequest,
     ConversationItemsRequest,
     CreateConversationRequest,
     CreateResponseRequest,
@@ -40,6 +43,22 @@ async def create_response(body: CreateResponseRequest, request: Request):
         return await stack.agents().create_response.remote(body, keys)
     return await sse_response(stack.agents().options(stream=True).stream_response.remote(body, None, keys),
                               done_marker=False)
+
+
+@router.post("/responses/input_tokens", response_model=InputTokenCount)
+async def count_input_tokens(body: CreateResponseRequest, request: Request) -> dict[str, Any]:
+    """The tokens the model would read first for a create of this body."""
+    stack = get_stack()
+    stack.llm(body.model)
+    return await stack.agents().input_tokens.remote(body, provider_data_of(request.headers))
+
+
+@router.post("/responses/compact", response_model=CompactedResponse)
+async def compact_response(body: CompactRequest) -> dict[str, Any]:
+    """The history summarised by the model into one compaction item, to send as input instead of it."""
+    stack = get_stack()
+    stack.llm(body.model)
+    return await stack.agents().compact_response.remote(body)
 
 
 @router.get("/responses", response_model=ResponseList)
