@@ -1,6 +1,8 @@
 """Graceful drain: redeploying an LLM deployment (new options, a new version) replaces its replica, and the old
 replica stops only after the streams it serves have finished (graceful_shutdown_timeout_s: 120 s by default for
-LLM deployments, where Ray's generic 20 s would cut long generations). No client sees its stream cut."""
+LLM deployments and the ingress, where Ray's generic 20 s would cut long generations; test_serve_options checks
+the defaults). No client sees its stream cut. The test sets 600 s: on a loaded 2-core CI box three 400-token
+streams once outlasted 120 s, and what is under test here is the drain, not the default's size."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tests.conftest import SMOLLM2
 pytestmark = pytest.mark.graph
 
 TOKENS = 400
+DRAIN_S = 600
 
 
 def drain_config(model_cache_dir, num_cpus: float):
@@ -21,10 +24,11 @@ def drain_config(model_cache_dir, num_cpus: float):
 
     return parse_config({
         "model_cache_dir": str(model_cache_dir),
-        "ingress": {"ray_actor_options": {"num_cpus": 0.01}},
+        "ingress": {"ray_actor_options": {"num_cpus": 0.01}, "graceful_shutdown_timeout_s": DRAIN_S},
         "models": [{"model_id": SMOLLM2, "source": SMOLLM2,
                     "engine": {"max_num_seqs": 4, "max_model_len": 1024, "kv_cache_tokens": 4096},
-                    "deployment": {"ray_actor_options": {"num_cpus": num_cpus}}}],
+                    "deployment": {"ray_actor_options": {"num_cpus": num_cpus},
+                                   "graceful_shutdown_timeout_s": DRAIN_S}}],
     })
 
 
