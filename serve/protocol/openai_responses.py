@@ -39,7 +39,8 @@ class FunctionTool(OpenAIObject):
 
 
 class OtherTool(OpenAIObject):
-    type: str
+    # not "function": in the schema's oneOf a function tool must match FunctionTool alone
+    type: str = Field(json_schema_extra={"not": {"const": "function"}})
 
 
 ResponseTool = Annotated[Annotated[FunctionTool, Tag("function")] | Annotated[OtherTool, Tag("other")],
