@@ -42,13 +42,18 @@ async def list_prompt_versions(prompt_id: str) -> dict[str, Any]:
     return await get_stack().agents().list_prompt_versions.remote(prompt_id)
 
 
-@router.api_route("/prompts/{prompt_id}", methods=["POST", "PUT"], response_model=Prompt)
+# both methods are served (llama-stack-client POSTs; Llama Stack 0.3's server documents PUT), each with its own
+# OpenAPI operation id: one route with two methods would publish the same id twice
+@router.post("/prompts/{prompt_id}", response_model=Prompt, operation_id="update_prompt")
+@router.put("/prompts/{prompt_id}", response_model=Prompt, operation_id="update_prompt_put")
 async def update_prompt(prompt_id: str, body: UpdatePromptRequest) -> dict[str, Any]:
-    """A new version (llama-stack-client POSTs; Llama Stack 0.3's server documents PUT)."""
+    """A new version of the prompt."""
     return await get_stack().agents().update_prompt.remote(prompt_id, body)
 
 
-@router.api_route("/prompts/{prompt_id}/set-default-version", methods=["POST", "PUT"], response_model=Prompt)
+@router.post("/prompts/{prompt_id}/set-default-version", response_model=Prompt, operation_id="set_default_version")
+@router.put("/prompts/{prompt_id}/set-default-version", response_model=Prompt,
+            operation_id="set_default_version_put")
 async def set_default_version(prompt_id: str, body: SetDefaultVersionRequest) -> dict[str, Any]:
     return await get_stack().agents().set_default_prompt_version.remote(prompt_id, body.version)
 
