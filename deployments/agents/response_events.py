@@ -36,7 +36,7 @@ def new_response(req: CreateResponseRequest, response_id: str, output: list[dict
 class ResponseEvents:
     def __init__(self, req: CreateResponseRequest, response_id: str):
         self.seq = 0
-        self.usage = {"input_tokens": 0, "output_tokens": 0}
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0}
         self.output: list[dict] = []
         self.citations: list[dict] = []  # annotations of the final message, from the hosted tools' results
         self.response = new_response(req, response_id, self.output)
@@ -49,7 +49,7 @@ class ResponseEvents:
         u = self.usage
         return {**self.response, "output": list(self.output),
                 "usage": {"input_tokens": u["input_tokens"],
-                          "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                          "input_tokens_details": {"cached_tokens": u["cached_tokens"], "cache_write_tokens": 0},
                           "output_tokens": u["output_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
                           "total_tokens": u["input_tokens"] + u["output_tokens"]}}
 
@@ -57,6 +57,7 @@ class ResponseEvents:
         if usage:
             self.usage["input_tokens"] += usage["prompt_tokens"]
             self.usage["output_tokens"] += usage["completion_tokens"]
+            self.usage["cached_tokens"] += (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
 
     def cite(self, citations: list[dict[str, Any]]) -> None:
         for c in citations:

@@ -47,6 +47,7 @@ class ChoiceDelta:
     text: str
     tokens: list[SampledToken] = field(default_factory=list)
     finish_reason: str | None = None
+    cached_tokens: int = 0  # prompt tokens the engine found in its prefix cache
 
 
 @dataclass
@@ -206,11 +207,11 @@ class OpenAIServing:
             async for out in stream:
                 text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
                 if matcher.stopped:
-                    yield ChoiceDelta(index, text, out.tokens, "stop")
+                    yield ChoiceDelta(index, text, out.tokens, "stop", out.num_cached_tokens)
                     return  # closing the engine stream aborts the request and frees its slot
                 if out.finish_reason is not None:
                     text += matcher.flush()
-                yield ChoiceDelta(index, text, out.tokens, out.finish_reason)
+                yield ChoiceDelta(index, text, out.tokens, out.finish_reason, out.num_cached_tokens)
 
     async def _merged(self, jobs: list[_Job], stops: list[str] | None) -> AsyncIterator[ChoiceDelta]:
         """Interleave every choice of every job as deltas arrive; closing this closes them all."""
@@ -273,11 +274,12 @@ class OpenAIServing:
         for i in range(req.n):
             yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None}])
-        n_out = 0
+        n_out, cached = 0, {}
         tool_streams = [ToolCallStream(job.tools, job.tool_mode) for _ in range(req.n)]
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
+                cached[d.index] = d.cached_tokens
                 logprobs = {"content": [self._chat_logprob(t) for t in d.tokens]} if req.logprobs else None
                 text = tool_streams[d.index].feed(d.text)
                 if text or logprobs:
@@ -290,8 +292,7 @@ class OpenAIServing:
                     yield chunk([{"index": d.index, "delta": {}, "logprobs": None,
                                   "finish_reason": reason or d.finish_reason}])
         if include_usage:
-            p = len(job.prompt_ids)
-            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+            yield chunk([], _usage([job], req.n, n_out, cached))
 
     # ---- completions --------------------------------------------------------------------------------------
 
@@ -321,10 +322,11 @@ class OpenAIServing:
                 if req.echo:
                     yield chunk([{"index": job.first_index + i, "text": prefix, "logprobs": None,
                                   "finish_reason": None}])
-        n_out = 0
+        n_out, cached = 0, {}
         async with aclosing(self._merged(jobs, req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
+                cached[d.index] = d.cached_tokens
                 logprobs = None
                 if req.logprobs is not None:
                     logprobs = self._completion_logprobs(d.tokens, offsets[d.index])
@@ -332,8 +334,7 @@ class OpenAIServing:
                 yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs,
                               "finish_reason": d.finish_reason}])
         if include_usage:
-            p = sum(len(j.prompt_ids) for j in jobs)
-            yield chunk([], {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out})
+            yield chunk([], _usage(jobs, req.n, n_out, cached))
 
     # ---- helpers ----------------------------------------------------------------------------------------------
 
@@ -358,6 +359,15 @@ class OpenAIServing:
         return {"tokens": strs, "token_logprobs": [t.logprob for t in tokens],
                 "top_logprobs": [{self._token_str(i): lp for i, lp in (t.top_logprobs or [])} for t in tokens],
                 "text_offset": offsets}
+
+
+def _usage(jobs: list[_Job], n: int, n_out: int, cached: dict[int, int]) -> dict[str, Any]:
+    """OpenAI usage: each prompt counts once however many choices it has; its cached tokens are the most any of
+    its choices found in the prefix cache (choices admitted in one step all miss; later ones may hit)."""
+    p = sum(len(j.prompt_ids) for j in jobs)
+    hit = sum(max(cached.get(j.first_index + i, 0) for i in range(n)) for j in jobs)
+    return {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out,
+            "prompt_tokens_details": {"cached_tokens": hit}}
 
 
 FUNCTION_DEFINITIONS = "{{function_definitions}}"
