@@ -52,6 +52,7 @@ class EngineArgs:
     max_prefill_tokens: int = 8192
     max_queued_requests: int = 1024
     num_threads: int | None = None
+    enable_prefix_caching: bool = True
     type: str = "meta-reference"
 
 

@@ -162,9 +162,12 @@ def chat_request(body: am.MessageCreateRequest) -> ChatCompletionRequest:
 # ---- responses ------------------------------------------------------------------------------------------------
 
 def _usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """Anthropic counts cache reads apart from `input_tokens` (their sum is the prompt). The engines cache every
+    prompt's full blocks automatically, so no tokens are billed as a cache write: that count is 0."""
     usage = usage or {"prompt_tokens": 0, "completion_tokens": 0}
-    return {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
-            "cache_creation_input_tokens": None, "cache_read_input_tokens": None}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return {"input_tokens": usage["prompt_tokens"] - cached, "output_tokens": usage["completion_tokens"],
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
 
 
 def _stop(choice: dict[str, Any]) -> tuple[str, str | None]:

@@ -93,7 +93,7 @@ def test_text_answer_and_its_stream_agree(serving):
     assert whole["content"] == [{"type": "text", "text": RULES[-1]["reply"]}]
     assert whole["stop_reason"] == "end_turn" and whole["stop_sequence"] is None
     assert whole["usage"]["input_tokens"] > 0 and whole["usage"]["output_tokens"] > 0
-    assert whole["usage"]["cache_read_input_tokens"] is None  # no prefix cache reports hits: not a made-up 0
+    assert whole["usage"]["cache_read_input_tokens"] == 0 and whole["usage"]["cache_creation_input_tokens"] == 0
     _same_message(whole, events)
     assert events[0]["message"]["usage"]["input_tokens"] == whole["usage"]["input_tokens"]  # known at the start
 

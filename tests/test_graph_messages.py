@@ -47,7 +47,18 @@ def test_message(smol):
     assert block.type == "text" and "Paris" in block.text
     assert r.stop_reason == "end_turn" and r.stop_sequence is None
     assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 20
-    assert r.usage.cache_read_input_tokens is None and r.usage.cache_creation_input_tokens is None
+    assert r.usage.cache_creation_input_tokens == 0
+
+
+def test_cache_reads_are_apart_from_input_tokens(smol):
+    """A repeated long system prompt is read from the engine's prefix cache; Anthropic counts those tokens in
+    `cache_read_input_tokens`, not in `input_tokens` (their sum is the whole prompt)."""
+    kw = {"model": SMOLLM2, "max_tokens": 4, "extra_body": GREEDY, "messages": QUESTION,
+          "system": "You are a careful geography tutor. " * 20}
+    first, second = smol.messages.create(**kw), smol.messages.create(**kw)
+    prompt = first.usage.input_tokens + first.usage.cache_read_input_tokens
+    assert second.usage.cache_read_input_tokens >= 64
+    assert second.usage.input_tokens + second.usage.cache_read_input_tokens == prompt
 
 
 def test_stream_accumulates_to_the_message(smol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import jsonschema
@@ -156,3 +157,15 @@ def test_bad_input(client):
         client.responses.create(model=SMOLLM2, input="x", tools=[{"type": "teleport"}])
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="nope", input="x")
+
+
+def test_usage_reports_cached_input_tokens(client):
+    """A second response with the same long instructions finds them in the engine's prefix cache: its usage says
+    how many input tokens were cached (input_tokens_details.cached_tokens, summed over the turn's model calls)."""
+    from tests.test_graph_inference import HANDBOOK
+
+    instructions = f"Visit {uuid.uuid4().hex}. {HANDBOOK}"  # a prefix no one sent before
+    r1 = client.responses.create(model=SMOLLM2, instructions=instructions, input="Hi", max_output_tokens=16)
+    r2 = client.responses.create(model=SMOLLM2, instructions=instructions, input="Hello", max_output_tokens=16)
+    assert r1.usage.input_tokens_details.cached_tokens == 0
+    assert 0 < r2.usage.input_tokens_details.cached_tokens < r2.usage.input_tokens

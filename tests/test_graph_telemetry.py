@@ -250,6 +250,7 @@ def test_metrics_on_ray_endpoint(client, base_url, metrics_port, bee_store):
         "ray_stackserve_e2e_request_latency_seconds_count": llm,
         "ray_stackserve_prompt_tokens_total": llm,
         "ray_stackserve_generation_tokens_total": llm,
+        "ray_stackserve_prefix_cache_queries_total": llm,  # the chat's prompt was looked up in the prefix cache
         "ray_stackserve_request_success_total": {**llm, "finished_reason": "length"},
         "ray_stackserve_embedding_latency_seconds_count": {"model_name": MINILM},
         "ray_stackserve_vector_search_latency_seconds_count": {"deployment": "VectorIO", "search_mode": "vector"},

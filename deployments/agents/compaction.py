@@ -28,4 +28,5 @@ async def compact(llm: Any, model: str, items: list[dict[str, Any]], instruction
         raise APIError(f"the model '{model}' wrote an empty summary; try compacting again", code="empty_summary")
     return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()),
             "output": [it for it in visible if _is_user_message(it)] + [compaction_item(summary)],
-            "usage": usage_object(usage["prompt_tokens"], usage["completion_tokens"])}
+            "usage": usage_object(usage["prompt_tokens"], usage["completion_tokens"],
+                                  (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))}

@@ -34,9 +34,11 @@ def new_response(req: CreateResponseRequest, response_id: str, output: list[dict
     }
 
 
-def usage_object(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    """A Response's `usage` (no prompt cache and no reasoning here: those counts are 0)."""
-    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+def usage_object(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    """A Response's `usage`; `cached_tokens` are input tokens the engine found in its prefix cache (no reasoning
+    tokens here: that count is 0)."""
+    return {"input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
             "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens}
 
@@ -44,7 +46,7 @@ def usage_object(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 class ResponseEvents:
     def __init__(self, req: CreateResponseRequest, response_id: str):
         self.seq = 0
-        self.usage = {"input_tokens": 0, "output_tokens": 0}
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0}
         self.output: list[dict] = []
         self.citations: list[dict] = []  # annotations of the final message, from the hosted tools' results
         self.response = new_response(req, response_id, self.output)
@@ -55,12 +57,14 @@ class ResponseEvents:
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.response, "output": list(self.output),
-                "usage": usage_object(self.usage["input_tokens"], self.usage["output_tokens"])}
+                "usage": usage_object(self.usage["input_tokens"], self.usage["output_tokens"],
+                                      self.usage["cached_tokens"])}
 
     def count_usage(self, usage: dict[str, Any] | None) -> None:
         if usage:
             self.usage["input_tokens"] += usage["prompt_tokens"]
             self.usage["output_tokens"] += usage["completion_tokens"]
+            self.usage["cached_tokens"] += (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
 
     def cite(self, citations: list[dict[str, Any]]) -> None:
         for c in citations:

@@ -27,6 +27,7 @@ class EngineOutput:
     tokens: list[SampledToken]
     finish_reason: str | None = None  # "stop" (eos / stop token / constraint done) | "length" | "abort"
     num_prompt_tokens: int = 0
+    num_cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache (not computed)
 
 
 @dataclass
@@ -39,6 +40,10 @@ class EngineStats:
     max_batch_size_seen: int = 0
     steps: int = 0
     generated_tokens: int = 0
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache (vLLM's counter of that name)
+    prefix_cache_hits: int = 0  # of those, tokens found cached
+    prefill_tokens: int = 0  # prompt tokens computed by prefill (meta-reference only)
+    cached_kv_blocks: int = 0  # blocks holding a findable prefix, in use or evictable (meta-reference only)
     extra: dict = field(default_factory=dict)
 
 

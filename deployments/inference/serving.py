@@ -48,6 +48,7 @@ class ChoiceDelta:
     tokens: list[SampledToken] = field(default_factory=list)
     finish_reason: str | None = None
     stop_string: str | None = None  # the stop string that ended the choice, if one did
+    cached_tokens: int = 0  # prompt tokens the engine found in its prefix cache
 
 
 @dataclass
@@ -217,11 +218,13 @@ class OpenAIServing:
             async for out in stream:
                 text = "".join(matcher.feed(detok.add(t.token_id)) for t in out.tokens)
                 if matcher.stopped:
-                    yield ChoiceDelta(index, text, out.tokens, "stop", matcher.matched)
+                    yield ChoiceDelta(index, text, out.tokens, "stop", matcher.matched,
+                                      out.num_cached_tokens)
                     return  # closing the engine stream aborts the request and frees its slot
                 if out.finish_reason is not None:
                     text += matcher.flush()
-                yield ChoiceDelta(index, text, out.tokens, out.finish_reason)
+                yield ChoiceDelta(index, text, out.tokens, out.finish_reason,
+                                  cached_tokens=out.num_cached_tokens)
 
     async def _merged(self, jobs: list[_Job], stops: list[str] | None) -> AsyncIterator[ChoiceDelta]:
         """Interleave every choice of every job as deltas arrive; closing this closes them all."""
@@ -276,13 +279,13 @@ class OpenAIServing:
                            continuous: bool = False) -> AsyncIterator[dict[str, Any]]:
         job = await self._chat_job(req)  # validation errors surface before the first chunk
         cid, created = new_id("chatcmpl", "-"), now()
-        n_out = 0
+        n_out, cached = 0, {}
 
         def chunk(choices: list[dict], usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
                  "choices": choices}
             if continuous:  # vLLM's continuous_usage_stats: every chunk says what was used so far
-                usage = usage or _usage(len(job.prompt_ids), n_out)
+                usage = usage or _usage([job], req.n, n_out, cached)
             if include_usage:
                 c["usage"] = usage
             return c
@@ -295,6 +298,7 @@ class OpenAIServing:
         async with aclosing(self._merged([job], req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
+                cached[d.index] = d.cached_tokens
                 logprobs = {"content": [self._chat_logprob(t) for t in d.tokens]} if req.logprobs else None
                 text = tool_streams[d.index].feed(d.text)
                 if text or logprobs:
@@ -306,7 +310,7 @@ class OpenAIServing:
                         yield chunk([{"index": d.index, "delta": delta, "logprobs": None, "finish_reason": None}])
                     yield chunk([_finished(d, reason)])
         if include_usage:
-            yield chunk([], _usage(len(job.prompt_ids), n_out))
+            yield chunk([], _usage([job], req.n, n_out, cached))
 
     # ---- completions --------------------------------------------------------------------------------------
 
@@ -336,10 +340,11 @@ class OpenAIServing:
                 if req.echo:
                     yield chunk([{"index": job.first_index + i, "text": prefix, "logprobs": None,
                                   "finish_reason": None}])
-        n_out = 0
+        n_out, cached = 0, {}
         async with aclosing(self._merged(jobs, req.stop)) as deltas:
             async for d in deltas:
                 n_out += len(d.tokens)
+                cached[d.index] = d.cached_tokens
                 logprobs = None
                 if req.logprobs is not None:
                     logprobs = self._completion_logprobs(d.tokens, offsets[d.index])
@@ -347,7 +352,7 @@ class OpenAIServing:
                 yield chunk([{"index": d.index, "text": d.text, "logprobs": logprobs,
                               "finish_reason": d.finish_reason}])
         if include_usage:
-            yield chunk([], _usage(sum(len(j.prompt_ids) for j in jobs), n_out))
+            yield chunk([], _usage(jobs, req.n, n_out, cached))
 
     # ---- helpers ----------------------------------------------------------------------------------------------
 
@@ -374,9 +379,13 @@ class OpenAIServing:
                 "text_offset": offsets}
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def _usage(jobs: list[_Job], n: int, n_out: int, cached: dict[int, int]) -> dict[str, Any]:
+    """OpenAI usage: each prompt counts once however many choices it has; its cached tokens are the most any of
+    its choices found in the prefix cache (choices admitted in one step all miss; later ones may hit)."""
+    p = sum(len(j.prompt_ids) for j in jobs)
+    hit = sum(max(cached.get(j.first_index + i, 0) for i in range(n)) for j in jobs)
+    return {"prompt_tokens": p, "completion_tokens": n_out, "total_tokens": p + n_out,
+            "prompt_tokens_details": {"cached_tokens": hit}}
 
 
 def _finished(d: ChoiceDelta, tool_reason: str | None) -> dict[str, Any]:

@@ -54,11 +54,10 @@ def engine_args(cfg: EngineConfig, checkpoint: Path, hf_config: dict[str, Any]) 
         # the same grammars as meta-reference's: compact JSON, no free whitespace
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
         "enable_log_requests": False,
+        "enable_prefix_caching": cfg.enable_prefix_caching,
     }
     if cfg.max_num_batched_tokens is not None:
         args["max_num_batched_tokens"] = cfg.max_num_batched_tokens
-    if cfg.enable_prefix_caching is not None:
-        args["enable_prefix_caching"] = cfg.enable_prefix_caching
     if cfg.tensor_parallel_size > 1:
         args["distributed_executor_backend"] = "ray"  # one worker per GPU bundle of the replica's placement group
     return {k: v for k, v in args.items() if v is not None}
@@ -140,7 +139,7 @@ class VLLMEngine:
                         tokens, reason = _follow_constraint(p, tokens, reason, emitted)
                     emitted += len(tokens)
                     self._stats.generated_tokens += len(tokens)
-                    yield EngineOutput(tokens, reason, n_prompt)
+                    yield EngineOutput(tokens, reason, n_prompt, out.num_cached_tokens or 0)
                     if reason is not None:
                         return
         finally:
@@ -194,6 +193,8 @@ class VLLMEngine:
         st.running, st.waiting = s.num_running_reqs, s.num_waiting_reqs
         st.max_batch_size_seen = max(st.max_batch_size_seen, s.num_running_reqs)
         st.free_kv_blocks = round(st.total_kv_blocks * (1.0 - s.kv_cache_usage))
+        st.prefix_cache_queries += s.prefix_cache_stats.queries  # per-interval counts: sum them
+        st.prefix_cache_hits += s.prefix_cache_stats.hits
 
 
 async def _bad_requests_as_400(outputs: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -26,6 +26,9 @@ class _EngineBase(_Strict):
     max_model_len: int | None = Field(default=None, ge=16)
     kv_cache_tokens: int = Field(default=32768, ge=64)  # vllm on CPU: sizes its KV cache unless kv_cache_space_gib
     max_queued_requests: int = Field(default=256, ge=0)
+    # keep full KV blocks after a request, found by a hash of their token prefix: a prompt that starts like an
+    # earlier one computes only its new tokens (usage reports the rest as prompt_tokens_details.cached_tokens)
+    enable_prefix_caching: bool = True
     # the output budget of a request that names none (like vLLM's --override-generation-config max_new_tokens);
     # None: whatever room the context leaves
     default_max_tokens: int | None = Field(default=None, ge=1)
@@ -74,7 +77,6 @@ class VLLMEngineConfig(_EngineBase):
     gpu_memory_utilization: float = 0.9  # fraction of each GPU's memory vLLM may take (weights + KV cache)
     kv_cache_space_gib: float | None = None  # explicit KV cache size per shard (on CPU: VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = False  # no CUDA graphs / torch.compile: faster start, slower steps
-    enable_prefix_caching: bool | None = None  # None: vLLM's default
     max_num_batched_tokens: int | None = Field(default=None, ge=16)
 
     @field_validator("tensor_parallel_size")

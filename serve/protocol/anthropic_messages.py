@@ -162,7 +162,8 @@ ContentBlock = Annotated[TextBlock | ToolUseBlock, Field(discriminator="type")]
 
 
 class Usage(AnthropicObject):
-    """Token counts. The cache fields are null: no prefix cache reports its hits through the engines yet."""
+    """Token counts: `input_tokens` excludes the prompt tokens read from the prefix cache
+    (`cache_read_input_tokens`)."""
 
     input_tokens: int
     output_tokens: int

@@ -16,10 +16,15 @@ from serve.protocol.openai_common import OpenAIObject, omitted
 ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
+class PromptTokensDetails(OpenAIObject):
+    cached_tokens: int = 0  # prompt tokens served from the engine's prefix cache
+
+
 class CompletionUsage(OpenAIObject):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = omitted()
 
 
 class TopLogprob(OpenAIObject):

@@ -53,6 +53,10 @@ class _Metrics:
                              tag_keys=LLM)
         self.waiting = Gauge("stackserve_num_requests_waiting", description="Requests queued in the engine.",
                              tag_keys=LLM)
+        self.prefix_queries = Counter("stackserve_prefix_cache_queries", tag_keys=LLM,
+                                      description="Prompt tokens looked up in the engine's prefix cache.")
+        self.prefix_hits = Counter("stackserve_prefix_cache_hits", tag_keys=LLM,
+                                   description="Prompt tokens found in the engine's prefix cache (not computed).")
         self.kv_usage = Gauge("stackserve_kv_cache_usage_perc", description="Fraction of KV-cache blocks in use.",
                               tag_keys=LLM)
         self.embedding = hist("embedding_latency_seconds", "Latency of an embeddings request.", FAST_BUCKETS)
@@ -90,11 +94,13 @@ def observe_shield(seconds: float, args: dict[str, Any]) -> None:
 
 
 def watch_engine(engine: Any, model_name: str, period_s: float = 1.0) -> None:
-    """Sample the engine's running/waiting/KV-cache gauges from a daemon thread (engine.stats() only reads)."""
+    """Sample the engine's running/waiting/KV-cache gauges and prefix-cache counters from a daemon thread
+    (engine.stats() only reads; its counters are totals, so each sample adds what grew since the last)."""
     m = _metrics
     if m is None:
         return
     tags = m.tags(model_name=model_name)
+    seen = {"queries": 0, "hits": 0}
 
     def loop() -> None:
         while True:
@@ -104,6 +110,11 @@ def watch_engine(engine: Any, model_name: str, period_s: float = 1.0) -> None:
                 m.waiting.set(s.waiting, tags)
                 if s.total_kv_blocks:
                     m.kv_usage.set(1.0 - s.free_kv_blocks / s.total_kv_blocks, tags)
+                for key, counter, total in (("queries", m.prefix_queries, s.prefix_cache_queries),
+                                            ("hits", m.prefix_hits, s.prefix_cache_hits)):
+                    if total > seen[key]:
+                        counter.inc(total - seen[key], tags)
+                        seen[key] = total
             except Exception:  # a stats hiccup must not end the sampling
                 logger.debug("engine stats sampling failed", exc_info=True)
             time.sleep(period_s)

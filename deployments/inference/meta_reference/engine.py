@@ -73,7 +73,7 @@ class MetaReferenceEngine:
         num_blocks = -(-cfg.kv_cache_tokens // cfg.kv_block_size) + 1  # +1: the scratch block
         self.cache = self._executor.submit(
             PagedKVCache, a.num_hidden_layers, num_blocks, cfg.kv_block_size, a.num_key_value_heads, a.head_dim,
-            next(model.parameters()).dtype, self.device).result()
+            next(model.parameters()).dtype, self.device, cfg.enable_prefix_caching).result()
         capacity = self.cache.usable_blocks * cfg.kv_block_size
         self.max_model_len = min(cfg.max_model_len or a.max_position_embeddings, a.max_position_embeddings, capacity)
         self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len))
@@ -124,6 +124,9 @@ class MetaReferenceEngine:
         s = self._stats
         s.running, s.waiting = len(self.scheduler.running), len(self.scheduler.waiting)
         s.free_kv_blocks = self.cache.free_blocks
+        s.cached_kv_blocks = self.cache.pool.num_cached
+        s.prefix_cache_queries = self.scheduler.prefix_cache_queries
+        s.prefix_cache_hits = self.scheduler.prefix_cache_hits
         return s
 
     async def check_health(self) -> None:
@@ -185,7 +188,9 @@ class MetaReferenceEngine:
         results = []
         with torch.inference_mode():
             if plan.prefill:
-                results += self._forward_and_sample(plan.prefill, [s.all_ids for s in plan.prefill])
+                inputs = [s.all_ids[s.num_cached:] for s in plan.prefill]  # after the prefix-cache hit
+                self._stats.prefill_tokens += sum(len(x) for x in inputs)
+                results += self._forward_and_sample(plan.prefill, inputs)
             if plan.decode:
                 results += self._forward_and_sample(plan.decode, [s.all_ids[-1:] for s in plan.decode])
         bs = len(plan.prefill) + len(plan.decode)
@@ -237,6 +242,7 @@ class MetaReferenceEngine:
 
     def _postprocess(self, results: list[tuple[Sequence, SampledToken]]) -> None:
         for seq, tok in results:
+            self.scheduler.commit(seq)  # the blocks this step filled become findable prefixes
             if seq.aborted or seq.finished:
                 continue
             p = seq.request.params
@@ -252,4 +258,5 @@ class MetaReferenceEngine:
                 reason = "length"
             if reason is not None:
                 self.scheduler.finish(seq)
-            seq.queue.put_nowait(EngineOutput([tok], reason, len(seq.request.prompt_token_ids)))
+            seq.queue.put_nowait(EngineOutput([tok], reason, len(seq.request.prompt_token_ids),
+                                              seq.prompt_cache_hit or 0))

@@ -1,4 +1,5 @@
-"""Paged KV cache: fixed-size blocks per layer, handed out to sequences by a free list.
+"""Paged KV cache: fixed-size blocks per layer, handed out to sequences by a block pool (block_pool.py: reference
+counts, a free list, and the prefix cache).
 
 Block 0 is reserved as scratch: padded prefill tokens write there and padded block-table entries point there,
 so padding never touches a live sequence's cache.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from deployments.inference.meta_reference.block_pool import BlockPool
+
 
 class PagedKVCache:
     def __init__(self, num_layers: int, num_blocks: int, block_size: int, n_kv_heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device | str):
+                 dtype: torch.dtype, device: torch.device | str, enable_prefix_caching: bool = True):
         if num_blocks < 2:
             raise ValueError("the KV cache needs at least 2 blocks")
         self.block_size = block_size
@@ -20,11 +23,12 @@ class PagedKVCache:
         # layers: list of (k, v), each [num_blocks * block_size, n_kv_heads, head_dim]
         self.layers = [(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
                        for _ in range(num_layers)]
-        self._free = list(range(num_blocks - 1, 0, -1))  # pop() hands out low ids first
+        self.pool = BlockPool(num_blocks, block_size, enable_prefix_caching)
 
     @property
     def free_blocks(self) -> int:
-        return len(self._free)
+        """Blocks a sequence can get now: free ones and cached ones no sequence holds."""
+        return self.pool.num_free
 
     @property
     def usable_blocks(self) -> int:
@@ -34,10 +38,7 @@ class PagedKVCache:
         return -(-num_tokens // self.block_size)
 
     def allocate(self, n: int) -> list[int] | None:
-        if n > len(self._free):
-            return None
-        return [self._free.pop() for _ in range(n)]
+        return self.pool.allocate(n)
 
     def release(self, blocks: list[int]) -> None:
-        self._free.extend(reversed(blocks))
-        blocks.clear()
+        self.pool.release(blocks)
