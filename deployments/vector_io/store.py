@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, check_language
 from deployments.vector_io.chunking import chunk_text, resolve_chunking
 from deployments.vector_io.extract import UnsupportedFileError, extract_text
 from deployments.vector_io.files import FileService
@@ -148,6 +149,10 @@ class VectorStoreService:
         index_cfg = {**self.index_config, **(req.index or {})}
         if index_cfg.get("type") not in ("flat", "ivf", "hnsw"):
             raise InvalidRequestError("index.type must be flat, ivf or hnsw", param="index.type")
+        try:
+            check_language(index_cfg.get("keyword_language", DEFAULT_LANGUAGE))
+        except ValueError as e:
+            raise InvalidRequestError(str(e), param="index.keyword_language") from None
         sid = store_id or new_id("vs")
 
         def insert() -> None:
@@ -529,10 +534,7 @@ class VectorStoreService:
         if mode in ("keyword", "hybrid"):
             keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, files, seqs)
         ranked = reciprocal_rank_fusion(vector, keyword) if mode == "hybrid" else (vector or keyword)
-        ranked = ranked[:k]
-        if mode == "keyword" and ranked:  # BM25 scores are unbounded: scale to (0, 1] for score_threshold
-            top = ranked[0][1] or 1.0
-            ranked = [(cid, s / top) for cid, s in ranked]
+        ranked = ranked[:k]  # keyword scores (bm25.py) and hybrid's fused ones are in (0, 1]
 
         def load() -> dict[int, Any]:
             ids = [cid for cid, _ in ranked]
