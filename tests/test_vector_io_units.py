@@ -88,9 +88,7 @@ def test_llama_stack_shorthand_filters():
 
 def test_bm25_and_fusion():
     idx = BM25Index()
-    idx.add(1, "the quick brown fox")
-    idx.add(2, "the lazy dog sleeps")
-    idx.add(3, "a fox and a dog")
+    idx.add([1, 2, 3], ["the quick brown fox", "the lazy dog sleeps", "a fox and a dog"])
     assert [c for c, _ in idx.search("fox", 5)] in ([1, 3], [3, 1])
     assert idx.search("dog", 5, allowed={2})[0][0] == 2
     fused = reciprocal_rank_fusion([(1, 0.9), (2, 0.5)], [(2, 3.0), (3, 1.0)])

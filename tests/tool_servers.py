@@ -1,4 +1,4 @@
-"""Local servers the tests call over loopback: an MCP server (streamable HTTP, the `mcp` SDK's FastMCP), a
+"""Local servers the tests call over loopback: an MCP server (streamable HTTP, the `mcp` SDK's MCPServer), a
 Brave-style web search API, and the few Hugging Face hub routes huggingface_hub reads a dataset through. Each runs
 under uvicorn on a thread of the test process."""
 
@@ -50,18 +50,11 @@ class LoopbackServer:
 
 
 def mcp_app(json_response: bool = True):
-    """The test MCP server, built with the `mcp` SDK installed (2.x MCPServer, as vLLM requires, or 1.x FastMCP)."""
-    try:
-        from mcp.server.mcpserver import MCPServer
-    except ImportError:  # mcp 1.x
-        from mcp.server.fastmcp import FastMCP
+    """The test MCP server, on the `mcp` SDK's MCPServer (2.x, the client's SDK too)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
-        mcp = FastMCP("stackserve-test-tools", stateless_http=True, json_response=json_response,
-                      log_level="WARNING")
-        app_options: dict[str, Any] = {}
-    else:
-        mcp = MCPServer("stackserve-test-tools", log_level="WARNING")
-        app_options = {"stateless_http": True, "json_response": json_response}
+    mcp = MCPServer("stackserve-test-tools", log_level="WARNING")
 
     @mcp.tool()
     def add(a: int, b: int) -> int:
@@ -76,9 +69,10 @@ def mcp_app(json_response: bool = True):
     @mcp.tool()
     def explode(reason: str) -> str:
         """Always fails (for error handling tests)."""
-        raise RuntimeError(f"exploded: {reason}")
+        # a tool's deliberate failure: its text reaches the client (any other exception stays on the server)
+        raise ToolError(f"exploded: {reason}")
 
-    return mcp.streamable_http_app(**app_options)
+    return mcp.streamable_http_app(stateless_http=True, json_response=json_response)
 
 
 def web_search_app(seen: list[dict[str, Any]]):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from deployments.vector_io.bm25 import BM25Index
+from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, BM25Index
 from deployments.vector_io.tables import chunks
 from serve.storage import Database
 
@@ -36,7 +36,7 @@ class VectorStoreIndex:
     def _reset(self) -> None:
         self.index = None
         self.kind = "flat"
-        self.bm25 = BM25Index()
+        self.bm25 = BM25Index(self.cfg.get("keyword_language", DEFAULT_LANGUAGE))
         self.chunk_file: dict[int, str] = {}  # chunk seq -> file id
         self.last_seq = 0
         self.versions = (-1, -1)
@@ -82,8 +82,8 @@ class VectorStoreIndex:
             self.index.add_with_ids(vecs_all, ids_all)
         else:
             self.index.add_with_ids(vecs, ids)
+        self.bm25.add([r.seq for r in rows], [r.text for r in rows])
         for r in rows:
-            self.bm25.add(r.seq, r.text)
             self.chunk_file[r.seq] = r.file_id
         self.last_seq = max(self.last_seq, int(ids.max()))
 
@@ -148,6 +148,7 @@ class VectorStoreIndex:
 
     def keyword_search(self, query: str, k: int, files: set[str] | None,
                        seqs: set[int] | None = None) -> list[tuple[int, float]]:
+        """Best chunks by BM25: [(seq, BM25 score scaled to (0, 1], see bm25.py)], best first."""
         with self.lock:
             return self.bm25.search(query, k, self._allowed(files, seqs))
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, check_language
 from deployments.vector_io.chunking import chunk_text, resolve_chunking
 from deployments.vector_io.extract import UnsupportedFileError, extract_text
 from deployments.vector_io.files import FileService
@@ -44,6 +45,7 @@ logger = logging.getLogger("stackserve.vector_io")
 
 Embed = Callable[[str, list[str]], Awaitable[np.ndarray]]
 EMBED_BATCH = 32
+TOUCH_EVERY_S = 60.0  # searches write a store's last_active_at at most this often per replica
 
 
 @dataclass
@@ -66,8 +68,10 @@ def _no_store(store_id: str) -> NotFoundError:
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
                  default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4,
-                 runner: str | None = None, lease_s: float = 30.0, attach_wait_s: float = 0.0):
+                 runner: str | None = None, lease_s: float = 30.0, attach_wait_s: float = 0.0,
+                 touch_every_s: float = TOUCH_EVERY_S):
         self.db = db
+        self.touch_every_s = touch_every_s
         self.attach_wait_s = attach_wait_s
         self.runner = runner or f"vector-io-{uuid.uuid4().hex[:12]}"
         self.lease_s = lease_s
@@ -77,6 +81,7 @@ class VectorStoreService:
         self.default_model = default_model
         self.index_config = index_config
         self.indexes: dict[str, VectorStoreIndex] = {}
+        self._touched: dict[str, float] = {}  # store id -> time.monotonic() of this replica's last search touch
         self._ingest_slots = asyncio.Semaphore(max_concurrent_ingests)
         self._tasks: set[asyncio.Task] = set()
 
@@ -148,6 +153,10 @@ class VectorStoreService:
         index_cfg = {**self.index_config, **(req.index or {})}
         if index_cfg.get("type") not in ("flat", "ivf", "hnsw"):
             raise InvalidRequestError("index.type must be flat, ivf or hnsw", param="index.type")
+        try:
+            check_language(index_cfg.get("keyword_language", DEFAULT_LANGUAGE))
+        except ValueError as e:
+            raise InvalidRequestError(str(e), param="index.keyword_language") from None
         sid = store_id or new_id("vs")
 
         def insert() -> None:
@@ -516,9 +525,9 @@ class VectorStoreService:
             validate_filter(filters)
         store = await asyncio.to_thread(self._store_row, store_id)
         index = await self._index(store)
-        attrs = await asyncio.to_thread(self._attributes, store_id)
         files = seqs = None
         if filters is not None:
+            attrs = await asyncio.to_thread(self._attributes, store_id)
             files = {f for f, a in attrs.items() if matches(filters, a)}
             seqs = await asyncio.to_thread(self._inserted_matching, store_id, filters)
         deep = k * 3 if mode == "hybrid" else k
@@ -529,23 +538,37 @@ class VectorStoreService:
         if mode in ("keyword", "hybrid"):
             keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, files, seqs)
         ranked = reciprocal_rank_fusion(vector, keyword) if mode == "hybrid" else (vector or keyword)
-        ranked = ranked[:k]
-        if mode == "keyword" and ranked:  # BM25 scores are unbounded: scale to (0, 1] for score_threshold
-            top = ranked[0][1] or 1.0
-            ranked = [(cid, s / top) for cid, s in ranked]
+        ranked = ranked[:k]  # keyword scores (bm25.py) and hybrid's fused ones are in (0, 1]
 
-        def load() -> dict[int, Any]:
-            ids = [cid for cid, _ in ranked]
-            with self.db.connect() as c:
-                return {r.seq: r for r in c.execute(sa.select(chunks).where(chunks.c.seq.in_(ids)))}
+        rows = await asyncio.to_thread(self._hit_rows, store_id, [cid for cid, _ in ranked])
+        await self._touch(store_id)
+        return [(row, score, (row.file_attributes or {}) if row.attached is not None else None)
+                for cid, score in ranked if (row := rows.get(cid)) is not None]
 
-        rows = await asyncio.to_thread(load)
-        await asyncio.to_thread(self._touch, store_id)
-        return [(rows[cid], score, attrs.get(rows[cid].file_id)) for cid, score in ranked if cid in rows]
+    def _hit_rows(self, store_id: str, seqs: list[int]) -> dict[int, Any]:
+        """The hit chunks with their file's attributes, in one query (an inserted chunk has no file row)."""
+        attached = vector_store_files.c
+        q = (sa.select(chunks, attached.attributes.label("file_attributes"), attached.file_id.label("attached"))
+             .select_from(chunks.outerjoin(vector_store_files, sa.and_(
+                 attached.vector_store_id == store_id, attached.file_id == chunks.c.file_id)))
+             .where(chunks.c.seq.in_(seqs)))
+        with self.db.connect() as c:
+            return {r.seq: r for r in c.execute(q)}
 
-    def _touch(self, store_id: str) -> None:
-        with self.db.begin() as c:
-            c.execute(vector_stores.update().where(vector_stores.c.id == store_id).values(last_active_at=_now()))
+    async def _touch(self, store_id: str) -> None:
+        """Searches keep `last_active_at` fresh with at most one SQL write per store per `touch_every_s` on a
+        replica (it anchors day-long expiry; writes, uploads and attaches still set it at once)."""
+        now = time.monotonic()
+        last = self._touched.get(store_id)
+        if last is not None and now - last < self.touch_every_s:
+            return
+        self._touched[store_id] = now
+
+        def write() -> None:
+            with self.db.begin() as c:
+                c.execute(vector_stores.update().where(vector_stores.c.id == store_id).values(last_active_at=_now()))
+
+        await asyncio.to_thread(write)
 
     async def search(self, store_id: str, req: SearchRequest) -> dict[str, Any]:
         queries = [req.query] if isinstance(req.query, str) else [q for q in req.query if q.strip()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from serve.config.base import DeploymentOptions, _Strict, default_deployment
 
@@ -20,6 +20,15 @@ class IndexConfig(_Strict):
     ef_construction: int = Field(default=200, ge=8)
     ef_search: int = Field(default=128, ge=8)
     device: str = "cpu"  # "cuda" moves indexes to the GPU through faiss-gpu
+    # keyword search (BM25): the language words are stemmed in (PyStemmer) and stop words removed for (bm25s)
+    keyword_language: str = "english"
+
+    @field_validator("keyword_language")
+    @classmethod
+    def _known_language(cls, v: str) -> str:
+        from deployments.vector_io.bm25 import check_language
+
+        return check_language(v)
 
 
 class VectorIOConfig(_Strict):
