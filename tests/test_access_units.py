@@ -68,10 +68,10 @@ def test_acting_as_and_require_admin():
 def test_stores_record_and_filter_owners(tmp_path):
     from deployments.vector_io.files import FileService
     from serve.errors import NotFoundError
-    from serve.storage import BlobStore, Database
+    from serve.storage import Database, LocalBlobStore
 
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    files = FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=1000)
+    files = FileService(db, LocalBlobStore(tmp_path / "blobs"), max_bytes=1000)
     with acting_as("alice"):
         fid = files.create("a.txt", "assistants", b"alice")["id"]
     with acting_as("bob"):

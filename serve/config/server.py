@@ -12,6 +12,9 @@ from serve.config.base import _Strict
 
 class StorageConfig(_Strict):
     url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
+    # where file and dataset bytes live (serve/storage/blob_url.py): a directory (default: data_dir), `sql` (the
+    # database above), or an fsspec URL such as s3://bucket/prefix
+    blob_url: str | None = None
 
 
 class RateLimitConfig(_Strict):
