@@ -226,7 +226,7 @@ def test_huggingface_datasets_are_the_huggingface_providers(service, hf_cache):
 
 def test_storage_check(service, tmp_path):
     service.check_storage()
-    (tmp_path / "blobs").rename(tmp_path / "elsewhere")
+    (tmp_path / "blobs").rename(tmp_path / "elsewhere")  # the volume is gone
     with pytest.raises(RuntimeError, match="missing"):
         service.check_storage()
 

@@ -96,7 +96,7 @@ class DatasetService:
     def check_storage(self) -> None:
         """Raises unless the database answers and the blob store can be written (health)."""
         self.db.ping()
-        self.blobs.ping()
+        self.blobs.ping("datasets")
 
     # ---- rows --------------------------------------------------------------------------------------------------
 

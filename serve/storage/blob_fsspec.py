@@ -70,6 +70,3 @@ class FsspecBlobStore(BlobStore):
         keys = (p.removeprefix(self.root.lstrip("/")).lstrip("/") for p in
                 (q.lstrip("/") for q in self.fs.find(base)))
         return sorted(k for k in keys if k.startswith(prefix) and not any(s.startswith(".") for s in k.split("/")))
-
-    def ping(self) -> None:
-        self.fs.ls(self.root)

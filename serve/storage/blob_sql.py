@@ -120,6 +120,3 @@ class SqlBlobStore(BlobStore):
         with self.db.connect() as c:
             # sqlite's LIKE ignores case, and a database's collation may sort differently: settle both here
             return sorted(k for k in c.execute(q).scalars() if k.startswith(prefix))
-
-    def ping(self) -> None:
-        self.db.ping()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -60,9 +61,16 @@ class BlobStore(ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Every key that starts with `prefix`, sorted."""
 
-    @abstractmethod
-    def ping(self) -> None:
-        """Raises unless the store can be written (a deployment's health check)."""
+    def ping(self, namespace: str = "health") -> None:
+        """Raises unless a blob can be written, read and deleted under `namespace` (a deployment's health check:
+        the datasets service probes `datasets/`, where a vanished volume or bucket shows)."""
+        key = f"{check_key(namespace)}/health-probe-{uuid.uuid4().hex}"
+        try:
+            self.put(key, b"ok")
+            if self.get(key) != b"ok":
+                raise RuntimeError(f"the blob store {self!r} returned other bytes than it was given")
+        finally:
+            self.delete(key)
 
     def get(self, key: str) -> bytes:
         return b"".join(self.iter(key))
@@ -134,11 +142,12 @@ class LocalBlobStore(BlobStore):
             except OSError:
                 pass
 
-    def ping(self) -> None:
+    def ping(self, namespace: str = "health") -> None:
         if not self.root.is_dir():
             raise RuntimeError(f"the blob directory {self.root} is missing")
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise RuntimeError(f"the blob directory {self.root} is not writable")
+        super().ping(namespace)
 
 
 def _read_chunks(f) -> Iterator[bytes]:
