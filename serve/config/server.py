@@ -18,7 +18,8 @@ class StorageConfig(_Strict):
 
 
 class RateLimitConfig(_Strict):
-    """Per principal, per ingress replica: requests per minute (token bucket) and requests in flight."""
+    """Per principal: requests per minute (token bucket) and requests in flight; counted per ingress replica or
+    across them (`server.limits_scope`)."""
 
     requests_per_minute: int | None = Field(default=None, ge=1)
     max_concurrent_requests: int | None = Field(default=None, ge=1)
@@ -46,6 +47,9 @@ class ServerConfig(_Strict):
     # a shared server: each key maps to its principal, who sees only the resources it created
     principals: list[PrincipalConfig] = Field(default_factory=list)
     limits: RateLimitConfig = Field(default_factory=RateLimitConfig)  # every principal's default limits
+    # replica: each ingress replica counts on its own (N replicas admit up to N times the limits); shared: one
+    # limiter actor per application counts for all of them (one actor round trip per limited request)
+    limits_scope: Literal["replica", "shared"] = "replica"
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # a request whose response has not started by then is cancelled and answered 504 (streams, once started, run on)
     request_timeout_s: float | None = Field(default=None, gt=0)
