@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from fastapi import FastAPI, Request
@@ -23,7 +22,7 @@ from serve.errors import (
     error_shape,
     to_api_error,
 )
-from serve.limits import PrincipalLimiter, RequestTimeout
+from serve.limits import RequestTimeout
 from serve.principal import with_principal
 from serve.telemetry.http import TracingMiddleware, trace_id_header
 
@@ -75,7 +74,7 @@ async def _released(body, release):
         release()
 
 
-async def guard(request: Request, call_next, limiter: PrincipalLimiter):
+async def guard(request: Request, call_next):
     """Authenticate, bound the body size, count the request against its principal's limits, and carry the
     principal into every deployment call the request makes."""
     stack = get_stack()
@@ -90,8 +89,9 @@ async def guard(request: Request, call_next, limiter: PrincipalLimiter):
     rejected = _too_large(request, path, stack.config)
     if rejected is not None:
         return error_response(rejected, request)
+    limiter = stack.limiter
     try:
-        counted = limiter.acquire(principal)
+        counted = await limiter.acquire(principal)
     except APIError as e:
         return error_response(e, request)
     # the principal rides in the context into every deployment call (only with access control on; a client's
@@ -162,7 +162,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="stackserve", version=meta.VERSION, docs_url="/docs", openapi_url="/openapi.json")
     # inside the guard below (middleware added later wraps what was added before)
     app.add_middleware(RequestTimeout, timeout_s=lambda: get_stack().config.server.request_timeout_s)
-    app.middleware("http")(functools.partial(guard, limiter=PrincipalLimiter()))
+    app.middleware("http")(guard)
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

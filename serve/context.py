@@ -16,6 +16,7 @@ from typing import Any
 from serve.auth import Authenticator
 from serve.config import EmbeddingModelConfig, ModelConfig, StackConfig
 from serve.errors import InvalidRequestError, NotFoundError
+from serve.shared_limits import Limiter, ReplicaLimiter
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Stack:
     # DeploymentHandles of the optional deployments by graph name ("VectorIO", "Safety", "Agents", "DatasetIO",
     # "Batches"); absent when the config leaves that deployment out
     deployments: dict[str, Any] = field(default_factory=dict)
+    # the principals' request limits: this replica's own buckets, or the application's shared limiter actor
+    limiter: Limiter = field(default_factory=ReplicaLimiter)
 
     @functools.cached_property
     def authenticator(self) -> Authenticator:

@@ -9,6 +9,7 @@ from ray import serve
 from serve.app import create_app
 from serve.config import StackConfig
 from serve.context import ServedModel, Stack, set_stack
+from serve.shared_limits import ReplicaLimiter, SharedLimiter
 from serve.telemetry.instrument import instrument_deployment
 
 app = create_app()
@@ -22,4 +23,7 @@ class Ingress:
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
-        set_stack(Stack(config, models, started_at=int(time.time()), deployments=nodes))
+        limiter = ReplicaLimiter()
+        if config.server.limits_scope == "shared":
+            limiter = SharedLimiter(serve.get_replica_context().app_name)
+        set_stack(Stack(config, models, started_at=int(time.time()), deployments=nodes, limiter=limiter))

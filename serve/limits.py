@@ -2,8 +2,9 @@
 requests in flight (a streamed response counts until its last byte); over either limit, 429 with Retry-After.
 Per request: a timeout until the response starts (`RequestTimeout`, 504).
 
-Counted per ingress replica (no shared state on the request path): with N ingress replicas a principal may get up
-to N times the configured figures; set them per replica, or run one ingress replica where the bound must be exact.
+A `PrincipalLimiter` counts for one process: in each ingress replica (`server.limits_scope: replica`, no shared
+state on the request path: with N replicas a principal may get up to N times the configured figures), or inside the
+application's one limiter actor that every replica asks (`shared`, serve/shared_limits.py).
 """
 
 from __future__ import annotations

@@ -84,8 +84,7 @@ def _safety_providers(c: StackConfig) -> list[dict[str, Any]]:
 NODES: tuple[Node, ...] = (
     Node("VectorIO", "deployments.vector_io.deployment:VectorIOServer",
          options=lambda c: c.vector_io.deployment.serve_options() if _enabled(c.vector_io) else None,
-         args=lambda c, g: (c.vector_io, c.embedding_models, g.embedders, str(c.resolved_data_dir()),
-                            c.database_url()),
+         args=lambda c, g: (c.vector_io, c.embedding_models, g.embedders, c.blob_url(), c.database_url()),
          providers=_vector_io_providers),
     Node("Safety", "deployments.safety.deployment:SafetyServer",
          options=lambda c: c.safety.deployment.serve_options() if c.safety is not None else None,
@@ -98,7 +97,7 @@ NODES: tuple[Node, ...] = (
          providers=_agents_providers),
     Node("DatasetIO", "deployments.datasets.deployment:DatasetIOServer",
          options=lambda c: c.datasetio.deployment.serve_options() if _enabled(c.datasetio) else None,
-         args=lambda c, g: (c.datasetio, str(c.resolved_data_dir()), c.database_url()),
+         args=lambda c, g: (c.datasetio, c.blob_url(), c.database_url()),
          providers=_datasetio_providers),
     Node("Batches", "deployments.batches.deployment:BatchesServer",
          options=lambda c: c.batches.deployment.serve_options() if _enabled(c.batches) else None,

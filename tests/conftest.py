@@ -286,7 +286,8 @@ TENANT_KEYS = {"alice": "sk-alice", "bob": "sk-bob", "root": "sk-root", "carol":
 
 def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path, database_url: str | None = None):
     """A shared server: principals alice and bob (users), root (admin), carol (3 requests a minute) and dave (one
-    request at a time), over every stateful service, with the tiny model; on PostgreSQL when given its URL."""
+    request at a time), over every stateful service, with the tiny model; on PostgreSQL when given its URL, with
+    file and dataset bytes in that database too (blob_url: sql, as the GPU configs run)."""
     from serve.config import parse_config
 
     light = {"ray_actor_options": {"num_cpus": 0.01}}
@@ -296,7 +297,8 @@ def tenants_config(model_cache_dir: Path, tiny_model_dir: Path, data_dir: Path, 
     principals[4]["limits"] = {"max_concurrent_requests": 1}
     return parse_config({
         "model_cache_dir": str(model_cache_dir), "data_dir": str(data_dir),
-        "storage": {"url": database_url}, "server": {"principals": principals},
+        "storage": {"url": database_url, "blob_url": "sql" if database_url else None},
+        "server": {"principals": principals},
         "ingress": light,
         "models": [{"model_id": TINY, "source": str(tiny_model_dir), "deployment": light,
                     "engine": {"max_num_seqs": 4, "max_model_len": 1024, "kv_cache_tokens": 8192}}],

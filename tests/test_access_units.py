@@ -68,10 +68,10 @@ def test_acting_as_and_require_admin():
 def test_stores_record_and_filter_owners(tmp_path):
     from deployments.vector_io.files import FileService
     from serve.errors import NotFoundError
-    from serve.storage import BlobStore, Database
+    from serve.storage import Database, LocalBlobStore
 
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    files = FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=1000)
+    files = FileService(db, LocalBlobStore(tmp_path / "blobs"), max_bytes=1000)
     with acting_as("alice"):
         fid = files.create("a.txt", "assistants", b"alice")["id"]
     with acting_as("bob"):
@@ -181,3 +181,50 @@ def test_check_config_never_prints_keys(tmp_path, capsys):
     assert "sk-secret" not in out
     server = json.loads(out)["server"]
     assert server["api_keys"] == ["***"] and server["principals"][0]["api_keys"] == ["***", "***"]
+
+
+class _FakeActorMethod:
+    """Stands for a Ray actor method: `.remote(...)` runs the method and returns an awaitable of its answer."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def remote(self, *args):
+        import asyncio
+
+        return asyncio.ensure_future(self.method(*args))
+
+
+class _FakeActor:
+    def __init__(self, body):
+        self.acquire = _FakeActorMethod(body.acquire)
+        self.release = _FakeActorMethod(body.release)
+
+
+def test_shared_limiter_counts_for_every_replica():
+    """Two replicas' SharedLimiters over one LimiterActor: the rate and concurrency limits hold across both, a
+    refusal is raised in the replica as the 429 it is, and unlimited principals cost no actor call."""
+    import asyncio
+
+    from serve.shared_limits import LimiterActor, SharedLimiter
+
+    body = LimiterActor()
+    a, b = (SharedLimiter("app", actor=_FakeActor(body)) for _ in range(2))
+    metered = Principal("metered", limits=RateLimitConfig(requests_per_minute=3))
+    single = Principal("single", limits=RateLimitConfig(max_concurrent_requests=1))
+    free = Principal("free", limits=RateLimitConfig())
+
+    async def go():
+        assert [await a.acquire(metered), await b.acquire(metered), await a.acquire(metered)] == [True] * 3
+        with pytest.raises(RateLimitError) as e:
+            await b.acquire(metered)
+        assert e.value.code == "rate_limit_exceeded" and int(e.value.headers["Retry-After"]) >= 1
+        assert await a.acquire(single)
+        with pytest.raises(RateLimitError):
+            await b.acquire(single)  # the other replica sees the request in flight
+        a.release(single)
+        await asyncio.sleep(0)  # the release (not awaited by the caller) runs
+        assert await b.acquire(single)
+        assert await a.acquire(free) is False and "free" not in body.limiter._buckets
+
+    asyncio.run(go())

@@ -33,7 +33,8 @@ def test_valid_against_rays_cluster_schema(cluster):
     workers = [t for name, t in types.items() if name != cluster["head_node_type"]]
     assert workers and all(0 <= t["min_workers"] <= t["max_workers"] for t in workers)
     assert sum(t["min_workers"] for t in workers) <= cluster["max_workers"]
-    assert all(t["resources"].get("GPU", 0) >= 1 for t in workers)  # GPU workers behind a CPU head
+    gpu_workers = [t for t in workers if t["resources"].get("GPU", 0) >= 1]  # GPU workers behind a CPU head,
+    assert len(gpu_workers) >= 2 and len(workers) - len(gpu_workers) == 1  # plus one CPU type for the state-heavy
     assert "GPU" not in types[cluster["head_node_type"]]["resources"]
 
 
@@ -56,11 +57,36 @@ def test_image_matches_pinned_ray_and_python(cluster):
 
 def test_every_node_installs_this_checkout(cluster):
     remote = next(dst for dst, src in cluster["file_mounts"].items() if src == ".")
-    install = f'pip install -q -e "{remote}[gpu]"'
+    install = f'pip install -q -c {remote}/constraints-cluster.txt -e "{remote}[gpu,postgres]"'
     assert install in cluster["setup_commands"]
     for name, t in cluster["available_node_types"].items():
         if "worker_setup_commands" in t:  # replaces setup_commands on that node type
             assert install in t["worker_setup_commands"], name
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not an exact pin"
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_cluster_installs_pin_the_images_own_versions(cluster):
+    """constraints-cluster.txt pins ray to the image tag's version, vllm to what that Ray's `llm` extra requires
+    (the Ray LLM image installs ray[llm]), and torch exactly; a new image tag without new pins fails here."""
+    from importlib.metadata import requires
+
+    pins = _pins(ROOT / "constraints-cluster.txt")
+    tag = re.fullmatch(r"rayproject/ray-llm:(?P<ray>[\d.]+)-py\d+-cu\d+", cluster["docker"]["image"])
+    assert pins["ray"] == tag["ray"] == ray.__version__
+    llm_vllm = [r for r in requires("ray") if r.startswith("vllm") and 'extra == "llm"' in r]
+    assert llm_vllm and f"=={pins['vllm']};" in llm_vllm[0].replace(" ", ""), llm_vllm
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["torch"])
+    assert pins["psycopg"] == _pins(ROOT / "constraints.txt")["psycopg"]  # the driver the storage suite runs
 
 
 def _setup_commands(cluster: dict, node_type: str) -> list[str]:
@@ -111,7 +137,13 @@ def placement(cluster) -> dict[str, tuple[str, dict, dict]]:
 def test_each_deployment_has_one_node_type_with_room(cluster, placement):
     where = {name: t for name, (t, _, _) in placement.items()}
     head = cluster["head_node_type"]
-    assert {where[n] for n in ("Ingress", "VectorIO", "Safety", "Agents")} == {head}  # next to the data
+    assert where["Ingress"] == head  # beside Serve's one HTTP proxy (proxy_location: HeadOnly)
+    # state is in PostgreSQL: the stateful deployments run on (several) worker nodes, none pinned to the head
+    stateful = {where[n] for n in ("VectorIO", "Safety", "Agents", "DatasetIO", "Batches")}
+    assert len(stateful) == 1 and head not in stateful
+    assert "GPU" not in cluster["available_node_types"][stateful.pop()]["resources"]
+    for n in ("VectorIO", "Agents", "DatasetIO", "Batches"):
+        assert placement[n][1]["autoscaling_config"]["min_replicas"] >= 2, n
     llm_types = {where[n] for n in where if n.startswith("LLM:")}
     assert head not in llm_types and len(llm_types) >= 2
     # At full scale, the replicas on each node type fit its nodes (head: one node; workers: max_workers).
@@ -124,6 +156,20 @@ def test_each_deployment_has_one_node_type_with_room(cluster, placement):
                     used[k] = used.get(k, 0) + v * opts["autoscaling_config"]["max_replicas"]
         for k, v in used.items():
             assert v <= spec["resources"][k] * nodes + 1e-9, (node_type, k, v)
+
+
+def test_every_node_starts_ray_with_the_shared_storage_settings(cluster):
+    """STACKSERVE_DATABASE_URL (and STACKSERVE_BLOB_URL) reach every replica: the env file is mounted on every node
+    and sourced by both `ray start`s, and the GPU configs name no node-local storage."""
+    env_file = next(dst for dst, src in cluster["file_mounts"].items() if src.endswith("cluster.env"))
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in cluster[key] if "ray start" in c)
+        assert start.startswith(f"set -a && . {env_file} && set +a"), start
+    for name in ("gpu-cluster.yaml", "gpu-node.yaml"):
+        cfg = load_config(ROOT / "configs" / name)
+        assert cfg.storage.url is None  # from STACKSERVE_DATABASE_URL: no credentials in the file
+        assert cfg.storage.blob_url == "sql" and cfg.server.limits_scope == "shared"
+    assert "head_node" not in (ROOT / "configs" / "gpu-cluster.yaml").read_text().split("vector_io:", 1)[1]
 
 
 def test_models_are_downloaded_where_they_run(cluster, placement):

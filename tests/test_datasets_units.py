@@ -21,7 +21,7 @@ from deployments.datasets.store import DatasetService, provider_of
 from serve.config import HuggingFaceSourceConfig
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve.protocol.datasets import AppendRowsRequest, RegisterDatasetRequest
-from serve.storage import Database
+from serve.storage import Database, LocalBlobStore
 from tests.tool_servers import LoopbackServer, cache_hf_dataset, hf_hub_app
 
 
@@ -88,7 +88,7 @@ def test_http_source_on_loopback(tmp_path):
 
 @pytest.fixture
 def service(tmp_path) -> DatasetService:
-    return DatasetService(Database(f"sqlite:///{tmp_path}/db.sqlite"), tmp_path / "datasets")
+    return DatasetService(Database(f"sqlite:///{tmp_path}/db.sqlite"), LocalBlobStore(tmp_path / "blobs"))
 
 
 def test_store_pages_appends_and_persistence(service, tmp_path):
@@ -109,13 +109,13 @@ def test_store_pages_appends_and_persistence(service, tmp_path):
     with pytest.raises(ConflictError):
         service.register(RegisterDatasetRequest(purpose="post-training/messages", dataset_id="d",
                                                 source={"type": "rows", "rows": [{"i": 1}]}))
-    again = DatasetService(Database(f"sqlite:///{tmp_path}/db.sqlite"), tmp_path / "datasets")  # a restart
+    again = DatasetService(Database(f"sqlite:///{tmp_path}/db.sqlite"), LocalBlobStore(tmp_path / "blobs"))  # a restart
     assert again.iterrows("d", 0, None)["data"] == service.iterrows("d", 0, None)["data"]
-    assert not list((tmp_path / "datasets").rglob(".tmp-*"))  # no half-written parts
+    assert not list((tmp_path / "blobs" / "datasets").rglob(".tmp-*"))  # no half-written parts
     again.unregister("d")
     with pytest.raises(NotFoundError):
         service.iterrows("d", 0, 1)
-    assert list((tmp_path / "datasets").iterdir()) == []
+    assert list((tmp_path / "blobs" / "datasets").iterdir()) == []  # the bytes are gone
 
 
 # ---- huggingface:// sources (no network: a local Hugging Face cache, the hub on a closed port) ------------------
@@ -226,7 +226,7 @@ def test_huggingface_datasets_are_the_huggingface_providers(service, hf_cache):
 
 def test_storage_check(service, tmp_path):
     service.check_storage()
-    (tmp_path / "datasets").rename(tmp_path / "elsewhere")
+    (tmp_path / "blobs").rename(tmp_path / "elsewhere")  # the volume is gone
     with pytest.raises(RuntimeError, match="missing"):
         service.check_storage()
 

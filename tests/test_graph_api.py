@@ -92,19 +92,23 @@ def _wait_for(check, timeout: float = 30.0):
 
 
 def test_a_failing_deployment_shows_in_providers_and_health(lls, base_url, data_dir):
-    """DatasetIO's Parquet directory vanishes (an unmounted volume): its providers report the error and
-    /v1/health turns Error; everything else stays OK; putting the directory back heals both."""
+    """DatasetIO's Parquet directory breaks (a file where the directory was: nothing can be written there): its
+    providers report the error and /v1/health turns Error; everything else stays OK; putting the directory back
+    heals both."""
     parts, away = data_dir / "datasets", data_dir / "datasets.away"
+    parts.mkdir(exist_ok=True)
     parts.rename(away)
+    parts.write_bytes(b"not a directory")
     try:
         assert _wait_for(lambda: lls.inspect.health().status == "Error")
         by_id = {(p.api, p.provider_id): p.health for p in lls.providers.list()}
-        assert by_id["datasetio", "localfs"]["status"] == "Error" and "missing" in by_id["datasetio", "localfs"][
+        assert by_id["datasetio", "localfs"]["status"] == "Error" and "datasets" in by_id["datasetio", "localfs"][
             "message"]
         assert by_id["datasetio", "huggingface"]["status"] == "Error"
         assert by_id["vector_io", "faiss"] == by_id["inference", "meta-reference"] == {"status": "OK"}
         assert httpx.get(f"{base_url}/v1/health").json() == {"status": "Error"}  # no reasons on the open route
     finally:
+        parts.unlink()
         away.rename(parts)
     assert _wait_for(lambda: lls.inspect.health().status == "OK")
     assert lls.providers.retrieve("localfs").health == {"status": "OK"}

@@ -25,7 +25,7 @@ from deployments.vector_io.store import VectorStoreService
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from serve.protocol.vector_io import AttachFileRequest, CreateVectorStoreRequest, FileBatchRequest, SearchRequest
 from serve.protocol.vector_io import UpdateVectorStoreRequest as UpdateStore
-from serve.storage import BlobStore, Database
+from serve.storage import Database, LocalBlobStore
 from serve.storage.sql import METADATA
 from tests.fake_embedding import MODEL, embed, model_info
 
@@ -44,7 +44,7 @@ def db(database_url):
 
 @pytest.fixture
 def files(db, tmp_path) -> FileService:
-    return FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=64 * 1024)
+    return FileService(db, LocalBlobStore(tmp_path / "blobs"), max_bytes=64 * 1024)
 
 
 def store_service(db: Database, files: FileService) -> VectorStoreService:
@@ -439,7 +439,7 @@ def test_datasets_batches_agents_toolgroups_and_owners(db, tmp_path):
     from serve.auth import acting_as
     from serve.protocol.datasets import RegisterDatasetRequest
 
-    datasets, batches, agents = DatasetService(db, tmp_path / "ds"), BatchStore(db), AgentStore(db)
+    datasets, batches, agents = DatasetService(db, LocalBlobStore(tmp_path / "ds")), BatchStore(db), AgentStore(db)
     rows = {"type": "rows", "rows": [{"q": "1+1", "a": "2"}]}
     with acting_as("alice"):
         datasets.register(RegisterDatasetRequest(purpose="eval/question-answer", source=rows, dataset_id="qa"))

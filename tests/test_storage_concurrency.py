@@ -21,7 +21,7 @@ from deployments.vector_io.index import VectorStoreIndex
 from deployments.vector_io.store import VectorStoreService
 from deployments.vector_io.tables import chunks
 from serve.protocol.vector_io import AttachFileRequest, CreateVectorStoreRequest, SearchRequest
-from serve.storage import BlobStore, Database
+from serve.storage import Database, LocalBlobStore
 from serve.storage.sql import METADATA
 from tests.fake_embedding import DIM, MODEL, WordTokenizer, embed, embed_texts, model_info
 from tests.test_storage_backends import BEES, settle
@@ -31,7 +31,7 @@ def replicas(url: str, blob_dir, n: int = 2) -> list[VectorStoreService]:
     out = []
     for _ in range(n):
         db = Database(url)
-        out.append(VectorStoreService(db, FileService(db, BlobStore(blob_dir), 1 << 20), embed,
+        out.append(VectorStoreService(db, FileService(db, LocalBlobStore(blob_dir), 1 << 20), embed,
                                       {MODEL: model_info()}, MODEL, {"type": "flat"}))
     return out
 

@@ -31,13 +31,13 @@ class BatchesServer:
         from deployments.batches.jobs import BatchJobs, ModelTargets
         from deployments.batches.store import BatchStore
         from deployments.vector_io.files import FileService
-        from serve.storage import BlobStore, Database
+        from serve.storage import Database, open_blob_store
 
         cfg = config.batches
         db = Database(config.database_url())
         self.store = BatchStore(db)
         # input files obey the upload limit; outputs are as large as the results are
-        self.files = FileService(db, BlobStore(config.resolved_data_dir() / "files"), max_bytes=1 << 40)
+        self.files = FileService(db, open_blob_store(config.blob_url(), db), max_bytes=1 << 40)
         targets = ModelTargets(
             types={m.model_id: "llm" for m in config.models}
             | {m.model_id: "embedding" for m in config.embedding_models},

@@ -1,12 +1,11 @@
 """The DatasetIO deployment: Llama Stack datasets (register, list, get, unregister, iterrows, append-rows).
 
-State is the shared SQL registry plus Parquet parts under the data directory, so replicas are interchangeable.
+State is the shared SQL registry plus Parquet parts in the blob store, so replicas are interchangeable.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -19,17 +18,16 @@ from serve.telemetry.instrument import instrument_deployment
 @serve.deployment
 @instrument_deployment
 class DatasetIOServer:
-    def __init__(self, cfg: DatasetIOConfig, data_dir: str, database_url: str):
+    def __init__(self, cfg: DatasetIOConfig, blob_url: str, database_url: str):
         import deployments.datasets.tables  # noqa: F401  (registers the table)
         from deployments.datasets.store import DatasetService
-        from serve.storage import Database
+        from serve.storage import Database, open_blob_store
 
-        self.service = DatasetService(Database(database_url), Path(data_dir) / "datasets", cfg.allow_local_files,
-                                      cfg.huggingface)
+        db = Database(database_url)
+        self.service = DatasetService(db, open_blob_store(blob_url, db), cfg.allow_local_files, cfg.huggingface)
 
     async def health(self) -> dict[str, str]:
-        """Provider health (/v1/providers): the registry's database answers, the Parquet parts' directory is there
-        and writable."""
+        """Provider health (/v1/providers): the registry's database answers, the blob store can be written."""
         from serve.health import run_checks
 
         return await run_checks(self.service.check_storage)

@@ -1,17 +1,15 @@
-"""The dataset service: Llama Stack datasets as Parquet parts on disk, their registry in SQL.
+"""The dataset service: Llama Stack datasets as Parquet parts in the blob store, their registry in SQL.
 
-A dataset is a directory of immutable Parquet parts: registration writes part 0 from the source, every append
-writes one more part atomically (whole or not at all, see BlobStore.put), so an append is durable when it returns
-and a reader never sees half of one. Parts sort by name (nanosecond time first), which is row order.
+A dataset is a blob prefix (`datasets/<storage>/`) of immutable Parquet parts: registration writes part 0 from the
+source, every append writes one more part atomically (whole or not at all, see BlobStore.put), so an append is
+durable when it returns and a reader never sees half of one. Parts sort by name (nanosecond time first), which is
+row order. With the default blob store the parts lie where they always did, under <data_dir>/datasets/.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -48,14 +46,13 @@ def dataset_object(row: Any) -> dict[str, Any]:
 
 
 class DatasetService:
-    def __init__(self, db: Database, root: Path, allow_local_files: bool = True,
+    def __init__(self, db: Database, blobs: BlobStore, allow_local_files: bool = True,
                  huggingface: HuggingFaceSourceConfig | None = None):
         self.db = db
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = blobs
         self.allow_local_files = allow_local_files
         self.huggingface = huggingface  # how huggingface:// sources are read (None: refused)
-        self._part_rows: dict[Path, int] = {}  # parts never change: their row counts are cached
+        self._part_meta: dict[str, pq.FileMetaData] = {}  # parts never change: their footers are cached
 
     # ---- registry ----------------------------------------------------------------------------------------------
 
@@ -77,7 +74,7 @@ class DatasetService:
                                                    source=req.source.model_dump(), metadata=req.metadata or {},
                                                    storage=storage, created_at=int(time.time())))
         except IntegrityError:
-            shutil.rmtree(self.root / storage, ignore_errors=True)
+            self.blobs.delete_prefix(_prefix(storage))
             raise ConflictError(f"Dataset '{dataset_id}' already exists", param="dataset_id",
                                 code="dataset_exists") from None
         return self.get(dataset_id)
@@ -94,34 +91,38 @@ class DatasetService:
         row = self._row(dataset_id)
         with self.db.begin() as c:
             c.execute(datasets.delete().where(datasets.c.id == dataset_id))
-        shutil.rmtree(self.root / row.storage, ignore_errors=True)
+        self.blobs.delete_prefix(_prefix(row.storage))
 
     def check_storage(self) -> None:
-        """Raises unless the database answers and the parts' directory is there and writable (health)."""
+        """Raises unless the database answers and the blob store can be written (health)."""
         self.db.ping()
-        if not self.root.is_dir():
-            raise RuntimeError(f"the datasets directory {self.root} is missing")
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise RuntimeError(f"the datasets directory {self.root} is not writable")
+        self.blobs.ping("datasets")
 
     # ---- rows --------------------------------------------------------------------------------------------------
 
-    def _parts(self, storage: str) -> list[Path]:
-        return sorted((self.root / storage).glob("part-*.parquet"))
+    def _parts(self, storage: str) -> list[str]:
+        prefix = _prefix(storage)
+        return [k for k in self.blobs.list(prefix) if k[len(prefix):].startswith("part-") and k.endswith(".parquet")]
 
     def _write_part(self, storage: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        BlobStore(self.root / storage).put(f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet",
-                                           sink.getvalue().to_pybytes())
+        self.blobs.put(f"{_prefix(storage)}part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet",
+                       sink.getvalue().to_pybytes())
 
-    def _num_rows(self, part: Path) -> int:
-        if part not in self._part_rows:
-            self._part_rows[part] = pq.read_metadata(part).num_rows
-        return self._part_rows[part]
+    def _read(self, part: str) -> pa.BufferReader:
+        return pa.BufferReader(self.blobs.get(part))
+
+    def _meta(self, part: str) -> pq.FileMetaData:
+        if part not in self._part_meta:
+            self._part_meta[part] = pq.read_metadata(self._read(part))
+        return self._part_meta[part]
+
+    def _num_rows(self, part: str) -> int:
+        return self._meta(part).num_rows
 
     def _schema(self, storage: str) -> pa.Schema:
-        schemas = [pq.read_schema(p) for p in self._parts(storage)]
+        schemas = [self._meta(p).schema.to_arrow_schema() for p in self._parts(storage)]
         return pa.unify_schemas(schemas, promote_options="default")
 
     def iterrows(self, dataset_id: str, start_index: int | None, limit: int | None) -> dict[str, Any]:
@@ -141,7 +142,7 @@ class DatasetService:
             n = self._num_rows(part)
             lo, hi = max(start - offset, 0), min(end - offset, n)
             if lo < hi:
-                tables.append(pq.read_table(part).slice(lo, hi - lo))
+                tables.append(pq.read_table(self._read(part)).slice(lo, hi - lo))
             offset += n
         schema = self._schema(storage)
         rows = table_to_rows(pa.concat_tables([t.cast(_widen(t.schema, schema)) for t in tables],
@@ -154,6 +155,10 @@ class DatasetService:
         table = rows_to_table(req.rows, schema)
         unify(schema, table)
         self._write_part(storage, table)
+
+
+def _prefix(storage: str) -> str:
+    return f"datasets/{storage}/"
 
 
 def _widen(schema: pa.Schema, full: pa.Schema) -> pa.Schema:

@@ -7,7 +7,6 @@ its own in-memory FAISS/BM25 index per store, synced by version; see index.py).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,18 +30,18 @@ from serve.telemetry.instrument import instrument_deployment
 @instrument_deployment
 class VectorIOServer:
     def __init__(self, cfg: VectorIOConfig, embedding_models: list[EmbeddingModelConfig], embedders: dict,
-                 data_dir: str, database_url: str):
+                 blob_url: str, database_url: str):
         from transformers import AutoTokenizer
 
         import deployments.vector_io.tables  # noqa: F401  (registers the tables)
         from deployments.vector_io.embedding_model import resolve_embedding_source
         from deployments.vector_io.files import FileService
         from deployments.vector_io.store import EmbeddingModelInfo, VectorStoreService
-        from serve.storage import BlobStore, Database
+        from serve.storage import Database, open_blob_store
 
         self.db = Database(database_url)
         self.embedders = embedders
-        self.files = FileService(self.db, BlobStore(Path(data_dir) / "files"), cfg.max_file_bytes)
+        self.files = FileService(self.db, open_blob_store(blob_url, self.db), cfg.max_file_bytes)
         self._model_cfgs = embedding_models
         self._infos: dict[str, Any] = {}
         self._tokenizers = {m.model_id: AutoTokenizer.from_pretrained(resolve_embedding_source(m.source))

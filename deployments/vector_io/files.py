@@ -18,6 +18,11 @@ PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 SYSTEM_PURPOSES = {"batch_output"}  # files the server writes (batch results); not accepted as uploads
 
 
+def blob_key(file_id: str) -> str:
+    """Where a file's bytes live in the blob store (files/<id>: under the data directory, where they always were)."""
+    return f"files/{file_id}"
+
+
 def file_object(row: Any) -> dict[str, Any]:
     return {"id": row.id, "object": "file", "bytes": row.bytes, "created_at": row.created_at,
             "filename": row.filename, "purpose": row.purpose, "status": "processed", "expires_at": None,
@@ -26,6 +31,7 @@ def file_object(row: Any) -> dict[str, Any]:
 
 class FileService:
     def __init__(self, db: Database, blobs: BlobStore, max_bytes: int):
+        """`blobs`: the graph's blob store (serve/storage/blob_url.py), shared with the other deployments."""
         self.db = db
         self.blobs = blobs
         self.max_bytes = max_bytes
@@ -40,7 +46,7 @@ class FileService:
             raise InvalidRequestError("the file is empty", param="file")
         name = (filename or "upload").replace("/", "_").replace("\\", "_").replace("\x00", "")[-255:] or "upload"
         fid = new_id("file", "-")
-        self.blobs.put(fid, data)  # bytes first: a row never points at missing bytes
+        self.blobs.put(blob_key(fid), data)  # bytes first: a row never points at missing bytes
         with self.db.begin() as c:
             c.execute(files.insert().values(id=fid, owner=owner(), filename=name, purpose=purpose, bytes=len(data),
                                             created_at=int(time.time())))
@@ -55,7 +61,7 @@ class FileService:
 
     def content(self, file_id: str) -> tuple[str, bytes]:
         row = self._row(file_id)
-        return row.filename, self.blobs.get(file_id)
+        return row.filename, self.blobs.get(blob_key(file_id))
 
     def list(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
         q = sa.select(files).where(owned(files)).order_by(files.c.seq)
@@ -69,5 +75,5 @@ class FileService:
         self._row(file_id)
         with self.db.begin() as c:
             c.execute(files.delete().where(files.c.id == file_id))
-        self.blobs.delete(file_id)
+        self.blobs.delete(blob_key(file_id))
         return {"id": file_id, "object": "file", "deleted": True}

@@ -18,7 +18,7 @@ class HuggingFaceSourceConfig(_Strict):
 
 
 class DatasetIOConfig(_Strict):
-    """Llama Stack datasets (Parquet under the data directory) on their own deployment."""
+    """Llama Stack datasets (Parquet parts in the blob store, `storage.blob_url`) on their own deployment."""
 
     enabled: bool = True
     allow_local_files: bool = True  # sources may name files on the server's disk; turn off on shared servers

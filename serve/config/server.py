@@ -12,10 +12,14 @@ from serve.config.base import _Strict
 
 class StorageConfig(_Strict):
     url: str | None = None  # SQLAlchemy URL; default sqlite:///<data_dir>/stackserve.db
+    # where file and dataset bytes live (serve/storage/blob_url.py): a directory (default: data_dir), `sql` (the
+    # database above), or an fsspec URL such as s3://bucket/prefix
+    blob_url: str | None = None
 
 
 class RateLimitConfig(_Strict):
-    """Per principal, per ingress replica: requests per minute (token bucket) and requests in flight."""
+    """Per principal: requests per minute (token bucket) and requests in flight; counted per ingress replica or
+    across them (`server.limits_scope`)."""
 
     requests_per_minute: int | None = Field(default=None, ge=1)
     max_concurrent_requests: int | None = Field(default=None, ge=1)
@@ -43,6 +47,9 @@ class ServerConfig(_Strict):
     # a shared server: each key maps to its principal, who sees only the resources it created
     principals: list[PrincipalConfig] = Field(default_factory=list)
     limits: RateLimitConfig = Field(default_factory=RateLimitConfig)  # every principal's default limits
+    # replica: each ingress replica counts on its own (N replicas admit up to N times the limits); shared: one
+    # limiter actor per application counts for all of them (one actor round trip per limited request)
+    limits_scope: Literal["replica", "shared"] = "replica"
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # a request whose response has not started by then is cancelled and answered 504 (streams, once started, run on)
     request_timeout_s: float | None = Field(default=None, gt=0)

@@ -82,6 +82,10 @@ class StackConfig(_Strict):
         return os.environ.get("STACKSERVE_DATABASE_URL") or self.storage.url or default_database_url(
             self.resolved_data_dir())
 
+    def blob_url(self) -> str:
+        """The blob store's URL; the default keeps bytes where they always were, under the data directory."""
+        return os.environ.get("STACKSERVE_BLOB_URL") or self.storage.blob_url or str(self.resolved_data_dir())
+
     def telemetry_store_url(self) -> str:
         return self.telemetry.span_store.url or f"sqlite:///{self.resolved_data_dir() / 'telemetry.db'}"
 

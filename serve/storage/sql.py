@@ -166,6 +166,12 @@ class Database:
             with self.engine.begin() as conn:
                 _add_missing_columns(conn, metadata)
 
+    def create_tables(self, metadata: sa.MetaData) -> None:
+        """Create the missing tables of another schema on this database (a store whose tables are not on
+        `METADATA`, such as the SQL blob store's), taking turns with other replicas as the constructor does."""
+        with self._create_lock:
+            self._create_schema(metadata)
+
     def row_or_raise(self, table: sa.Table, row_id: Any, missing: Exception) -> Any:
         """The row of `table` whose `id` is `row_id`; raises `missing` (the caller's 404) when there is none or it
         belongs to another principal."""
