@@ -80,7 +80,7 @@ def test_chat_streams_tokens_as_they_arrive(page, base_url):
     open_view(page, base_url, "chat")
     pick_model(page, "#chat-model", SMOLLM2)
     page.fill("#chat-temperature", "0")
-    page.fill("#chat-max-tokens", "40")
+    page.fill("#chat-max-tokens", "16")
     page.fill("#chat-prompt", "Write a short story about a cat who learns to sail.")
     # the answer's length, sampled in the page every 10 ms from the click on
     page.evaluate("""() => { window.lengths = []; setInterval(() => {
@@ -145,6 +145,7 @@ def test_uploaded_file_is_searchable_and_cited(page, base_url):
     assert "honeybees.md" in first.inner_text() and "waggle" in page.inner_text("#search-results").lower()
     pick_model(page, "#rag-model", SMOLLM2)
     page.fill("#rag-question", "How do honeybees tell each other where flowers are?")
+    page.fill("#rag-max-tokens", "60")
     page.click("#rag-ask")
     cite = page.wait_for_selector("#rag-answer a.cite", timeout=120_000)
     assert "honeybees.md" in cite.inner_text()

@@ -126,12 +126,13 @@ function citedAnswer(response) {
 function askPanel(errors) {
   const question = el("input", { id: "rag-question", placeholder: "question", size: 50 });
   const model = el("select", { id: "rag-model" });
+  const maxTokens = el("input", { id: "rag-max-tokens", class: "num", type: "number", min: "1", value: "150" });
   const out = el("div", { id: "rag-output", class: "msg" });
   const ask = el("button", { id: "rag-ask" }, "Ask");
   ask.addEventListener("click", () => guarded(errors, async () => {
     if (!state.selected) throw new Error("create or select a vector store first");
     const response = await api("/v1/responses", { method: "POST", body: {
-      model: model.value, input: question.value, max_output_tokens: 150, tool_choice: "required",
+      model: model.value, input: question.value, max_output_tokens: Number(maxTokens.value), tool_choice: "required",
       tools: [{ type: "file_search", vector_store_ids: [state.selected], max_num_results: 3 }],
       include: ["file_search_call.results"] } });
     out.replaceChildren(...citedAnswer(response));
@@ -143,7 +144,8 @@ function askPanel(errors) {
   const previous = refresh;
   refresh = async () => { await previous(); if (!model.options.length) await loadModels(); };
   return el("div", { class: "panel" }, el("h2", {}, "Ask (Responses + file_search)"),
-    el("div", { class: "row" }, field("Model", model), field("Question", question), ask), out);
+    el("div", { class: "row" }, field("Model", model), field("Question", question),
+      field("max_output_tokens", maxTokens), ask), out);
 }
 
 export function mount(section) {

@@ -11,8 +11,9 @@ async function shieldRow(shield, text) {
     const r = await api("/v1/safety/run-shield", { method: "POST",
       body: { shield_id: shield.identifier, messages: [{ role: "user", content: text }], params: {} } });
     const v = r.violation;
+    const shown = v ? verdict(false, `unsafe (${v.violation_level})`) : verdict(true, "safe");
     return el("tr", { "data-shield": shield.identifier }, el("td", {}, shield.identifier),
-      el("td", {}, shield.provider_id), el("td", {}, v ? verdict(false, v.violation_level) : verdict(true, "safe")),
+      el("td", {}, shield.provider_id), el("td", {}, shown),
       el("td", {}, v ? `${v.user_message || ""} ${JSON.stringify(v.metadata || {})}` : ""));
   } catch (err) {
     return el("tr", { "data-shield": shield.identifier }, el("td", {}, shield.identifier),
