@@ -76,6 +76,16 @@ def test_playground_paths_are_open_and_only_those():
     assert not is_open_path("/playgroundx") and not is_open_path("/v1/stackserve/graph")
 
 
+def test_scaling_target_reads_replicas_or_autoscaling_bounds():
+    from serve.graph_status import scaling_target
+
+    assert scaling_target({}).num_replicas == 1  # Ray's default
+    assert scaling_target({"num_replicas": 2}).num_replicas == 2
+    auto = scaling_target({"num_replicas": "auto", "autoscaling_config": {"min_replicas": 1, "max_replicas": 4,
+                                                                          "target_ongoing_requests": 8}})
+    assert (auto.num_replicas, auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (None, 1, 4, 8)
+
+
 def test_chat_streams_tokens_as_they_arrive(page, base_url):
     open_view(page, base_url, "chat")
     pick_model(page, "#chat-model", SMOLLM2)
