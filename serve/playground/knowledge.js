@@ -119,7 +119,10 @@ function citedAnswer(response) {
       onclick: (e) => { e.preventDefault(); chunks[i]?.scrollIntoView(); chunks[i]?.classList.add("hl"); } },
     `[${n + 1}] ${a.filename}`);
   });
-  return [el("div", { class: "answer", id: "rag-answer" }, part.text ?? part.refusal ?? "", ...links),
+  // no message: the response failed, or ran out of max_output_tokens before it answered
+  const reason = response.error?.message || response.incomplete_details?.reason;
+  const why = message ? "" : `no answer: the response is ${response.status}${reason ? ` (${reason})` : ""}`;
+  return [el("div", { class: "answer", id: "rag-answer" }, part.text ?? part.refusal ?? why, ...links),
     el("h2", {}, "Chunks found"), ...chunks];
 }
 
@@ -127,12 +130,14 @@ function askPanel(errors) {
   const question = el("input", { id: "rag-question", placeholder: "question", size: 50 });
   const model = el("select", { id: "rag-model" });
   const maxTokens = el("input", { id: "rag-max-tokens", class: "num", type: "number", min: "1", value: "150" });
+  const temperature = el("input", { id: "rag-temperature", class: "num", type: "number", step: "0.1", min: "0" });
   const out = el("div", { id: "rag-output", class: "msg" });
   const ask = el("button", { id: "rag-ask" }, "Ask");
   ask.addEventListener("click", () => guarded(errors, async () => {
     if (!state.selected) throw new Error("create or select a vector store first");
     const response = await api("/v1/responses", { method: "POST", body: {
-      model: model.value, input: question.value, max_output_tokens: Number(maxTokens.value), tool_choice: "required",
+      model: model.value, input: question.value, max_output_tokens: Number(maxTokens.value),
+      temperature: temperature.value === "" ? undefined : Number(temperature.value), tool_choice: "required",
       tools: [{ type: "file_search", vector_store_ids: [state.selected], max_num_results: 3 }],
       include: ["file_search_call.results"] } });
     out.replaceChildren(...citedAnswer(response));
@@ -145,7 +150,7 @@ function askPanel(errors) {
   refresh = async () => { await previous(); if (!model.options.length) await loadModels(); };
   return el("div", { class: "panel" }, el("h2", {}, "Ask (Responses + file_search)"),
     el("div", { class: "row" }, field("Model", model), field("Question", question),
-      field("max_output_tokens", maxTokens), ask), out);
+      field("max_output_tokens", maxTokens), field("Temperature", temperature), ask), out);
 }
 
 export function mount(section) {
