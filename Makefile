@@ -13,9 +13,9 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_TESTS := tests/test_graph_engine.py tests/test_graph_inference.py tests/test_graph_llama_inference.py \
 	tests/test_graph_messages.py tests/test_graph_multi_model.py
 
-.PHONY: install postgres vllm-env run test lint bench-env conformance clean
+.PHONY: install postgres chromium vllm-env run test lint bench-env conformance clean
 
-install: $(STAMP) postgres
+install: $(STAMP) postgres chromium
 
 # PostgreSQL for the storage tests (they start a throwaway server of their own, tests/pg_server.py): Debian's
 # package, installed only when missing and only as root with apt-get; elsewhere those tests skip (fail under CI).
@@ -25,6 +25,15 @@ postgres:
 		echo "installing PostgreSQL (Debian package postgresql)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL is missing and needs root + apt-get to install: the PostgreSQL storage tests will skip"; fi
+
+# Chromium for the playground's browser tests (Playwright drives it by its path; `playwright install` is never run):
+# Debian's package, installed only when missing and only as root with apt-get; elsewhere those tests skip (fail under CI).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium (Debian package chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium is missing and needs root + apt-get to install: the playground's browser tests will skip"; fi
 
 # Every install is held to the exact versions last tested (constraints*.txt): a new release of any dependency
 # cannot change what CI installs (mcp 2.0 once did). Upgrades are deliberate: see the files' headers.

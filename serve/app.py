@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import context
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
-from serve.auth import OPEN_PATHS
+from serve.auth import PLAYGROUND_PATH, is_open_path
 from serve.context import get_stack
 from serve.errors import (
     APIError,
@@ -79,7 +81,7 @@ async def guard(request: Request, call_next):
     principal into every deployment call the request makes."""
     stack = get_stack()
     path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # apps may sit under a prefix
-    if path in OPEN_PATHS:
+    if is_open_path(path):
         return await call_next(request)
     principal = stack.authenticator.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if principal is None:
@@ -145,6 +147,7 @@ def create_app() -> FastAPI:
         datasets,
         embeddings,
         files,
+        graph,
         inference,
         inference_llama,
         messages,
@@ -183,5 +186,8 @@ def create_app() -> FastAPI:
     for prefix in ("/v1", "/v1beta"):
         app.include_router(datasets.router, prefix=prefix)
     app.include_router(telemetry.router, prefix="/v1")
+    app.include_router(graph.router, prefix="/v1")
+    # the playground's static pages (docs/playground.md), outside the OpenAPI schema
+    app.mount(PLAYGROUND_PATH, StaticFiles(directory=Path(__file__).parent / "playground", html=True))
     app.add_middleware(TracingMiddleware)  # outermost: rejected requests (401, 413) are traced too
     return app

@@ -22,10 +22,16 @@ from serve.principal import (
 )
 
 # the principal context is re-exported: routers and deployments import it from here too
-__all__ = ["ADMIN", "DEFAULT_PRINCIPAL", "OPEN_PATHS", "Authenticator", "Principal", "acting_as", "current_principal",
-           "require_admin", "with_principal"]
+__all__ = ["ADMIN", "DEFAULT_PRINCIPAL", "OPEN_PATHS", "PLAYGROUND_PATH", "Authenticator", "Principal", "acting_as",
+           "current_principal", "is_open_path", "require_admin", "with_principal"]
 
 OPEN_PATHS = {"/v1/health", "/health", "/-/healthz", "/-/routes"}
+PLAYGROUND_PATH = "/playground"  # static pages (serve/playground/): open; the API calls they make carry the key
+
+
+def is_open_path(path: str) -> bool:
+    """Paths served without an API key: health probes and the playground's static files."""
+    return path in OPEN_PATHS or path == PLAYGROUND_PATH or path.startswith(PLAYGROUND_PATH + "/")
 
 
 class Authenticator:
