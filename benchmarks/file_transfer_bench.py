@@ -45,17 +45,14 @@ def bench_config(backend: str, data_dir: Path, database_url: str | None, size: i
 
 
 def _pids(app: str) -> dict[str, int]:
-    from ray.util.state import list_actors
+    """The PIDs of the app's Ingress and VectorIO replicas and of the Serve proxy, from the GCS's actor table (Ray's
+    state API needs the dashboard, which the bench does not start)."""
+    from ray._private.state import actors
 
-    found: dict[str, int] = {}
-    for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
-        if a.class_name == f"ServeReplica:{app}:Ingress":
-            found["Ingress"] = a.pid
-        elif a.class_name == f"ServeReplica:{app}:VectorIO":
-            found["VectorIO"] = a.pid
-        elif a.class_name == "ProxyActor":
-            found["proxy"] = a.pid
-    return found
+    names = {f"ServeReplica:{app}:Ingress": "Ingress", f"ServeReplica:{app}:VectorIO": "VectorIO",
+             "ProxyActor": "proxy"}
+    return {names[a["ActorClassName"]]: a["Pid"] for a in actors(actor_state_name="ALIVE").values()
+            if a["ActorClassName"] in names}
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -197,6 +194,10 @@ def _best(rows: list[dict], key: str) -> float:
     return min(r[key] for r in rows)
 
 
+def _peak(peak: float, idle: float) -> str:
+    return f"{peak:.0f} (+{peak - idle:.0f})"
+
+
 def report(runs: list[dict]) -> str:
     first = runs[0]
     hw = first["hardware"]
@@ -209,8 +210,9 @@ def report(runs: list[dict]) -> str:
         lines.append(f"- **{run['label']}**: {run['date']}, `serve` from {run['serve_from']} (commit of the bench "
                      f"checkout {git['commit'][:12]}{' dirty' if git['dirty'] else ''}), load average after "
                      f"{', '.join(f'{x:.1f}' for x in run['load_average'])}. Command: `{run['command']}`")
-    lines += ["", "MiB/s: the best of the rounds (the box is shared and noisy). Peak RSS: the highest VmHWM over the "
-              "rounds, after a reset to the process's RSS just before the transfer; 'idle' is that RSS.", "",
+    lines += ["", "MiB/s: the best of the rounds (the box is shared and noisy). Peak RSS: the process's VmHWM after a "
+              "reset to its RSS just before the transfer ('idle'), the highest over the rounds; in brackets, how far "
+              "above idle it went.", "",
               "| code | backend | upload MiB/s | download MiB/s | process | idle RSS MiB | peak RSS upload MiB | "
               "peak RSS download MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
@@ -224,7 +226,7 @@ def report(runs: list[dict]) -> str:
                 pd = max(r["download_peak_mib"][proc] for r in rows)
                 head = (f"| {run['label']} | {res['backend']} | {up:.1f} | {down:.1f} |" if i == 0 else
                         "| | | | |")
-                lines.append(f"{head} {proc} | {idle:.0f} | {pu:.0f} | {pd:.0f} |")
+                lines.append(f"{head} {proc} | {idle:.0f} | {_peak(pu, idle)} | {_peak(pd, idle)} |")
     return "\n".join(lines) + "\n"
 
 
