@@ -194,8 +194,11 @@ def _best(rows: list[dict], key: str) -> float:
     return min(r[key] for r in rows)
 
 
-def _peak(peak: float, idle: float) -> str:
-    return f"{peak:.0f} (+{peak - idle:.0f})"
+def _peak(rows: list[dict], transfer: str, proc: str) -> str:
+    """The highest peak over the rounds, and the most one transfer added to the RSS it started from."""
+    peak = max(r[f"{transfer}_peak_mib"][proc] for r in rows)
+    grew = max(r[f"{transfer}_peak_mib"][proc] - r["rss_before_mib"][proc] for r in rows)
+    return f"{peak:.0f} (+{grew:.0f})"
 
 
 def report(runs: list[dict]) -> str:
@@ -211,8 +214,8 @@ def report(runs: list[dict]) -> str:
                      f"checkout {git['commit'][:12]}{' dirty' if git['dirty'] else ''}), load average after "
                      f"{', '.join(f'{x:.1f}' for x in run['load_average'])}. Command: `{run['command']}`")
     lines += ["", "MiB/s: the best of the rounds (the box is shared and noisy). Peak RSS: the process's VmHWM after a "
-              "reset to its RSS just before the transfer ('idle'), the highest over the rounds; in brackets, how far "
-              "above idle it went.", "",
+              "reset to its RSS just before the transfer ('idle'), the highest over the rounds; in brackets, the most "
+              "one transfer added to the RSS it started from.", "",
               "| code | backend | upload MiB/s | download MiB/s | process | idle RSS MiB | peak RSS upload MiB | "
               "peak RSS download MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
@@ -222,11 +225,10 @@ def report(runs: list[dict]) -> str:
             up, down = size / _best(rows, "upload_s"), size / _best(rows, "download_s")
             for i, proc in enumerate(PROCESSES):
                 idle = min(r["rss_before_mib"][proc] for r in rows)
-                pu = max(r["upload_peak_mib"][proc] for r in rows)
-                pd = max(r["download_peak_mib"][proc] for r in rows)
                 head = (f"| {run['label']} | {res['backend']} | {up:.1f} | {down:.1f} |" if i == 0 else
                         "| | | | |")
-                lines.append(f"{head} {proc} | {idle:.0f} | {_peak(pu, idle)} | {_peak(pd, idle)} |")
+                lines.append(f"{head} {proc} | {idle:.0f} | {_peak(rows, 'upload', proc)} | "
+                             f"{_peak(rows, 'download', proc)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -31,8 +31,8 @@ GPU_TYPE = "L4"
 DEADLINE_S = 180
 EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 WORKERS = ("worker_a", "worker_b")  # a custom resource naming each worker node: VectorIO on a, Batches on b
-DOCUMENT = ("Axolotls regrow lost limbs, parts of their heart and even of their brain. " * 40).encode() + bytes(
-    range(256)) * 4096  # ~1 MiB: text to find, plus bytes no text codec keeps (a lossy path would show)
+DOCUMENT = "Axolotls (ajolotes, Xochimilco) regrow lost limbs — even parts of their heart and brain.".encode()
+BINARY = bytes(range(256)) * 6000  # ~1.5 MiB, two SQL chunk rows and a part: no text codec keeps these bytes
 
 
 def _free_port() -> int:
@@ -124,7 +124,9 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
             replies.append({"status": r.status_code, "finish_reason": (r.json().get("choices") or [{}])[0]
                             .get("finish_reason")})
         info = serve.get_deployment_handle(deployment_name(MODEL), app_name=APP).model_info.remote().result()
+        started = time.monotonic()
         state = stateful_round_trip(base) if database_url else {}
+        state_s = round(time.monotonic() - started, 1)
 
         nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
         actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
@@ -144,6 +146,7 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
             "vector_io_replica_nodes": placed.get(f"ServeReplica:{APP}:VectorIO", []),
             "batches_replica_nodes": placed.get(f"ServeReplica:{APP}:Batches", []),
             "state": state,
+            "state_s": state_s,  # how long the stateful round trip took (the rehearsal's CI budget)
         }
     finally:
         try:
@@ -169,10 +172,12 @@ def stateful_round_trip(base: str) -> dict:
             time.sleep(0.3)
             attached = http.get(f"/vector_stores/{store['id']}/files/{f['id']}").json()
         hits = http.post(f"/vector_stores/{store['id']}/search", json={"query": "Which animal regrows its limbs?"})
-        back = http.get(f"/files/{f['id']}/content").content
-        out["upload"] = {"bytes": f["bytes"], "attach_status": attached["status"],
-                         "search_file_ids": [d["file_id"] for d in hits.json()["data"]], "file_id": f["id"],
-                         "downloaded_identical": hashlib.sha256(back).digest() == hashlib.sha256(DOCUMENT).digest()}
+        blob = http.post("/files", files={"file": ("bytes.bin", BINARY)}, data={"purpose": "user_data"}).json()
+        same = {name: hashlib.sha256(http.get(f"/files/{fid}/content").content).digest() == hashlib.sha256(data)
+                .digest() for name, fid, data in (("text", f["id"], DOCUMENT), ("binary", blob["id"], BINARY))}
+        out["upload"] = {"bytes": blob["bytes"], "attach_status": attached["status"],
+                         "attach_error": attached.get("last_error"), "downloaded_identical": same,
+                         "search_file_ids": [d["file_id"] for d in hits.json()["data"]], "file_id": f["id"]}
         line = {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
                 "body": {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}}
         batch_in = http.post("/files", files={"file": ("in.jsonl", json.dumps(line).encode() + b"\n")},

@@ -78,9 +78,9 @@ def test_a_file_crosses_nodes_through_postgresql(rehearsal):
     """Uploaded through the ingress on the head, ingested and searched on worker a, downloaded through the head:
     the same bytes, with nothing shared on disk (each node its own data directory)."""
     up = _stateful(rehearsal)["upload"]
-    assert up["attach_status"] == "completed"
+    assert up["attach_status"] == "completed", up["attach_error"]
     assert up["search_file_ids"] and up["search_file_ids"][0] == up["file_id"]
-    assert up["downloaded_identical"] and up["bytes"] > 1 << 20
+    assert up["downloaded_identical"] == {"text": True, "binary": True} and up["bytes"] > 1 << 20
 
 
 def test_a_batch_on_the_other_worker_writes_its_output_to_the_shared_store(rehearsal):
