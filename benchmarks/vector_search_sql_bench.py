@@ -28,7 +28,7 @@ from deployments.vector_io.files import FileService  # noqa: E402
 from deployments.vector_io.store import VectorStoreService  # noqa: E402
 from deployments.vector_io.tables import chunks, vector_store_files, vector_stores  # noqa: E402
 from serve.protocol.vector_io import CreateVectorStoreRequest, SearchRequest  # noqa: E402
-from serve.storage import BlobStore, Database  # noqa: E402
+from serve.storage import Database, LocalBlobStore  # noqa: E402
 from tests.fake_embedding import MODEL, embed, embed_texts, model_info  # noqa: E402
 
 WORDS = ("river mountain engine battery protein galaxy violin harbor glacier copper orchard lantern algorithm "
@@ -54,7 +54,7 @@ def fill(db: Database, store_id: str, n_files: int, n_chunks: int) -> None:
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{tmp}/bench.db")
-        files = FileService(db, BlobStore(Path(tmp) / "blobs"), max_bytes=1 << 20)
+        files = FileService(db, LocalBlobStore(Path(tmp) / "blobs"), max_bytes=1 << 20)
         service = VectorStoreService(db, files, embed, {MODEL: model_info()}, MODEL, {"type": "flat"})
         store_id = (await service.create_store(CreateVectorStoreRequest(name="bench")))["id"]
         fill(db, store_id, args.files, args.chunks)

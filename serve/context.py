@@ -17,6 +17,7 @@ from serve.auth import Authenticator
 from serve.config import EmbeddingModelConfig, ModelConfig, StackConfig
 from serve.errors import InvalidRequestError, NotFoundError
 from serve.shared_limits import Limiter, ReplicaLimiter
+from serve.storage.blobs import BlobStore
 
 
 @dataclass
@@ -42,6 +43,14 @@ class Stack:
     def authenticator(self) -> Authenticator:
         """API keys -> principals, built once per replica from the config."""
         return Authenticator(self.config)
+
+    @functools.cached_property
+    def blobs(self) -> BlobStore:
+        """The graph's blob store (`storage.blob_url`), opened once per replica: the ingress streams file uploads
+        into it and downloads out of it (serve/file_blobs.py)."""
+        from serve.storage import open_blob_store
+
+        return open_blob_store(self.config.blob_url(), self.config.database_url())
 
     @functools.cached_property
     def health_probe(self) -> Any:

@@ -70,6 +70,8 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_ALIAS = "all-MiniLM-L6-v2"  # as Llama Stack's distributions name it: an alias of MINILM in the main graph
 
 
+MAIN_MAX_FILE_BYTES = 8 << 20  # the main graph's upload limit: room for a multi-MiB streamed round trip
+
 GUARD_SCRIPTED = "guard-scripted"
 GUARD_TINY = "guard-tiny-random"
 # a question the scripted model answers with two tool calls at once (parallel_tool_calls)
@@ -131,7 +133,7 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
             "telemetry": {"tracing": True, "log_format": "json"},  # spans in the data dir's span store
             "embedding_models": [{"model_id": MINILM, "source": MINILM, "aliases": [MINILM_ALIAS],
                                   "deployment": {"ray_actor_options": {"num_cpus": 0.2}}}],
-            "vector_io": {"max_file_bytes": 200_000, "ingest_lease_timeout_s": 3,
+            "vector_io": {"max_file_bytes": MAIN_MAX_FILE_BYTES, "ingest_lease_timeout_s": 3,
                           "deployment": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}},
             # huggingface:// sources from a cache under the data dir; the "hub" is a port nothing listens on
             "datasetio": {"deployment": {"ray_actor_options": {"num_cpus": 0.05}},

@@ -6,7 +6,12 @@ each and the `accelerator_type:L4` resource. The config asks for a GPU of that t
 the ingress to the head; it is deployed the way a cluster is: `stackserve serve-config` -> `serve deploy` through
 the dashboard. The nodes' GPUs are fake, so the engine (device: cuda) must fall back to the CPU.
 
-    python tests/multinode_rehearsal.py TINY_MODEL_DIR MODEL_CACHE_DIR WORK_DIR   # prints one JSON line
+Given a PostgreSQL URL, state spans the nodes as on a GPU cluster: SQL state and file bytes in that database
+(`blob_url: sql`), each node with its own data directory (STACKSERVE_DATA_DIR), VectorIO pinned to one worker and
+Batches to the other. A file uploaded through the ingress (head) is attached and searched on the first worker and
+downloaded back through the ingress; a batch file runs on the second worker and its output is downloaded too.
+
+    python tests/multinode_rehearsal.py TINY_MODEL_DIR MODEL_CACHE_DIR WORK_DIR [DATABASE_URL]  # one JSON line
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ APP = "rehearsal"
 MODEL = "tiny-on-gpu-nodes"
 GPU_TYPE = "L4"
 DEADLINE_S = 180
+EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+WORKERS = ("worker_a", "worker_b")  # a custom resource naming each worker node: VectorIO on a, Batches on b
+DOCUMENT = "Axolotls (ajolotes, Xochimilco) regrow lost limbs — even parts of their heart and brain.".encode()
+BINARY = bytes(range(256)) * 6000  # ~1.5 MiB, two SQL chunk rows and a part: no text codec keeps these bytes
 
 
 def _free_port() -> int:
@@ -47,6 +56,19 @@ def rehearsal_config(tiny_model_dir: str, model_cache_dir: str, port: int) -> di
     }
 
 
+def stateful_config(database_url: str) -> dict:
+    """What the rehearsal adds with PostgreSQL: state and blobs in it, VectorIO and Batches on different workers."""
+    def on(resource: str | None) -> dict:
+        return {"ray_actor_options": {"num_cpus": 0.05, **({"resources": {resource: 1}} if resource else {})}}
+
+    return {
+        "storage": {"url": database_url, "blob_url": "sql"},
+        "embedding_models": [{"model_id": EMBEDDER, "source": EMBEDDER, "deployment": on(None)}],
+        "vector_io": {"deployment": on(WORKERS[0])},
+        "batches": {"lines_per_batch": 1, "deployment": on(WORKERS[1])},
+    }
+
+
 def _wait_running(serve) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
@@ -59,7 +81,7 @@ def _wait_running(serve) -> None:
     raise TimeoutError(f"application not RUNNING after {DEADLINE_S}s: {serve.status()}")
 
 
-def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str) -> dict:
+def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url: str | None = None) -> dict:
     import httpx
     import ray
     from ray import serve
@@ -70,18 +92,23 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str) -> dict:
     from serve.deploy_config import deployment_name, serve_deploy_config
 
     dashboard_port, http_port = _free_port(), _free_port()
+    def data_dir(node: str) -> dict:  # each node its own data directory: nothing may pass through local disk
+        return {"env_vars": {"STACKSERVE_DATA_DIR": str(Path(work_dir) / f"data-{node}")}}
+
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "resources": {"head_node": 100}, "include_dashboard": True,
-        "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port})
+        "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port, **data_dir("head")})
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, num_gpus=1, resources={f"accelerator_type:{GPU_TYPE}": 1})
+        for worker in WORKERS:
+            cluster.add_node(num_cpus=1, num_gpus=1, resources={f"accelerator_type:{GPU_TYPE}": 1, worker: 10},
+                             **data_dir(worker))
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="WARNING",
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
 
         # Deploy as on a cluster: the Serve deploy config that `stackserve serve-config` writes, via `serve deploy`.
-        cfg = parse_config(rehearsal_config(tiny_model_dir, model_cache_dir, http_port))
+        raw = rehearsal_config(tiny_model_dir, model_cache_dir, http_port)
+        cfg = parse_config(raw | stateful_config(database_url) if database_url else raw)
         serve_file = Path(work_dir) / "serve.yaml"
         serve_file.write_text(yaml.safe_dump(serve_deploy_config(cfg, app_name=APP), sort_keys=False))
         serve_cli = Path(sys.executable).parent / "serve"
@@ -97,6 +124,9 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str) -> dict:
             replies.append({"status": r.status_code, "finish_reason": (r.json().get("choices") or [{}])[0]
                             .get("finish_reason")})
         info = serve.get_deployment_handle(deployment_name(MODEL), app_name=APP).model_info.remote().result()
+        started = time.monotonic()
+        state = stateful_round_trip(base) if database_url else {}
+        state_s = round(time.monotonic() - started, 1)
 
         nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
         actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
@@ -112,6 +142,11 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str) -> dict:
             "replies": replies,
             "model_info": info,
             "cpu_fallback_logged": _logged(cluster, "CUDA is not available here: running on the CPU"),
+            "worker_node_ids": {w: next(n for n, res in nodes.items() if w in res) for w in WORKERS},
+            "vector_io_replica_nodes": placed.get(f"ServeReplica:{APP}:VectorIO", []),
+            "batches_replica_nodes": placed.get(f"ServeReplica:{APP}:Batches", []),
+            "state": state,
+            "state_s": state_s,  # how long the stateful round trip took (the rehearsal's CI budget)
         }
     finally:
         try:
@@ -121,6 +156,44 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str) -> dict:
             cluster.shutdown()
 
 
+def stateful_round_trip(base: str) -> dict:
+    """Upload -> attach (VectorIO, worker a) -> search -> download; a batch (Batches, worker b) -> its output."""
+    import hashlib
+
+    import httpx
+
+    out: dict = {}
+    with httpx.Client(base_url=base, timeout=120) as http:
+        f = http.post("/files", files={"file": ("axolotl.txt", DOCUMENT)}, data={"purpose": "assistants"}).json()
+        store = http.post("/vector_stores", json={"name": "rehearsal"}).json()
+        attached = http.post(f"/vector_stores/{store['id']}/files", json={"file_id": f["id"]}).json()
+        deadline = time.monotonic() + 60
+        while attached["status"] == "in_progress" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            attached = http.get(f"/vector_stores/{store['id']}/files/{f['id']}").json()
+        hits = http.post(f"/vector_stores/{store['id']}/search", json={"query": "Which animal regrows its limbs?"})
+        blob = http.post("/files", files={"file": ("bytes.bin", BINARY)}, data={"purpose": "user_data"}).json()
+        same = {name: hashlib.sha256(http.get(f"/files/{fid}/content").content).digest() == hashlib.sha256(data)
+                .digest() for name, fid, data in (("text", f["id"], DOCUMENT), ("binary", blob["id"], BINARY))}
+        out["upload"] = {"bytes": blob["bytes"], "attach_status": attached["status"],
+                         "attach_error": attached.get("last_error"), "downloaded_identical": same,
+                         "search_file_ids": [d["file_id"] for d in hits.json()["data"]], "file_id": f["id"]}
+        line = {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}}
+        batch_in = http.post("/files", files={"file": ("in.jsonl", json.dumps(line).encode() + b"\n")},
+                             data={"purpose": "batch"}).json()
+        batch = http.post("/batches", json={"input_file_id": batch_in["id"], "endpoint": "/v1/chat/completions",
+                                            "completion_window": "24h"}).json()
+        deadline = time.monotonic() + 90
+        while batch["status"] not in ("completed", "failed", "expired", "cancelled") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            batch = http.get(f"/batches/{batch['id']}").json()
+        output = http.get(f"/files/{batch['output_file_id']}/content").text if batch.get("output_file_id") else ""
+        out["batch"] = {"status": batch["status"], "errors": batch.get("errors"),
+                        "output": [json.loads(x) for x in output.splitlines()]}
+    return out
+
+
 def _logged(cluster, needle: str) -> bool:
     """Whether a process of this cluster logged `needle` (replicas log into the session's log files)."""
     logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
@@ -128,4 +201,4 @@ def _logged(cluster, needle: str) -> bool:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:4])), flush=True)
+    print(json.dumps(main(*sys.argv[1:5])), flush=True)

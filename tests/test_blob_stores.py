@@ -193,3 +193,99 @@ def test_the_default_is_the_data_directory(tmp_path, monkeypatch):
     assert cfg.blob_url() == "sql"
     monkeypatch.setenv("STACKSERVE_BLOB_URL", "s3://bucket/stackserve")
     assert cfg.blob_url() == "s3://bucket/stackserve"
+
+
+def test_put_file_streams_counts_and_caps(blobs, tmp_path):
+    """serve/file_blobs.py put_file: the size is counted as the pieces go by; one byte past the limit aborts the put
+    (413) with nothing stored, not even a temporary; an empty file is refused before anything is written."""
+    from serve.errors import InvalidRequestError, PayloadTooLargeError
+    from serve.file_blobs import put_file
+
+    limit = 2 * MiB + 7
+    assert put_file(blobs, "files/exact", (b"a" * 1000 for _ in range(limit // 1000)), limit) == limit // 1000 * 1000
+    assert put_file(blobs, "files/limit", [b"b" * (limit - 7), b"c" * 7], limit) == limit
+    with pytest.raises(PayloadTooLargeError) as over:
+        put_file(blobs, "files/over", [b"d" * MiB, b"d" * MiB, b"d" * 8], limit)
+    assert over.value.status_code == 413 and over.value.code == "file_too_large"
+    with pytest.raises(InvalidRequestError, match="empty"):
+        put_file(blobs, "files/empty", iter([b"", b""]), limit)
+    assert blobs.list("files/") == ["files/exact", "files/limit"]
+    assert blobs.get("files/limit") == b"b" * (limit - 7) + b"c" * 7
+    if isinstance(blobs, LocalBlobStore):
+        assert sorted(p.name for p in (tmp_path / "blobs" / "files").iterdir()) == ["exact", "limit"]
+    if isinstance(blobs, SqlBlobStore):
+        with blobs.db.connect() as c:  # the aborted put's 2 MiB of chunk rows were rolled back
+            assert c.execute(sa.select(sa.func.count()).select_from(blob_chunks)).scalar() == 2 + 3
+
+
+def test_a_reader_never_sees_half_a_blob(blobs):
+    """While a put streams (here: paused after 3 MiB), readers see the old blob or none, never the new part."""
+    blobs.put("files/replaced", b"old")
+    seen = {}
+
+    def source(key):
+        yield b"n" * (3 * MiB)
+        seen[key] = (blobs.exists(key), blobs.get(key) if blobs.exists(key) else None, blobs.list("files/"))
+        yield b"n" * MiB
+
+    blobs.put("files/new", source("files/new"))
+    blobs.put("files/replaced", source("files/replaced"))
+    assert seen["files/new"] == (False, None, ["files/replaced"])
+    assert seen["files/replaced"] == (True, b"old", ["files/new", "files/replaced"])
+    assert blobs.get("files/new") == blobs.get("files/replaced") == b"n" * (4 * MiB)
+
+
+def test_an_upload_streams_from_its_spool_file_into_the_store(blobs):
+    """The ingress's path (serve/file_blobs.py store_upload / open_blob): an upload spooled to a temporary file goes
+    into the store in 1 MiB pieces and comes back out the same, with Python's peak allocation a few pieces."""
+    import asyncio
+    import hashlib
+    import tempfile
+
+    from serve.file_blobs import open_blob, store_upload
+
+    size = 12 * MiB + 123
+    with tempfile.TemporaryFile() as spool:
+        digest = hashlib.sha256()
+        for i in range(size // MiB + 1):
+            piece = bytes([i % 251]) * min(MiB, size - i * MiB)
+            spool.write(piece)
+            digest.update(piece)
+        spool.seek(0)
+        tracemalloc.start()
+        try:
+            assert asyncio.run(store_upload(blobs, "files/up", spool, size)) == size
+            back = hashlib.sha256()
+            for chunk in asyncio.run(open_blob(blobs, "files/up")):
+                back.update(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert back.hexdigest() == digest.hexdigest()
+    if not isinstance(blobs, FsspecBlobStore):
+        assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB for a {size // MiB} MiB upload"
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(open_blob(blobs, "files/missing"))  # raised before a response would start
+
+
+def test_files_service_registers_uploads_the_ingress_stored(blobs, tmp_path):
+    """An upload's row points at bytes the ingress stored; a row is never made for bytes that are not there."""
+    import deployments.vector_io.tables  # noqa: F401
+    from deployments.vector_io.files import FileService
+    from serve.errors import InvalidRequestError
+    from serve.file_blobs import blob_key
+    from serve.protocol.openai_files import RegisterFileRequest
+
+    db = blobs.db if isinstance(blobs, SqlBlobStore) else Database(f"sqlite:///{tmp_path / 'state.db'}")
+    files = FileService(db, blobs, max_bytes=MiB)
+    blobs.put(blob_key("file-abc123"), [b"streamed ", b"bytes"])
+    f = files.register(RegisterFileRequest(file_id="file-abc123", filename="../x.txt", purpose="user_data", bytes=14))
+    assert (f["id"], f["bytes"], f["filename"]) == ("file-abc123", 14, ".._x.txt")
+    blob = files.blob("file-abc123")
+    assert (blob.blob_key, blob.bytes) == ("files/file-abc123", 14) and blobs.get(blob.blob_key) == b"streamed bytes"
+    with pytest.raises(InvalidRequestError, match="not in the blob store"):
+        files.register(RegisterFileRequest(file_id="file-nobytes", filename="a", purpose="user_data", bytes=1))
+    with pytest.raises(InvalidRequestError, match="purpose"):
+        files.register(RegisterFileRequest(file_id="file-abc123", filename="a", purpose="batch_output", bytes=1))
+    out = files.create("out.jsonl", "batch_output", (f"{i}\n".encode() for i in range(3)), system=True)  # streamed
+    assert files.content(out["id"]) == ("out.jsonl", b"0\n1\n2\n") and out["bytes"] == 6

@@ -13,7 +13,7 @@ from deployments.vector_io.files import FileService
 from deployments.vector_io.store import VectorStoreService
 from deployments.vector_io.tables import vector_stores
 from serve.protocol.vector_io import AttachFileRequest, CreateVectorStoreRequest, SearchRequest
-from serve.storage import BlobStore, Database
+from serve.storage import Database, LocalBlobStore
 from tests.fake_embedding import MODEL, embed, model_info
 
 TEXTS = {"bees.txt": "Honeybees dance the waggle dance to show where flowers are.",
@@ -36,7 +36,7 @@ def _statements(db: Database) -> list[str]:
 
 def test_search_sql(db, tmp_path):
     async def go():
-        files = FileService(db, BlobStore(tmp_path / "blobs"), max_bytes=1 << 20)
+        files = FileService(db, LocalBlobStore(tmp_path / "blobs"), max_bytes=1 << 20)
         stores = VectorStoreService(db, files, embed, {MODEL: model_info()}, MODEL, {"type": "flat"})
         store = (await stores.create_store(CreateVectorStoreRequest(name="s")))["id"]
         ids = {}

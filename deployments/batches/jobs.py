@@ -155,8 +155,9 @@ class BatchJobs:
         ids: dict[str, str | None] = {}
         for ok, key, name in ((True, "output_file_id", "output"), (False, "error_file_id", "error")):
             records = list(self.store.records(batch_id, ok))
-            ids[key] = self.files.create(f"{batch_id}_{name}.jsonl", "batch_output", ("\n".join(records) + "\n")
-                                         .encode(), system=True)["id"] if records else None
+            lines = (f"{r}\n".encode() for r in records)  # streamed into the blob store, line by line
+            ids[key] = self.files.create(f"{batch_id}_{name}.jsonl", "batch_output", lines,
+                                         system=True)["id"] if records else None
         return ids
 
 

@@ -14,6 +14,7 @@ from ray import serve
 
 from serve.config import EmbeddingModelConfig, VectorIOConfig
 from serve.errors import InvalidRequestError
+from serve.protocol.openai_files import FileBlob, RegisterFileRequest
 from serve.protocol.vector_io import (
     AttachFileRequest,
     CreateVectorStoreRequest,
@@ -91,8 +92,9 @@ class VectorIOServer:
 
     # ---- OpenAI Files -------------------------------------------------------------------------------------------
 
-    async def create_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        return await self._run(self.files.create, filename, purpose, data)
+    async def register_file(self, req: RegisterFileRequest) -> dict[str, Any]:
+        """An upload whose bytes the ingress streamed into the blob store (serve/file_blobs.py)."""
+        return await self._run(self.files.register, req)
 
     async def list_files(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
         return await self._run(self.files.list, purpose, after, limit, order)
@@ -100,9 +102,9 @@ class VectorIOServer:
     async def get_file(self, file_id: str) -> dict[str, Any]:
         return await self._run(self.files.get, file_id)
 
-    async def file_content(self, file_id: str) -> tuple[str, bytes]:
-        """(filename, bytes)."""
-        return await self._run(self.files.content, file_id)
+    async def file_blob(self, file_id: str) -> FileBlob:
+        """Where the file's bytes are: the ingress streams them out of the blob store itself."""
+        return await self._run(self.files.blob, file_id)
 
     async def replica_id(self) -> str:
         return serve.get_replica_context().replica_id.unique_id

@@ -1,4 +1,6 @@
-"""The Files service: OpenAI file objects in SQL, their bytes in the blob store."""
+"""The Files service: OpenAI file objects in SQL, their bytes in the blob store (serve/file_blobs.py). Uploads
+through the API arrive with their bytes already stored by the ingress (`register`); files the server writes itself
+(batch results, Llama Stack documents) stream in through `create`."""
 
 from __future__ import annotations
 
@@ -8,19 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from deployments.vector_io.tables import files
-from serve.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from serve.errors import InvalidRequestError, NotFoundError
+from serve.file_blobs import blob_key, check_purpose, put_file
 from serve.ids import new_id
 from serve.pagination import paginate
+from serve.protocol.openai_files import FileBlob, RegisterFileRequest
 from serve.storage import BlobStore, Database
+from serve.storage.blobs import Data
 from serve.storage.sql import owned, owner
-
-PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
-SYSTEM_PURPOSES = {"batch_output"}  # files the server writes (batch results); not accepted as uploads
-
-
-def blob_key(file_id: str) -> str:
-    """Where a file's bytes live in the blob store (files/<id>: under the data directory, where they always were)."""
-    return f"files/{file_id}"
 
 
 def file_object(row: Any) -> dict[str, Any]:
@@ -36,19 +33,24 @@ class FileService:
         self.blobs = blobs
         self.max_bytes = max_bytes
 
-    def create(self, filename: str, purpose: str, data: bytes, system: bool = False) -> dict[str, Any]:
-        if purpose not in PURPOSES and not (system and purpose in SYSTEM_PURPOSES):
-            raise InvalidRequestError(f"purpose must be one of {', '.join(sorted(PURPOSES))}", param="purpose")
-        if len(data) > self.max_bytes:
-            raise PayloadTooLargeError(f"file of {len(data)} bytes exceeds the limit of {self.max_bytes} bytes",
-                                       param="file", code="file_too_large")
-        if not data:
-            raise InvalidRequestError("the file is empty", param="file")
-        name = (filename or "upload").replace("/", "_").replace("\\", "_").replace("\x00", "")[-255:] or "upload"
+    def create(self, filename: str, purpose: str, data: Data, system: bool = False) -> dict[str, Any]:
+        """A file from `data` (bytes, or an iterable of pieces, streamed into the blob store)."""
+        check_purpose(purpose, system)
         fid = new_id("file", "-")
-        self.blobs.put(blob_key(fid), data)  # bytes first: a row never points at missing bytes
+        size = put_file(self.blobs, blob_key(fid), data, self.max_bytes)  # bytes first: no row without its bytes
+        return self._insert(fid, filename, purpose, size)
+
+    def register(self, req: RegisterFileRequest) -> dict[str, Any]:
+        """The row of an upload whose bytes the ingress has already stored under `blob_key(req.file_id)`."""
+        check_purpose(req.purpose)
+        if not self.blobs.exists(blob_key(req.file_id)):
+            raise InvalidRequestError(f"the bytes of upload {req.file_id} are not in the blob store", param="file")
+        return self._insert(req.file_id, req.filename, req.purpose, req.bytes)
+
+    def _insert(self, fid: str, filename: str, purpose: str, size: int) -> dict[str, Any]:
+        name = (filename or "upload").replace("/", "_").replace("\\", "_").replace("\x00", "")[-255:] or "upload"
         with self.db.begin() as c:
-            c.execute(files.insert().values(id=fid, owner=owner(), filename=name, purpose=purpose, bytes=len(data),
+            c.execute(files.insert().values(id=fid, owner=owner(), filename=name, purpose=purpose, bytes=size,
                                             created_at=int(time.time())))
         return self.get(fid)
 
@@ -60,8 +62,14 @@ class FileService:
         return file_object(self._row(file_id))
 
     def content(self, file_id: str) -> tuple[str, bytes]:
+        """(filename, the whole bytes): for readers that need them at once (text extraction, batch input)."""
         row = self._row(file_id)
         return row.filename, self.blobs.get(blob_key(file_id))
+
+    def blob(self, file_id: str) -> FileBlob:
+        """Where the file's bytes are, for a reader that streams them (the ingress's content download)."""
+        row = self._row(file_id)
+        return FileBlob(filename=row.filename, blob_key=blob_key(file_id), bytes=row.bytes)
 
     def list(self, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
         q = sa.select(files).where(owned(files)).order_by(files.c.seq)

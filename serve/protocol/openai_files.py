@@ -1,8 +1,12 @@
-"""Files and embeddings response bodies (OpenAI's `OpenAIFile`, `ListFilesResponse`, `CreateEmbeddingResponse`)."""
+"""Files and embeddings response bodies (OpenAI's `OpenAIFile`, `ListFilesResponse`, `CreateEmbeddingResponse`),
+and what the ingress and the Files service pass each other about a file's bytes in the blob store
+(serve/file_blobs.py)."""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from serve.protocol.openai_common import DeletedObject, ListPage, OpenAIObject, omitted
 
@@ -28,6 +32,23 @@ class FileList(ListPage[FileObject]):
 
 class FileDeleted(DeletedObject):
     object: Literal["file"] = "file"
+
+
+class RegisterFileRequest(BaseModel):
+    """Ingress -> Files service: an upload whose bytes the ingress has stored under `blob_key(file_id)`."""
+
+    file_id: str = Field(pattern=r"^file-[A-Za-z0-9]+$")
+    filename: str
+    purpose: str
+    bytes: int = Field(gt=0)
+
+
+class FileBlob(BaseModel):
+    """Files service -> ingress: where a file's bytes are, for the ingress to stream them out."""
+
+    filename: str
+    blob_key: str
+    bytes: int
 
 
 class Embedding(OpenAIObject):

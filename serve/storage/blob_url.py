@@ -18,13 +18,14 @@ from serve.storage.sql import Database
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
 
-def open_blob_store(url: str, state_db: Database | None = None) -> BlobStore:
-    """The store `url` names; `state_db` is the state database that `sql` refers to (opened here if None)."""
+def open_blob_store(url: str, state_db: Database | str | None = None) -> BlobStore:
+    """The store `url` names; `state_db` is the state database that `sql` refers to (an open Database, or its URL:
+    then it is opened only if `url` is `sql`)."""
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
     if url in ("sql", "sql://"):
         if state_db is None:
             raise ValueError("blob_url 'sql' needs the state database")
-        return SqlBlobStore(state_db)
+        return SqlBlobStore(Database(state_db) if isinstance(state_db, str) else state_db)
     if scheme in SQL_SCHEMES:
         return SqlBlobStore(Database(url))
     if scheme == "file":
