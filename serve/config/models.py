@@ -38,7 +38,7 @@ class ModelConfig(_Strict):
         """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
         this engine), its request router and the engine's placement group."""
         opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
-        return {**opts, **self.routing.serve_options(self.deployment.multi_replica),
+        return {**opts, **self.routing.serve_options(self.deployment.multi_replica, self.engine.max_num_seqs),
                 **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 
