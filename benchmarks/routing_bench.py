@@ -1,8 +1,8 @@
 """Cache-aware routing vs Ray Serve's default router: two replicas of SmolLM2, the multi-turn chat workload.
 
-One Ray, two Serve applications side by side: the same graph (ingress + one LLM deployment of 2 replicas) with
-`routing.policy` prefix_aware and power_of_two. Each repetition runs the same workload (same prompts: the same
-seed) against both, in alternating order, so drift on a shared machine hits both alike. The prompts carry no
+One Ray; the same graph (ingress + one LLM deployment of 2 replicas) deployed with `routing.policy` prefix_aware,
+then with power_of_two (one application at a time: four SmolLM2 replicas at once did not fit this box's memory).
+Repetition k runs the same workload (the same prompts: seed k) against each. The prompts carry no
 session key: prefix_aware must find each user's replica from the prompt alone (a `prompt_cache_key` would pin it).
 Reports output tokens/s, TTFT p50 and the share of prompt tokens the engines found cached, per rep and as medians
 with the prefix_aware / power_of_two ratio.
@@ -45,29 +45,38 @@ def stack_config(policy: str, a: argparse.Namespace):
         "ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.05}},
         "models": [{
             "model_id": SMOLLM2, "source": SMOLLM2, "routing": {"policy": policy},
-            "engine": {"max_num_seqs": a.users, "max_model_len": 2048, "kv_cache_tokens": a.kv_cache_tokens},
+            "engine": {"max_num_seqs": a.users, "max_model_len": 1024, "kv_cache_tokens": a.kv_cache_tokens},
             "deployment": {"num_replicas": 2, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 0.05}},
         }],
     })
 
 
-def deploy(a: argparse.Namespace) -> str:
-    """Both applications on a fresh local Ray; the HTTP base URL."""
+def start() -> str:
+    """Ray and Serve on this machine; the HTTP base URL."""
     import ray
     from ray import serve
-
-    from serve.graph import build_graph
 
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="routing-bench-"))
     port = _free_port()
     ray.init(include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    for policy in POLICIES:
-        t = time.time()
-        serve.run(build_graph(stack_config(policy, a)), name=policy, route_prefix=f"/{policy}")
-        print(f"deployed {policy} in {time.time() - t:.0f}s", flush=True)
     return f"http://127.0.0.1:{port}"
+
+
+def runs_of(base: str, policy: str, a: argparse.Namespace) -> list[dict]:
+    """Deploy the graph with `policy`, run every repetition against it, delete it."""
+    from ray import serve
+
+    from serve.graph import build_graph
+
+    t = time.time()
+    serve.run(build_graph(stack_config(policy, a)), name=policy, route_prefix=f"/{policy}")
+    print(f"deployed {policy} in {time.time() - t:.0f}s", flush=True)
+    try:
+        return [asyncio.run(one_run(base, policy, rep, a)) for rep in range(1, a.reps + 1)]
+    finally:
+        serve.delete(policy)
 
 
 async def one_run(base: str, policy: str, seed: int, a: argparse.Namespace) -> dict:
@@ -101,7 +110,7 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
         f"after the run {load_average()} (a shared box: other jobs ran at the same time)",
         f"- software: python {sw['python']}, ray {sw['packages'].get('ray')}, torch {sw['packages'].get('torch')}",
         f"- graph: ingress + SmolLM2-135M-Instruct (meta-reference, fp32, CPU) on 2 replicas, max_num_seqs "
-        f"{a.users}, prefix caching on; one application per policy, both deployed, runs alternate",
+        f"{a.users}, prefix caching on; deployed with one policy, then the other (not both at once: memory)",
         f"- workload: `multiturn:{a.first}:{a.turn}:{a.out}:{a.users}`: {a.users} users x {a.turns} turns, closed "
         f"loop at concurrency {a.users}; a {a.first}-token first prompt, each turn adds the previous answer "
         f"({a.out} tokens) and a {a.turn}-token question; {a.out} output tokens (ignore_eos), greedy; no session "
@@ -138,19 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=512, help="tokens of each user's first prompt")
     p.add_argument("--turn", type=int, default=32, help="tokens of each later question")
     p.add_argument("--out", type=int, default=16, help="output tokens per request (and per stand-in answer)")
-    p.add_argument("--kv-cache-tokens", type=int, default=16384)
-    p.add_argument("--max-run-s", type=float, default=240.0, help="hard bound on one run")
+    p.add_argument("--kv-cache-tokens", type=int, default=6144)
+    p.add_argument("--max-run-s", type=float, default=300.0, help="hard bound on one run")
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--output", type=Path, default=None, help="markdown file to write")
     a = p.parse_args(argv)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.time()
-    base = deploy(a)
-    rows = []
-    for rep in range(1, a.reps + 1):
-        order = POLICIES if rep % 2 else tuple(reversed(POLICIES))
-        for policy in order:
-            rows.append(asyncio.run(one_run(base, policy, rep, a)))
+    base = start()
+    rows = [row for policy in POLICIES for row in runs_of(base, policy, a)]
     text = report(rows, a, started, time.time() - t0)
     print(text)
     if a.output:
