@@ -85,7 +85,7 @@ async def one_run(base: str, policy: str, seed: int, a: argparse.Namespace) -> d
 
     cfg = BenchConfig(base_url=f"{base}/{policy}/v1", model=SMOLLM2, label=policy,
                       workloads=[parse_workload(f"multiturn:{a.first}:{a.turn}:{a.out}:{a.users}")],
-                      concurrency=[a.users], num_requests=a.users * a.turns, warmup_requests=2, seed=seed,
+                      concurrency=[a.users], num_requests=a.users * a.turns, warmup_requests=1, seed=seed,
                       max_time_s=a.max_run_s, tokenizer=a.tokenizer or DEFAULT_TOKENIZER, progress=False)
     records, _ = await run_sweep(cfg, log=lambda line: print(f"  {line}", flush=True))
     m = records[0]["metrics"]
@@ -114,7 +114,7 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
         f"- workload: `multiturn:{a.first}:{a.turn}:{a.out}:{a.users}`: {a.users} users x {a.turns} turns, closed "
         f"loop at concurrency {a.users}; a {a.first}-token first prompt, each turn adds the previous answer "
         f"({a.out} tokens) and a {a.turn}-token question; {a.out} output tokens (ignore_eos), greedy; no session "
-        "key (prefix_aware routes on the prompt alone); 2 warm-up requests per run",
+        "key (prefix_aware routes on the prompt alone); 1 warm-up request per run",
         f"- command: `python benchmarks/routing_bench.py --reps {a.reps} --users {a.users} --turns {a.turns} "
         f"--first {a.first} --turn {a.turn} --out {a.out}`",
         "",
