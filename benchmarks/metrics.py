@@ -87,6 +87,7 @@ def summarize(results: list[RequestResult], duration_s: float, slos_ms: dict[str
         examples.setdefault(r.error_type or "unknown", r.error or "")
     out_tok = sum(r.output_tokens or 0 for r in done)
     in_tok = sum(r.prompt_tokens or 0 for r in done)
+    cached = sum(cached_tokens(r.usage) for r in done)
     good = sum(meets_slos(r, slos_ms) for r in done)
     lags = [r.start - r.scheduled for r in results if r.scheduled is not None and r.start]
     n = len(results)
@@ -103,6 +104,9 @@ def summarize(results: list[RequestResult], duration_s: float, slos_ms: dict[str
         "output_throughput": out_tok / duration_s,
         "total_token_throughput": (in_tok + out_tok) / duration_s,
         "input_tokens_total": in_tok,
+        # prompt tokens the server found in its prefix cache (usage's cached_tokens; 0 where it reports none)
+        "cached_tokens_total": cached,
+        "cached_token_share": cached / in_tok if in_tok else None,
         "output_tokens_total": out_tok,
         "mean_input_tokens": in_tok / len(done) if done else None,
         "mean_output_tokens": out_tok / len(done) if done else None,
@@ -116,6 +120,12 @@ def summarize(results: list[RequestResult], duration_s: float, slos_ms: dict[str
                     "good_fraction": good / n if n else 0.0},
         "send_lag_ms": distribution(lags) if lags else None,
     }
+
+
+def cached_tokens(usage: dict[str, Any] | None) -> int:
+    """Cached prompt tokens from a usage object: chat/completions' or Responses' details."""
+    details = (usage or {}).get("prompt_tokens_details") or (usage or {}).get("input_tokens_details") or {}
+    return int(details.get("cached_tokens") or 0)
 
 
 def parse_slos(specs: list[str]) -> dict[str, float]:

@@ -6,6 +6,8 @@ A workload is named by a spec string so a sweep can list several on one command 
     chat                   chat-like lengths: lognormal input (median 256) and output (median 128), clipped
     chat:512:64            the same shape with other medians
     prefix:512:64:128:4    4 shared 512-token prefixes, each request adds a unique 64-token suffix, 128 output tokens
+    multiturn:512:32:64:8  8 users in multi-turn chats: a 512-token first prompt, then each turn resends the whole
+                           history plus the previous answer (64 tokens) and a new 32-token question; 64 output tokens
 
 Prompts are random words from the tokenizer's own vocabulary: tokens that decode to " word" and re-encode to the
 same single id, so a prompt of N such words is exactly N tokens (byte-level BPE splits before every space-word).
@@ -46,11 +48,11 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    kind: str  # fixed | chat | prefix
+    kind: str  # fixed | chat | prefix | multiturn
     input_len: int
     output_len: int
     prefix_len: int = 0
-    num_prefixes: int = 0
+    num_prefixes: int = 0  # prefix: shared prefixes; multiturn: users
 
     @property
     def name(self) -> str:
@@ -58,7 +60,7 @@ class WorkloadSpec:
             return f"fixed-{self.input_len}-{self.output_len}"
         if self.kind == "chat":
             return f"chat-{self.input_len}-{self.output_len}"
-        return f"prefix-{self.prefix_len}-{self.input_len}-{self.output_len}-{self.num_prefixes}"
+        return f"{self.kind}-{self.prefix_len}-{self.input_len}-{self.output_len}-{self.num_prefixes}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "input_len": self.input_len, "output_len": self.output_len,
@@ -66,7 +68,8 @@ class WorkloadSpec:
 
 
 def parse_workload(spec: str) -> WorkloadSpec:
-    """`fixed:IN:OUT`, `chat[:IN_MEDIAN:OUT_MEDIAN]`, `prefix:PREFIX:SUFFIX:OUT[:GROUPS]`."""
+    """`fixed:IN:OUT`, `chat[:IN_MEDIAN:OUT_MEDIAN]`, `prefix:PREFIX:SUFFIX:OUT[:GROUPS]`,
+    `multiturn:FIRST:TURN:OUT[:USERS]`."""
     kind, *parts = spec.strip().split(":")
     try:
         nums = [int(p) for p in parts]
@@ -82,7 +85,11 @@ def parse_workload(spec: str) -> WorkloadSpec:
     if kind == "prefix" and len(nums) in (3, 4):
         groups = nums[3] if len(nums) == 4 else 1
         return WorkloadSpec("prefix", nums[1], nums[2], prefix_len=nums[0], num_prefixes=groups)
-    raise WorkloadError(f"workload {spec!r}: expected fixed:IN:OUT, chat[:IN:OUT] or prefix:PREFIX:SUFFIX:OUT[:GROUPS]")
+    if kind == "multiturn" and len(nums) in (3, 4):
+        users = nums[3] if len(nums) == 4 else 4
+        return WorkloadSpec("multiturn", nums[1], nums[2], prefix_len=nums[0], num_prefixes=users)
+    raise WorkloadError(f"workload {spec!r}: expected fixed:IN:OUT, chat[:IN:OUT], prefix:PREFIX:SUFFIX:OUT[:GROUPS] "
+                        "or multiturn:FIRST:TURN:OUT[:USERS]")
 
 
 @functools.lru_cache(maxsize=4)
@@ -150,4 +157,22 @@ def generate(spec: WorkloadSpec, n: int, maker: PromptMaker, seed: int) -> list[
             ids = prefixes[group] + maker.ids(spec.input_len, rng)
             items.append(WorkItem(maker.text(ids), len(ids), spec.output_len, prefix_id=group))
         return items
+    if spec.kind == "multiturn":
+        return _multiturn(spec, n, maker, rng)
     raise WorkloadError(f"unknown workload kind {spec.kind!r}")
+
+
+def _multiturn(spec: WorkloadSpec, n: int, maker: PromptMaker, rng: np.random.Generator) -> list[WorkItem]:
+    """Item k is turn k // users of user k % users (turn-major: a closed loop at `users` concurrency sends each
+    user's next turn about when its previous one ends). A turn's prompt is the user's whole history as one
+    message: its previous prompt, a stand-in for the answer (`output_len` tokens, what the model was asked to
+    write) and a new question, so each prompt starts with the previous one token for token."""
+    users = spec.num_prefixes
+    history = [maker.ids(spec.prefix_len, rng) for _ in range(users)]
+    items = []
+    for k in range(n):
+        u = k % users
+        if k >= users:
+            history[u] = history[u] + maker.ids(spec.output_len + spec.input_len, rng)
+        items.append(WorkItem(maker.text(history[u]), len(history[u]), spec.output_len, prefix_id=u))
+    return items

@@ -107,6 +107,16 @@ class Stack:
         return self._deployment("Batches", "batches")
 
 
+SESSION_HEADER = "x-session-id"  # Ray Serve's name for a client's session header, and ours
+
+
+def with_session(handle: Any, *keys: str | None) -> Any:
+    """`handle` with Serve's `session_id` set to the first of `keys` given (most specific first): the request
+    router of an LLM deployment (deployments/inference/router.py) keeps one session on one replica."""
+    key = next((k for k in keys if k), None)
+    return handle.options(session_id=key) if key else handle
+
+
 _stack: Stack | None = None
 
 

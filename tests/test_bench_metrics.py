@@ -58,6 +58,15 @@ def test_throughput_and_pooled_itl():
     assert m["ttft_ms"]["mean"] == pytest.approx(200.0)
     assert m["tpot_ms"]["p50"] == pytest.approx(30.0)
     assert m["token_source"] == {"usage": 2}
+    assert (m["cached_tokens_total"], m["cached_token_share"]) == (0, 0.0)  # the server reported no cache hits
+
+
+def test_cached_token_share_from_usage():
+    rs = [result(0, 0.1, [0.02], 2, prompt_tokens=40), result(1, 0.1, [0.02], 2, prompt_tokens=60)]
+    rs[0].usage["prompt_tokens_details"] = {"cached_tokens": 30}  # chat/completions
+    rs[1].usage["input_tokens_details"] = {"cached_tokens": 20}  # Responses
+    m = summarize(rs, duration_s=1.0)
+    assert (m["cached_tokens_total"], m["cached_token_share"]) == (50, pytest.approx(0.5))
 
 
 def test_goodput_under_slos():

@@ -108,3 +108,19 @@ def test_load_spec_validation():
         LoadSpec("concurrency", 2.5, num_requests=3)
     assert LoadSpec("rate", float("inf"), num_requests=3).label == "rate=inf"
     assert LoadSpec("concurrency", 16, num_requests=3).label == "c=16"
+
+
+def test_multiturn_histories_grow_turn_by_turn(maker, tokenizer):
+    spec = parse_workload("multiturn:64:8:16:3")
+    assert (spec.kind, spec.prefix_len, spec.input_len, spec.output_len, spec.num_prefixes) == ("multiturn", 64, 8,
+                                                                                                16, 3)
+    assert parse_workload("multiturn:64:8:16").num_prefixes == 4
+    items = generate(spec, 9, maker, seed=3)  # 3 users x 3 turns, turn-major
+    assert [i.prefix_id for i in items] == [0, 1, 2] * 3
+    assert [i.input_tokens for i in items] == [64] * 3 + [88] * 3 + [112] * 3  # + answer (16) + question (8)
+    for u in range(3):
+        turns = [i.prompt for i in items if i.prefix_id == u]
+        assert turns[1].startswith(turns[0]) and turns[2].startswith(turns[1])  # the history is resent
+        assert len(tokenizer.encode(turns[2], add_special_tokens=False)) == 112
+    assert items[0].prompt[:40] != items[1].prompt[:40]  # users do not share a prefix
+    assert generate(spec, 9, maker, seed=3) == items

@@ -345,6 +345,8 @@ def test_responses(db):
     assert store.get("resp_1")["created_at"] == 999  # the body is the latest saved; the row keeps its input
     store.save(response("resp_2", "completed", model="m2", text="again"), [user("more", "u2")], "resp_1")
     assert [it["id"] for it in store.history("resp_2")] == ["u1", "msg_resp_1", "u2", "msg_resp_2"]
+    assert store.chain("resp_2") == ("resp_1", store.history("resp_2"))  # named by its first response
+    assert store.chain("resp_1")[0] == "resp_1"
     assert ids(store.list(None, 20, "desc", None)) == ["resp_2", "resp_1"]
     assert ids(store.list(None, 20, "desc", "m2")) == ["resp_2"]
     assert ids(store.list("resp_2", 20, "desc", None)) == ["resp_1"]

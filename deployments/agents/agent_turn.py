@@ -177,8 +177,9 @@ def turn_items(turn: dict[str, Any]) -> list[dict[str, Any]]:
 
 # ---- the runner -------------------------------------------------------------------------------------------------
 
-# (request, history items, the request's ProviderData) -> (orchestrator ResponseRun, input items)
-NewRun = Callable[[CreateResponseRequest, list[dict], Any], Awaitable[tuple[Any, list[dict]]]]
+# (request, history items, the request's ProviderData, the agent session's id) -> (orchestrator ResponseRun, input
+# items)
+NewRun = Callable[[CreateResponseRequest, list[dict], Any, str], Awaitable[tuple[Any, list[dict]]]]
 
 
 class TurnRunner:
@@ -218,7 +219,8 @@ class TurnRunner:
         messages = with_documents(body.messages, body.documents)
         items = message_items(messages)
         req = await self._request(config, items, body.toolgroups, body.tool_config, config.max_infer_iters, False)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data)
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data,
+                                    session_id)  # the agent session stays on one LLM replica
         turn = {"turn_id": str(uuid.uuid4()), "session_id": session_id, "input_messages": messages, "steps": [],
                 "output_message": None, "output_attachments": [], "started_at": now_iso(), "completed_at": None}
         yield chunk({"event_type": "turn_start", "turn_id": turn["turn_id"]})
@@ -246,7 +248,8 @@ class TurnRunner:
         items = turn_items(turn)
         used = sum(s["step_type"] == "inference" for s in turn["steps"])
         req = await self._request(config, items, None, None, config.max_infer_iters - used, True)
-        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data)
+        run, _ = await self.new_run(req, [it for t in prior for it in turn_items(t)], provider_data,
+                                    session_id)  # the agent session stays on one LLM replica
         yield step_complete(step)
         async for c in self._drive(run, turn, config, resumed=True):
             yield c

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray import serve
 
+from serve.context import with_session
 from serve.errors import ConflictError, InvalidRequestError, NotFoundError, to_api_error
 from serve.protocol.agents import AgentConfig, CreateTurnRequest, ResumeTurnRequest
 from serve.protocol.prompts import CreatePromptRequest, UpdatePromptRequest
@@ -127,9 +128,10 @@ class AgentsServer:
         return llm
 
     async def _prepare(self, req: CreateResponseRequest, history: list[dict] | None = None,
-                       provider_data: ProviderData | None = None):
+                       provider_data: ProviderData | None = None, session: str | None = None):
         """(ResponseRun, the input as stored items); `history` given: continue those items (Llama Stack turns);
-        `provider_data`: the request's X-LlamaStack-Provider-Data (its web search key)."""
+        `provider_data`: the request's X-LlamaStack-Provider-Data (its web search key); `session`: the client's
+        x-session-id, or a Llama Stack agent session's id."""
         from deployments.agents.hosted_tools import WEB_SEARCH_TYPES, HostedTools
         from deployments.agents.items import new_id, normalize_input
         from deployments.agents.orchestrator import ResponseRun
@@ -147,11 +149,11 @@ class AgentsServer:
             web_search = make_web_search(self.config.web_search if self.config else None, provider_data)
         if req.guardrails and self.safety is None:
             raise InvalidRequestError("guardrails need safety in the stack's config", param="guardrails")
-        conv = req.conversation_id()
+        conv, chain = req.conversation_id(), None
         if history is None:
             history = []
             if req.previous_response_id:
-                history = await asyncio.to_thread(self.responses.history, req.previous_response_id)
+                chain, history = await asyncio.to_thread(self.responses.chain, req.previous_response_id)
             if conv:
                 history = await asyncio.to_thread(self.conversations.items, conv)
         items = normalize_input(req.input)
@@ -167,6 +169,9 @@ class AgentsServer:
                 raise InvalidRequestError(f"no mcp_approval_request with id '{it['approval_request_id']}' in the "
                                           "previous response", param="input")
         rid = new_id("resp")
+        # the model calls of one session, chain (named by its first response) or conversation go to one LLM
+        # replica, where their shared prefix stays cached
+        llm = with_session(llm, req.prompt_cache_key, session, chain or conv or rid)
 
         async def cancelled() -> bool:
             return req.store and await asyncio.to_thread(self.responses.status, rid) == "cancelled"
@@ -178,12 +183,12 @@ class AgentsServer:
 
     @agent_response
     async def stream_response(self, req: CreateResponseRequest, prepared: Any = None,
-                              provider_data: ProviderData | None = None,
-                              raise_bad_request: bool = False) -> AsyncIterator[dict[str, Any]]:
+                              provider_data: ProviderData | None = None, raise_bad_request: bool = False,
+                              session: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Responses events; the response is stored (when `store`) as it starts and when it ends.
         `raise_bad_request`: a request the model refuses before any output (a prompt past its context) raises that
         error (a 400) and keeps nothing, instead of ending as a failed response."""
-        run, items = prepared or await self._prepare(req, provider_data=provider_data)
+        run, items = prepared or await self._prepare(req, provider_data=provider_data, session=session)
         rid, final, lease = run.response["id"], None, None
         try:
             async for event in run.events():
@@ -218,21 +223,22 @@ class AgentsServer:
                 if conv and final["status"] in ("completed", "incomplete"):
                     await asyncio.to_thread(self.conversations.append, conv, items + final["output"])
 
-    async def create_response(self, req: CreateResponseRequest,
-                              provider_data: ProviderData | None = None) -> dict[str, Any]:
+    async def create_response(self, req: CreateResponseRequest, provider_data: ProviderData | None = None,
+                              session: str | None = None) -> dict[str, Any]:
         if req.background:
-            return await self._start_background(req, provider_data)
+            return await self._start_background(req, provider_data, session)
         final = None
-        async for event in self.stream_response(req, provider_data=provider_data, raise_bad_request=True):
+        async for event in self.stream_response(req, provider_data=provider_data, raise_bad_request=True,
+                                                session=session):
             if "response" in event and event["type"] not in ("response.created", "response.in_progress"):
                 final = event["response"]
         return final
 
-    async def _start_background(self, req: CreateResponseRequest,
-                                provider_data: ProviderData | None) -> dict[str, Any]:
+    async def _start_background(self, req: CreateResponseRequest, provider_data: ProviderData | None,
+                                session: str | None) -> dict[str, Any]:
         """Stores the response as queued and runs it on this replica; clients poll GET /responses/{id}.
         Bad input still fails here, before anything is stored."""
-        prepared = await self._prepare(req, provider_data=provider_data)
+        prepared = await self._prepare(req, provider_data=provider_data, session=session)
         run, items = prepared
         queued = {**run._snapshot(), "status": "queued", "background": True}
         await asyncio.to_thread(self.responses.save, queued, items, req.previous_response_id,

@@ -71,6 +71,10 @@ class ResponseStore:
 
     def history(self, response_id: str) -> list[dict[str, Any]]:
         """Every item of the chain ending at `response_id`: each response's input, then its output."""
+        return self.chain(response_id)[1]
+
+    def chain(self, response_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """(the id of the chain's first response, `history(response_id)`): the first id names the whole chain."""
         chain, rid = [], response_id
         while rid:
             row = self._row(rid)
@@ -79,7 +83,7 @@ class ResponseStore:
         items: list[dict[str, Any]] = []
         for row in reversed(chain):
             items += row.input_items + [it for it in row.body.get("output", []) if it.get("type") != "reasoning"]
-        return items
+        return chain[-1].id, items
 
     def input_items(self, response_id: str, after: str | None, before: str | None, limit: int,
                     order: str) -> dict[str, Any]:

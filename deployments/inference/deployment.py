@@ -67,20 +67,23 @@ class LLMServer:
         from deployments.inference.service import LLMService
 
         self.service = LLMService.load(model, model_cache_dir, engine_factory)
+        self.requests = 0  # chat and completion calls this replica took (where the request router sent them)
 
     async def model_info(self) -> dict[str, Any]:
         return await self.service.model_info()
 
     async def stats(self) -> dict[str, Any]:
-        """The engine's counters, and which replica answered."""
+        """The engine's counters, the generation calls this replica took, and which replica answered."""
         stats = await self.service.stats()
-        return {**vars(stats), "replica": serve.get_replica_context().replica_id.unique_id}
+        return {**vars(stats), "requests": self.requests, "replica": serve.get_replica_context().replica_id.unique_id}
 
     async def chat(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        self.requests += 1
         return await self.service.chat(req)
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
         """Lists of chunks: whatever is ready when the caller asks (see `coalesce`)."""
+        self.requests += 1
         async for chunks in coalesce(self.service.chat_stream(req)):
             yield chunks
 
@@ -88,9 +91,11 @@ class LLMServer:
         return await self.service.count_tokens(req)
 
     async def completion(self, req: CompletionRequest) -> dict[str, Any]:
+        self.requests += 1
         return await self.service.completion(req)
 
     async def completion_stream(self, req: CompletionRequest) -> AsyncIterator[list[dict[str, Any]]]:
+        self.requests += 1
         async for chunks in coalesce(self.service.completion_stream(req)):
             yield chunks
 

@@ -73,6 +73,13 @@ class DeploymentOptions(_Strict):
     def autoscaling(self) -> bool:
         return self.num_replicas == "auto" or self.autoscaling_config is not None
 
+    @property
+    def multi_replica(self) -> bool:
+        """Whether the deployment can run more than one replica (Ray's `auto` scales up to 100)."""
+        if self.autoscaling_config is not None and self.autoscaling_config.max_replicas is not None:
+            return self.autoscaling_config.max_replicas > 1
+        return self.autoscaling or (self.num_replicas or 1) > 1
+
     def serve_options(self, llm_max_num_seqs: int | None = None, streams: bool = False) -> dict[str, Any]:
         """The options for Ray Serve. An LLM deployment passes its engine's batch size: with autoscaling on, the
         fields left unset take the LLM defaults (serve/serve_options.py) instead of Ray's generic ones. LLM

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from serve.config.base import DeploymentOptions, _Strict, default_deployment
 from serve.config.engine import EngineConfig, MetaReferenceEngineConfig
+from serve.config.routing import RoutingConfig
 
 
 class ModelConfig(_Strict):
@@ -19,6 +20,7 @@ class ModelConfig(_Strict):
     provider_id: str | None = None
     engine: EngineConfig = Field(default_factory=MetaReferenceEngineConfig)
     deployment: DeploymentOptions = default_deployment(num_cpus=1)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)  # which replica a request goes to
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model_id")
@@ -34,9 +36,10 @@ class ModelConfig(_Strict):
 
     def serve_options(self) -> dict[str, Any]:
         """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
-        this engine) plus the engine's placement group."""
+        this engine), its request router and the engine's placement group."""
         opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
-        return {**opts, **self.engine.placement(opts.get("ray_actor_options", {}))}
+        return {**opts, **self.routing.serve_options(self.deployment.multi_replica, self.engine.max_num_seqs),
+                **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 
 class EmbeddingModelConfig(_Strict):

@@ -104,7 +104,7 @@ class ChatCompletionRequest(_SamplingFields):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None  # false: at most one tool call per answer
-    prompt_cache_key: str | None = None  # accepted as OpenAI's; no cache-aware routing uses it yet
+    prompt_cache_key: str | None = None  # OpenAI's: the LLM request router keeps one key on one replica
     # Llama Stack's tool_config.system_message_behavior for models whose template has no tools: "append" puts the
     # tool definitions after the system message; "replace" uses the system message as the whole system prompt,
     # with the definitions where it says {{function_definitions}}

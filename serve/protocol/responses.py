@@ -65,7 +65,7 @@ class CreateResponseRequest(_Lenient):
     seed: int | None = None
     background: bool = False
     prompt: PromptReference | None = None
-    prompt_cache_key: str | None = None  # echoed, as OpenAI does; no cache-aware routing uses it yet
+    prompt_cache_key: str | None = None  # echoed, as OpenAI does; the model calls of one key share a replica
     truncation: Literal["auto", "disabled"] | None = "disabled"
     context_management: list[ContextManagement] | None = Field(default=None, max_length=1)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

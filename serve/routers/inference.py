@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serve.context import get_stack
+from serve.context import SESSION_HEADER, get_stack, with_session
 from serve.protocol.openai_chat import ChatCompletionRequest, CompletionRequest
 from serve.protocol.openai_completions import (
     ChatCompletion,
@@ -26,7 +26,7 @@ def _wants_done_marker(request: Request) -> bool:
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=streaming_responses(ChatCompletionChunk))
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    llm = get_stack().llm(body.model)
+    llm = with_session(get_stack().llm(body.model), request.headers.get(SESSION_HEADER))
     if not body.stream:
         return await llm.chat.remote(body)
     # validation errors raise before any header is sent
@@ -35,7 +35,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
 
 @router.post("/completions", response_model=Completion, responses=streaming_responses(CompletionChunk))
 async def completions(body: CompletionRequest, request: Request):
-    llm = get_stack().llm(body.model)
+    llm = with_session(get_stack().llm(body.model), request.headers.get(SESSION_HEADER))
     if not body.stream:
         return await llm.completion.remote(body)
     return await sse_response(llm.options(stream=True).completion_stream.remote(body), _wants_done_marker(request))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from serve import anthropic_messages as translate
-from serve.context import get_stack
+from serve.context import SESSION_HEADER, get_stack, with_session
 from serve.protocol import anthropic_messages as am
 from serve.protocol.openapi_bodies import streaming_responses
 from serve.sse import sse_response
@@ -19,8 +19,8 @@ router = APIRouter(tags=["messages"])
 
 
 @router.post("/messages", response_model=am.Message, responses=streaming_responses(am.StreamEvent))
-async def create_message(body: am.MessageCreateRequest) -> Any:
-    llm = get_stack().llm(body.model)
+async def create_message(body: am.MessageCreateRequest, request: Request) -> Any:
+    llm = with_session(get_stack().llm(body.model), request.headers.get(SESSION_HEADER))
     req = translate.chat_request(body)
     if not body.stream:
         return translate.message(await translate.answer(llm.chat.remote(req)))

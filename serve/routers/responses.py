@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from serve.context import get_stack
+from serve.context import SESSION_HEADER, get_stack
 from serve.protocol.openai_responses import (
     CompactedResponse,
     Conversation,
@@ -39,10 +39,11 @@ async def create_response(body: CreateResponseRequest, request: Request):
     stack = get_stack()
     stack.llm(body.model)  # 404 before anything runs
     keys = provider_data_of(request.headers)  # a web_search tool may use the client's own key
+    session = request.headers.get(SESSION_HEADER)  # the LLM calls' session, unless prompt_cache_key names one
     if not body.stream:
-        return await stack.agents().create_response.remote(body, keys)
-    return await sse_response(stack.agents().options(stream=True).stream_response.remote(body, None, keys),
-                              done_marker=False)
+        return await stack.agents().create_response.remote(body, keys, session=session)
+    return await sse_response(stack.agents().options(stream=True).stream_response.remote(
+        body, None, keys, session=session), done_marker=False)
 
 
 @router.post("/responses/input_tokens", response_model=InputTokenCount)

@@ -59,6 +59,10 @@ class _Metrics:
                                    description="Prompt tokens found in the engine's prefix cache (not computed).")
         self.kv_usage = Gauge("stackserve_kv_cache_usage_perc", description="Fraction of KV-cache blocks in use.",
                               tag_keys=LLM)
+        # counted where the request router runs (the caller's process): where requests to an LLM went, and why
+        self.routed = Counter("stackserve_routed_requests",
+                              tag_keys=("deployment", "llm_deployment", "replica", "reason"),
+                              description="Requests sent to an LLM replica, by why (session, prefix or load).")
         self.embedding = hist("embedding_latency_seconds", "Latency of an embeddings request.", FAST_BUCKETS)
         self.search = hist("vector_search_latency_seconds", "Latency of a vector store search.", FAST_BUCKETS,
                            ("deployment", "search_mode"))
@@ -86,6 +90,11 @@ def metrics() -> _Metrics | None:
 def observe_search(seconds: float, args: dict[str, Any]) -> None:
     if _metrics is not None:
         _metrics.search.observe(seconds, _metrics.tags(search_mode=args.get("mode", "vector")))
+
+
+def observe_routing(llm_deployment: str, replica: str, reason: str) -> None:
+    if _metrics is not None:
+        _metrics.routed.inc(1, _metrics.tags(llm_deployment=llm_deployment, replica=replica, reason=reason))
 
 
 def observe_shield(seconds: float, args: dict[str, Any]) -> None:
