@@ -4,7 +4,7 @@
 // SSE, or run in the background: polled with GET /v1/responses/{id}, stopped with POST /v1/responses/{id}/cancel.
 // Turns chain by previous_response_id.
 import { api, sse } from "./api.js";
-import { el, errorBox, field, guarded } from "./ui.js";
+import { el, errorBox, field, guarded, numberOrUndefined } from "./ui.js";
 
 const POLL_MS = 500;
 const FINAL = new Set(["completed", "incomplete", "failed", "cancelled"]);
@@ -30,7 +30,6 @@ function controls() {
   };
 }
 
-const numberOrUndefined = (input) => (input.value === "" ? undefined : Number(input.value));
 const names = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
 
 function tools(c) {
@@ -101,9 +100,10 @@ function itemBody(item) {
 function fillItem(node, item) {
   node.dataset.type = item.type;
   node.dataset.status = item.status || "";
+  const error = item.error ? el("div", { class: "error" }, errorText(item.error)) : null;
   node.replaceChildren(
     el("div", { class: "role" }, [item.type, item.server_label, item.status].filter(Boolean).join(" · ")),
-    ...itemBody(item), item.error ? el("div", { class: "error" }, errorText(item.error)) : null);
+    ...[...itemBody(item), error].filter(Boolean));
 }
 
 function itemView(item) {

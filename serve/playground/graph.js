@@ -20,7 +20,7 @@ function load(e) {
   const kv = e.kv_cache_usage === null || e.kv_cache_usage === undefined ? ""
     : ` · KV cache ${Math.round(100 * e.kv_cache_usage)}%`;
   return el("td", { class: "load", title: `engine of replica ${e.replica}` },
-    `${e.running}/${e.max_num_seqs} running, ${e.waiting} waiting${kv}`);
+    `${e.running}${e.max_num_seqs ? `/${e.max_num_seqs}` : ""} running, ${e.waiting} waiting${kv}`);
 }
 
 function deploymentRow(d) {
