@@ -136,7 +136,7 @@ function statsLine(r, t0, tFirst) {
   const parts = [];
   const why = r.error?.message || r.incomplete_details?.reason;
   if (why) parts.push(`${r.status}: ${why}`);
-  if (tFirst) parts.push(`TTFT ${Math.round(tFirst - t0)} ms`);
+  if (tFirst) parts.push(`first answer text at ${Math.round(tFirst - t0)} ms`); // after any tool calls
   if (r.usage) parts.push(`${r.usage.input_tokens} input + ${r.usage.output_tokens} output tokens`);
   parts.push(`${Math.round(performance.now() - t0)} ms total`);
   return parts.join(" · ");
