@@ -86,6 +86,15 @@ def test_scaling_target_reads_replicas_or_autoscaling_bounds():
     assert (auto.num_replicas, auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (None, 1, 4, 8)
 
 
+def test_engine_load_reads_the_engines_stats():
+    from serve.graph_status import engine_load
+
+    load = engine_load({"replica": "r1", "running": 2, "waiting": 1, "max_num_seqs": 8, "total_kv_blocks": 100,
+                        "free_kv_blocks": 25, "steps": 9})
+    assert (load.replica, load.running, load.waiting, load.max_num_seqs, load.kv_cache_usage) == ("r1", 2, 1, 8, 0.75)
+    assert engine_load({"replica": "r", "running": 0, "waiting": 0, "max_num_seqs": 4}).kv_cache_usage is None
+
+
 def test_chat_streams_tokens_as_they_arrive(page, base_url):
     open_view(page, base_url, "chat")
     pick_model(page, "#chat-model", SMOLLM2)
@@ -164,6 +173,62 @@ def test_uploaded_file_is_searchable_and_cited(page, base_url):
     shot(page, "knowledge")
 
 
+def test_agents_view_shows_each_tool_call_as_an_item(page, base_url, mcp_server_url):
+    open_view(page, base_url, "agents")
+    pick_model(page, "#agent-model", SMOLLM2)
+    page.wait_for_selector("#agent-web-search-label", state="visible")  # the test graph configures web search
+    page.fill("#agent-temperature", "0")
+    page.fill("#agent-max-tokens", "60")
+    page.fill("#agent-mcp-url", mcp_server_url)
+    page.fill("#agent-mcp-label", "tools")
+    page.fill("#agent-mcp-allowed", "lookup_capital")
+    page.select_option("#agent-tool-choice", "required")
+    page.fill("#agent-input", "What is the capital of France? Look it up.")
+    page.evaluate("""() => { window.lengths = []; setInterval(() => {
+        const a = document.querySelector('.agent-item[data-type="message"] .agent-text');
+        if (a) window.lengths.push(a.textContent.length); }, 10); }""")
+    page.click("#agent-send")
+    page.wait_for_function("document.querySelector('.agent-stats')?.textContent", timeout=120_000)
+    types = [i.get_attribute("data-type") for i in page.query_selector_all(".agent-turn .agent-item")]
+    assert types[0] == "mcp_list_tools" and "mcp_call" in types and types[-1] == "message", types
+    assert page.inner_text('.agent-item[data-type="mcp_list_tools"]').strip().endswith("lookup_capital")
+    call = page.inner_text('.agent-item[data-type="mcp_call"]')
+    assert "lookup_capital(" in call and "completed" in call.lower()  # the header is shown in capitals
+    assert page.inner_text('.agent-item[data-type="mcp_call"] .agent-output').strip()  # the tool's result
+    lengths = page.evaluate("window.lengths")
+    assert lengths == sorted(lengths) and len({n for n in lengths if n > 0}) >= 2, lengths  # streamed deltas
+    first = page.inner_text(".agent-status").split(":")[0]
+    assert page.inner_text("#agent-thread") == f"continuing {first}"
+    shot(page, "agents")
+    # the next turn continues the first by previous_response_id
+    page.fill("#agent-mcp-url", "")
+    page.fill("#agent-max-tokens", "12")
+    page.fill("#agent-input", "And of Japan?")
+    page.click("#agent-send")
+    page.wait_for_function("[...document.querySelectorAll('.agent-stats')].filter(s => s.textContent).length == 2",
+                           timeout=120_000)
+    second = page.inner_text(".agent-status").split(":")[0]  # the newest turn is on top
+    stored = httpx.get(f"{base_url}/v1/responses/{second}", timeout=30).json()
+    assert stored["previous_response_id"] == first
+
+
+def test_agents_background_response_is_cancelled(page, base_url):
+    open_view(page, base_url, "agents")
+    pick_model(page, "#agent-model", GUARD_TINY)
+    page.fill("#agent-max-tokens", "1500")  # random weights: it would ramble on until cancelled
+    page.check("#agent-background")
+    page.fill("#agent-input", "Ramble.")
+    page.click("#agent-send")
+    page.wait_for_selector('.agent-status[data-status="in_progress"]', timeout=60_000)  # polled while it runs
+    page.click(".agent-cancel")
+    page.wait_for_selector('.agent-status[data-status="cancelled"]')
+    page.wait_for_selector(".agent-stats:has-text('ms total')")  # the poll saw it end
+    assert page.locator(".agent-cancel").is_hidden()
+    rid = page.inner_text(".agent-status").split(":")[0]
+    assert httpx.get(f"{base_url}/v1/responses/{rid}", timeout=30).json()["status"] == "cancelled"
+    shot(page, "agents-background")
+
+
 @pytest.fixture(scope="module")
 def responses_trace(base_url) -> str:
     """The trace id of a Responses call with file_search: Ingress -> Agents -> LLM, VectorIO -> Embeddings."""
@@ -214,10 +279,16 @@ def test_graph_view_lists_every_deployment(page, base_url, main_config):
     assert [d["name"] for d in graph["deployments"]] == names
     vector_io = next(d for d in graph["deployments"] if d["name"] == "VectorIO")
     assert vector_io["target"]["num_replicas"] == 2 and vector_io["running_replicas"] == 2
+    # each LLM deployment's engine load (its batch and queue); nothing per deployment elsewhere
+    engines = {d["name"]: d["engine"] for d in graph["deployments"]}
+    llm = f"LLM:{SMOLLM2.replace('/', '--')}"
+    assert engines[llm]["max_num_seqs"] > 0 and engines[llm]["waiting"] >= 0 and engines[llm]["replica"]
+    assert engines["VectorIO"] is None and engines["Ingress"] is None
     open_view(page, base_url, "graph")
     for name in names:
         row = page.wait_for_selector(f'#graph-deployments tr[data-deployment="{name}"]')
         assert "RUNNING" in row.inner_text()
+    assert "running," in page.inner_text(f'#graph-deployments tr[data-deployment="{llm}"] .load')
     page.wait_for_selector("#batches tr")
     shot(page, "graph")
 

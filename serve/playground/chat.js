@@ -1,13 +1,9 @@
 // Chat: POST /v1/chat/completions, streamed over SSE so the answer grows as tokens arrive.
 import { api, sse } from "./api.js";
-import { el, errorBox, field, guarded } from "./ui.js";
+import { el, errorBox, field, guarded, numberOrUndefined } from "./ui.js";
 
 let history = []; // the conversation so far, without the system prompt
 let reloadModels = null;
-
-function numberOrUndefined(input) {
-  return input.value === "" ? undefined : Number(input.value);
-}
 
 function controls() {
   return {

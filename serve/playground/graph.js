@@ -1,5 +1,6 @@
-// Graph: every deployment with its replicas and state (GET /v1/stackserve/graph) and batches with their progress
-// (GET /v1/batches), refreshed every few seconds while the view is shown.
+// Graph: every deployment with its replicas and state (GET /v1/stackserve/graph), each LLM deployment's engine load
+// (running / waiting requests, as one replica reports it), and batches with their progress (GET /v1/batches),
+// refreshed every few seconds while the view is shown.
 import { api } from "./api.js";
 import { el, errorBox, guarded } from "./ui.js";
 
@@ -13,11 +14,20 @@ function target(t) {
     (t.target_ongoing_requests ? ` (target ${t.target_ongoing_requests} ongoing)` : "");
 }
 
+// Only LLM deployments report a load (their engine's batch and queue); elsewhere Serve's status has no counts.
+function load(e) {
+  if (!e) return el("td", { class: "load stats" }, "-");
+  const kv = e.kv_cache_usage === null || e.kv_cache_usage === undefined ? ""
+    : ` · KV cache ${Math.round(100 * e.kv_cache_usage)}%`;
+  return el("td", { class: "load", title: `engine of replica ${e.replica}` },
+    `${e.running}${e.max_num_seqs ? `/${e.max_num_seqs}` : ""} running, ${e.waiting} waiting${kv}`);
+}
+
 function deploymentRow(d) {
   const states = Object.entries(d.replica_states).map(([s, n]) => `${n} ${s}`).join(", ") || "none";
   return el("tr", { "data-deployment": d.name }, el("td", {}, d.name),
     el("td", { class: `state-${d.status}` }, d.status), el("td", {}, `${d.running_replicas}`),
-    el("td", {}, target(d.target)), el("td", {}, states), el("td", { class: "stats" }, d.message));
+    el("td", {}, target(d.target)), el("td", {}, states), load(d.engine), el("td", { class: "stats" }, d.message));
 }
 
 function batchRow(b) {
@@ -37,7 +47,7 @@ export function mount(section) {
     const graph = await api("/v1/stackserve/graph");
     title.textContent = `Deployments of application ${graph.application}: ${graph.status}`;
     deployments.replaceChildren(el("tr", {}, ...["Deployment", "Status", "Running", "Target replicas",
-      "Replica states", ""].map((h) => el("th", {}, h))), ...graph.deployments.map(deploymentRow));
+      "Replica states", "Engine load", ""].map((h) => el("th", {}, h))), ...graph.deployments.map(deploymentRow));
     const page = await api("/v1/batches?limit=20");
     batches.replaceChildren(el("tr", {}, ...["Batch", "Endpoint", "Status", "Progress", ""].map((h) => el("th", {}, h))),
       ...page.data.map(batchRow));

@@ -1,4 +1,5 @@
 // Tabs and the API key; each view mounts on first show (and may start/stop work on show/hide).
+import * as agents from "./agents.js";
 import { apiKey, setApiKey } from "./api.js";
 import * as chat from "./chat.js";
 import * as graph from "./graph.js";
@@ -6,7 +7,7 @@ import * as knowledge from "./knowledge.js";
 import * as safety from "./safety.js";
 import * as traces from "./traces.js";
 
-const views = { chat, knowledge, safety, traces, graph };
+const views = { chat, knowledge, agents, safety, traces, graph };
 const mounted = new Set();
 let current = null;
 

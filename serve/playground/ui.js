@@ -45,3 +45,8 @@ export async function guarded(box, fn, button) {
 export function field(label, input) {
   return el("label", { class: "field" }, el("span", {}, label), input);
 }
+
+// A number input's value, or undefined when empty (the API's default applies).
+export function numberOrUndefined(input) {
+  return input.value === "" ? undefined : Number(input.value);
+}

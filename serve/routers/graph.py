@@ -14,5 +14,5 @@ router = APIRouter(tags=["stackserve"])
 @router.get("/stackserve/graph", response_model=GraphStatus)
 async def get_graph() -> GraphStatus:
     """Each deployment's Serve status and replica states, with the replicas (or autoscaling bounds) its config
-    asks for. What the playground's Graph view shows."""
-    return await graph_status(get_stack().config)
+    asks for, and each LLM deployment's engine load. What the playground's Graph view shows."""
+    return await graph_status(get_stack())
