@@ -1,8 +1,9 @@
 """Graceful drain: redeploying an LLM deployment (new options, a new version) replaces its replica, and the old
 replica stops only after the streams it serves have finished (graceful_shutdown_timeout_s: 120 s by default for
 LLM deployments and the ingress, where Ray's generic 20 s would cut long generations; test_serve_options checks
-the defaults). No client sees its stream cut. The test sets 600 s: on a loaded 2-core CI box three 400-token
-streams once outlasted 120 s, and what is under test here is the drain, not the default's size."""
+the defaults). No client sees its stream cut. The test sets 300 s for three 240-token streams: on a loaded
+2-core CI box three 400-token streams once outlasted 120 s, and what is under test here is the drain, not the
+default's size."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from tests.conftest import SMOLLM2
 
 pytestmark = pytest.mark.graph
 
-TOKENS = 400
-DRAIN_S = 600
+TOKENS = 240
+DRAIN_S = 300
 
 
 def drain_config(model_cache_dir, num_cpus: float):
@@ -40,7 +41,7 @@ def test_redeploy_lets_running_streams_finish(ray_serve, model_cache_dir, smollm
     serve.run(build_graph(drain_config(model_cache_dir, 0.01)), name="drain", route_prefix="/drain")
     handle = serve.get_deployment_handle(deployment_name(SMOLLM2), app_name="drain")
     old_replica = handle.stats.remote().result()["replica"]
-    client = OpenAI(base_url=f"{ray_serve}/drain/v1", api_key="none", max_retries=0, timeout=600)
+    client = OpenAI(base_url=f"{ray_serve}/drain/v1", api_key="none", max_retries=0, timeout=DRAIN_S)
     started = [threading.Event() for _ in range(3)]
     results: list = []
 
@@ -73,6 +74,6 @@ def test_redeploy_lets_running_streams_finish(ray_serve, model_cache_dir, smollm
     serve.run(build_graph(drain_config(model_cache_dir, 0.02)), name="drain", route_prefix="/drain")
     assert handle.stats.remote().result()["replica"] != old_replica  # the new replica serves now
     for t in threads:
-        t.join(600)
+        t.join(DRAIN_S)
     assert results == [("length", TOKENS)] * 3, results
     serve.delete("drain")
