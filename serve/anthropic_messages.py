@@ -16,6 +16,7 @@ from serve.errors import InvalidRequestError
 from serve.ids import new_id
 from serve.protocol import anthropic_messages as am
 from serve.protocol.openai_chat import ChatCompletionRequest
+from serve.protocol.openai_completions import cached_tokens
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
@@ -165,7 +166,7 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     """Anthropic counts cache reads apart from `input_tokens` (their sum is the prompt). The engines cache every
     prompt's full blocks automatically, so no tokens are billed as a cache write: that count is 0."""
     usage = usage or {"prompt_tokens": 0, "completion_tokens": 0}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    cached = cached_tokens(usage)
     return {"input_tokens": usage["prompt_tokens"] - cached, "output_tokens": usage["completion_tokens"],
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
 

@@ -10,6 +10,7 @@ from deployments.agents.context_window import ContextWindow
 from deployments.agents.items import compaction_item, new_id, visible_items
 from deployments.agents.response_events import usage_object
 from serve.errors import APIError
+from serve.protocol.openai_completions import cached_tokens
 
 
 def _is_user_message(it: dict[str, Any]) -> bool:
@@ -28,5 +29,4 @@ async def compact(llm: Any, model: str, items: list[dict[str, Any]], instruction
         raise APIError(f"the model '{model}' wrote an empty summary; try compacting again", code="empty_summary")
     return {"id": new_id("resp"), "object": "response.compaction", "created_at": int(time.time()),
             "output": [it for it in visible if _is_user_message(it)] + [compaction_item(summary)],
-            "usage": usage_object(usage["prompt_tokens"], usage["completion_tokens"],
-                                  (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))}
+            "usage": usage_object(usage["prompt_tokens"], usage["completion_tokens"], cached_tokens(usage))}

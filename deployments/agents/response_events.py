@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from deployments.agents.items import message_item, output_text
+from serve.protocol.openai_completions import cached_tokens
 from serve.protocol.responses import CreateResponseRequest
 
 FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete",
@@ -64,7 +65,7 @@ class ResponseEvents:
         if usage:
             self.usage["input_tokens"] += usage["prompt_tokens"]
             self.usage["output_tokens"] += usage["completion_tokens"]
-            self.usage["cached_tokens"] += (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            self.usage["cached_tokens"] += cached_tokens(usage)
 
     def cite(self, citations: list[dict[str, Any]]) -> None:
         for c in citations:

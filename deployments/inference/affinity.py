@@ -102,9 +102,6 @@ class PrefixIndex:
                 out[r] = n
         return out
 
-    def remove(self, replica: Replica) -> None:
-        self._blocks.pop(replica, None)
-
     def keep(self, replicas: Iterable[Replica]) -> None:
         """Forget every replica not in `replicas` (they left the deployment)."""
         live = set(replicas)

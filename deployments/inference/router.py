@@ -36,14 +36,14 @@ class AffinityRouter(RequestRouter):
         cache = self.replica_queue_len_cache
         loads = {rid: cache.get(r.replica_id) or 0 for rid, r in by_id.items()}
         choice = self.chooser.rank(list(by_id), loads, key, text)
-        pending_request.routing_context.affinity = choice.reason  # our own field: read in on_request_routed
+        # our own fields, read in on_request_routed
+        pending_request.routing_context.affinity, pending_request.routing_context.prompt_text = choice.reason, text
         return [[by_id[rid] for rid in rank] for rank in choice.ranks]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
-        _, text = request_affinity(pending_request.args)
-        self.chooser.routed(replica_id.unique_id, text)
-        observe_routing(self._deployment_id.name, replica_id.unique_id,
-                        getattr(pending_request.routing_context, "affinity", "load"))
+        ctx = pending_request.routing_context
+        self.chooser.routed(replica_id.unique_id, getattr(ctx, "prompt_text", ""))
+        observe_routing(self._deployment_id.name, replica_id.unique_id, getattr(ctx, "affinity", "load"))
 
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
         super().update_replicas(replicas)

@@ -7,7 +7,7 @@ validated per token: the LLM deployment builds them as dicts (the hot path).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,11 @@ class CompletionUsage(OpenAIObject):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = omitted()
+
+
+def cached_tokens(usage: dict[str, Any]) -> int:
+    """The prompt tokens an OpenAI usage dict says came from the prefix cache (0 when it does not say)."""
+    return (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
 
 
 class TopLogprob(OpenAIObject):
