@@ -1,13 +1,17 @@
 """Ingress overhead: what the serving path costs around an engine that answers instantly.
 
-One canned OpenAI chat completion, served four ways, each measured at concurrency 1 and 32 (req/s, latency):
+One canned OpenAI chat completion, served these ways, each measured at concurrency 1 and 32 (req/s, latency):
 
-    uvicorn       a plain FastAPI app in uvicorn that returns the canned response: the HTTP floor
-    app-no-ray    stackserve's own FastAPI app (middleware, validation, error mapping, SSE) in uvicorn, its model
-                  handle replaced by an in-process object: the app's cost without Ray
-    graph         the full Ray Serve graph: Serve's HTTP proxy -> our Ingress deployment -> a tiny deployment
-                  returning the canned response (over DeploymentHandles)
-    handle        a direct DeploymentHandle call from this process to that tiny deployment: Ray's hop alone
+    uvicorn            a plain FastAPI app in uvicorn that returns the canned response: the HTTP floor
+    app-no-ray         stackserve's own FastAPI app (middleware, validation, error mapping, SSE) in uvicorn, its
+                       model handle replaced by an in-process object: the app's cost without Ray
+    bare-serve[PLANE]  that plain FastAPI app as a one-deployment Ray Serve app: the framework's floor
+    graph[PLANE]       the full Ray Serve graph: HTTP entry -> our Ingress deployment -> a tiny deployment returning
+                       the canned response (over DeploymentHandles)
+    handle             a direct DeploymentHandle call from this process to that tiny deployment: Ray's hop alone
+
+PLANE is Serve's HTTP entry (`--data-planes`, serve/data_plane.py): `haproxy` (HAProxy -> an Ingress replica that
+serves HTTP itself) or `serve_proxy` (Serve's Python proxy relaying to the Ingress over Ray); one local Ray each.
 
 "added p50" is the p50 latency minus uvicorn's at the same concurrency. The tiny deployment is a benchmark fixture
 defined here, not a stackserve engine. HTTP clients run in this process (aiohttp), servers in their own processes.
@@ -275,35 +279,48 @@ async def measure_uvicorn(kind: str, a: argparse.Namespace, log) -> dict[str, di
         _stop(proc)
 
 
-def measure_ray(a: argparse.Namespace, log) -> dict[str, dict[str, dict[str, Any]]]:
-    """The full graph and the direct handle: one local Ray (never an existing cluster), shut down after."""
+def measure_ray(a: argparse.Namespace, log, plane: str, with_handle: bool) -> dict[str, dict[str, dict[str, Any]]]:
+    """On one Serve data plane (serve/data_plane.py): a bare Serve app (one deployment serving `plain_app`, the
+    framework's floor), the full graph, and (`with_handle`) the direct handle. One local Ray (never an existing
+    cluster), started after the plane's environment is set and shut down after."""
     import ray
     from ray import serve
 
+    from serve.data_plane import use_data_plane
     from serve.ingress import Ingress
 
     port = free_port()
+    running = use_data_plane(plane)
+    if running != plane:
+        raise RuntimeError(f"data plane {plane} is not available here")
     ray.init(address="local", num_cpus=a.ray_cpus, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
+        bare = serve.deployment(serve.ingress(plain_app())(type("BareServe", (), {})), name="BareServe",
+                                ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256)
+        serve.run(bare.bind(), name="bare-serve", route_prefix="/bare")
         instant = serve.deployment(InstantEngine, name="Instant", ray_actor_options={"num_cpus": 0.1},
                                    max_ongoing_requests=256)
         cfg = stack_config()
         ingress = Ingress.options(name="Ingress", **cfg.ingress.serve_options())
         serve.run(ingress.bind(cfg, {MODEL: instant.bind()}, {}, {}), name="ingress-bench", route_prefix="/")
         handle = serve.get_deployment_handle("Instant", app_name="ingress-bench")
-        out: dict[str, dict[str, dict[str, Any]]] = {"graph": {}, "handle": {}}
+        paths = {f"bare-serve[{plane}]": f"http://127.0.0.1:{port}/bare/v1",
+                 f"graph[{plane}]": f"http://127.0.0.1:{port}/v1"}
+        out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in paths}
 
         async def cells() -> None:
-            await wait_http(f"http://127.0.0.1:{port}/v1/models", 60)
-            for c in a.concurrency:
-                out["graph"][str(c)] = await http_cell(f"http://127.0.0.1:{port}/v1", c, a.duration, a.stream,
-                                                       a.warmup)
-                log(f"{'graph':<11} c={c:<3} {_cell_line(out['graph'][str(c)])}")
-            for c in a.concurrency:
-                out["handle"][str(c)] = await handle_cell(handle, c, a.duration, a.stream, a.warmup)
-                log(f"{'handle':<11} c={c:<3} {_cell_line(out['handle'][str(c)])}")
+            for name, url in paths.items():
+                await wait_http(f"{url}/models", 60)
+                for c in a.concurrency:
+                    out[name][str(c)] = await http_cell(url, c, a.duration, a.stream, a.warmup)
+                    log(f"{name:<24} c={c:<3} {_cell_line(out[name][str(c)])}")
+            if with_handle:
+                out["handle"] = {}
+                for c in a.concurrency:
+                    out["handle"][str(c)] = await handle_cell(handle, c, a.duration, a.stream, a.warmup)
+                    log(f"{'handle':<24} c={c:<3} {_cell_line(out['handle'][str(c)])}")
 
         asyncio.run(cells())
         return out
@@ -320,7 +337,8 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], concurrency: list[in
     lines = [f"## Ingress overhead ({'streamed' if stream else 'non-streamed'} chat completion, instant engine)\n",
              "| path | concurrency | req/s | p50 ms | p99 ms | added p50 ms vs uvicorn | errors |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for path in ("uvicorn", "app-no-ray", "graph", "handle"):
+    paths = ["uvicorn", "app-no-ray", *(k for k in results if k.startswith(("bare-serve", "graph"))), "handle"]
+    for path in paths:
         for c in concurrency:
             s = results.get(path, {}).get(str(c))
             if s is None:
@@ -344,14 +362,14 @@ def run(a: argparse.Namespace, log=print) -> dict[str, Any]:
         except Exception as e:  # one failed path must not lose the others
             errors[kind] = f"{type(e).__name__}: {e}"
             log(f"{kind}: failed: {errors[kind]}")
-    if not a.skip_ray:
+    for i, plane in enumerate([] if a.skip_ray else a.data_planes):
         try:
-            results.update(measure_ray(a, log))
+            results.update(measure_ray(a, log, plane, with_handle=i == 0))
         except Exception as e:
-            errors["graph"] = f"{type(e).__name__}: {e}"
-            log(f"graph/handle: failed: {errors['graph']}")
+            errors[f"graph[{plane}]"] = f"{type(e).__name__}: {e}"
+            log(f"{plane}: failed: {errors[f'graph[{plane}]']}")
     return {"config": {"concurrency": a.concurrency, "duration_s": a.duration, "stream": a.stream,
-                       "warmup": a.warmup, "ray_cpus": a.ray_cpus},
+                       "warmup": a.warmup, "ray_cpus": a.ray_cpus, "data_planes": a.data_planes},
             "hardware": sysinfo.hardware(), "software": sysinfo.software(), "results": results, "errors": errors}
 
 
@@ -364,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="streamed responses (SSE) instead of one JSON body")
     p.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
     p.add_argument("--skip-ray", action="store_true", help="only the uvicorn paths")
+    p.add_argument("--data-planes", type=lambda s: s.split(","), default=["haproxy", "serve_proxy"],
+                   help="Serve data planes to measure the Ray paths on, one local Ray each (serve/data_plane.py)")
     p.add_argument("--out-dir", type=Path, default=None)
     p.add_argument("--serve", choices=["uvicorn", "app-no-ray"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -24,9 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
+    from serve.data_plane import use_data_plane
     from serve.graph import build_graph
 
     t0 = time.time()
+    if args.address is None:  # a cluster's data plane is set where `ray start` runs (cluster.yaml)
+        use_data_plane(cfg.server.data_plane)
     port = cfg.telemetry.metrics_export_port  # a local Ray's Prometheus endpoint; a cluster sets its own
     metrics = {"_metrics_export_port": port} if port and args.address is None else {}
     ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING,

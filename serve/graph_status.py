@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from serve.config import StackConfig
+from serve.data_plane import active_data_plane
 from serve.deploy_config import deployment_name, deployment_options
 from serve.protocol.graph_status import EngineLoad, GraphDeployment, GraphStatus, ScalingTarget
 
@@ -61,7 +62,8 @@ def _read(config: StackConfig) -> GraphStatus:
             message=seen.message if seen else "", replica_states=states, running_replicas=states.get("RUNNING", 0),
             target=scaling_target(options)))
     status = str(getattr(app.status, "value", app.status)) if app is not None else "NOT_STARTED"
-    return GraphStatus(application=app_name, status=status, deployments=deployments)
+    return GraphStatus(application=app_name, status=status, data_plane=active_data_plane(),
+                       deployments=deployments)
 
 
 async def graph_status(stack: Any) -> GraphStatus:

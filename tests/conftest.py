@@ -168,7 +168,10 @@ def ray_serve(metrics_port):
     import ray
     from ray import serve
 
+    from serve.data_plane import use_data_plane
+
     port = _free_port()
+    use_data_plane(os.environ.get("STACKSERVE_TEST_DATA_PLANE", "haproxy"))
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _metrics_export_port=metrics_port,
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})

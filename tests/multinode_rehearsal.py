@@ -89,12 +89,14 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
     from ray.util.state import list_actors
 
     from serve.config import parse_config
+    from serve.data_plane import use_data_plane
     from serve.deploy_config import deployment_name, serve_deploy_config
 
     dashboard_port, http_port = _free_port(), _free_port()
     def data_dir(node: str) -> dict:  # each node its own data directory: nothing may pass through local disk
         return {"env_vars": {"STACKSERVE_DATA_DIR": str(Path(work_dir) / f"data-{node}")}}
 
+    use_data_plane("haproxy")  # every node's Ray starts with it, as cluster.yaml's `ray start`s do
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "resources": {"head_node": 100}, "include_dashboard": True,
         "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port, **data_dir("head")})

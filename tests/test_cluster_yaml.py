@@ -188,3 +188,16 @@ def test_models_are_downloaded_where_they_run(cluster, placement):
         commands = " ".join(_setup_commands(cluster, node_type))
         for source in sources:
             assert f"--local-dir {source}" in commands, (node_type, source)
+
+
+def test_every_node_starts_ray_on_the_haproxy_data_plane(cluster):
+    """Ray reads the data plane from its processes' environment (serve/data_plane.py): both `ray start`s set it, as
+    the GPU configs' `server.data_plane` (the default, haproxy) says."""
+    from serve.data_plane import HAPROXY_ENV
+
+    exports = "export " + " ".join(f"{k}={v}" for k, v in HAPROXY_ENV.items()) + " &&"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in cluster[key] if "ray start" in c)
+        assert exports in start.split("ray start", 1)[0], start
+    for name in ("gpu-cluster.yaml", "gpu-node.yaml"):
+        assert load_config(ROOT / "configs" / name).server.data_plane == "haproxy"

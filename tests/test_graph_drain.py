@@ -1,7 +1,7 @@
 """Graceful drain: redeploying an LLM deployment (new options, a new version) replaces its replica, and the old
 replica stops only after the streams it serves have finished (graceful_shutdown_timeout_s: 120 s by default for
 LLM deployments and the ingress, where Ray's generic 20 s would cut long generations; test_serve_options checks
-the defaults). No client sees its stream cut. The test sets 300 s for three 240-token streams: on a loaded
+the defaults). No client sees its stream cut. The test sets 300 s for three 160-token streams: on a loaded
 2-core CI box three 400-token streams once outlasted 120 s, and what is under test here is the drain, not the
 default's size."""
 
@@ -16,7 +16,7 @@ from tests.conftest import SMOLLM2
 
 pytestmark = pytest.mark.graph
 
-TOKENS = 240
+TOKENS = 160
 DRAIN_S = 300
 
 

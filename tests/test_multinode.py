@@ -32,7 +32,8 @@ def rehearsal(request, tiny_model_dir, model_cache_dir, tmp_path_factory) -> dic
     # RAY_TMPDIR: the cluster's sessions and its address file stay private, so no other process's ray.init()
     # can find this cluster (or a stale address of it).  A short path: Ray's unix sockets live under it.
     with tempfile.TemporaryDirectory(prefix="ssr-", dir="/tmp", ignore_cleanup_errors=True) as ray_tmp:
-        env = {**os.environ, "RAY_TMPDIR": ray_tmp,
+        # the session Ray's HAProxy ports stay its own: the rehearsal picks free ones (serve/data_plane.py)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY_")}, "RAY_TMPDIR": ray_tmp,
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         args = [str(tiny_model_dir), str(model_cache_dir), str(work), *database]
         proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=420,

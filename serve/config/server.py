@@ -42,6 +42,9 @@ class PrincipalConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8321, ge=1, le=65535)
+    # haproxy: Serve's high-throughput mode (HAProxy -> Ingress replicas serving HTTP themselves); serve_proxy:
+    # Serve's Python HTTP proxy. Applies where stackserve starts Ray itself (serve/data_plane.py)
+    data_plane: Literal["haproxy", "serve_proxy"] = "haproxy"
     # keys of the one shared principal, "default" (an admin): a single-tenant server behind a key
     api_keys: list[str] = Field(default_factory=list)
     # a shared server: each key maps to its principal, who sees only the resources it created

@@ -43,4 +43,6 @@ class GraphStatus(BaseModel):
     object: Literal["stackserve.graph"] = "stackserve.graph"
     application: str  # the Serve application this ingress belongs to
     status: str  # Ray Serve's ApplicationStatus (RUNNING, DEPLOYING, ...)
+    # the HTTP entry Serve runs (serve/data_plane.py): haproxy -> Ingress replicas, or Serve's Python proxy
+    data_plane: Literal["haproxy", "serve_proxy"]
     deployments: list[GraphDeployment]
