@@ -1,5 +1,6 @@
-"""Upload and download of one large file through the running graph (proxy -> ingress -> VectorIO) on each blob
-store backend: MiB/s, and the peak RSS of the ingress, VectorIO and Serve proxy processes during each transfer.
+"""Upload and download of one large file through the running graph (HTTP entry -> ingress -> blob store) on each
+blob store backend: MiB/s, and the peak RSS of the ingress, VectorIO and HTTP entry ("proxy": the haproxy process on
+the default data plane, Serve's Python proxy with `--data-plane serve_proxy`) during each transfer.
 
 Peak RSS is the kernel's VmHWM of each process, reset just before a transfer (`echo 5 > /proc/PID/clear_refs`) and
 read just after, so a transfer's peak is measured on its own, not the replica's start-up. Run it once per code
@@ -44,15 +45,27 @@ def bench_config(backend: str, data_dir: Path, database_url: str | None, size: i
     })
 
 
+def _haproxy_pid(manager_pid: int) -> int:
+    """The newest haproxy process under Serve's HAProxyManager actor (a reload starts a new one)."""
+    import psutil
+
+    procs = [p for p in psutil.Process(manager_pid).children(recursive=True) if p.name() == "haproxy"]
+    return max(procs, key=lambda p: p.create_time()).pid
+
+
 def _pids(app: str) -> dict[str, int]:
-    """The PIDs of the app's Ingress and VectorIO replicas and of the Serve proxy, from the GCS's actor table (Ray's
-    state API needs the dashboard, which the bench does not start)."""
+    """The PIDs of the app's Ingress and VectorIO replicas and of the HTTP entry (Serve's proxy actor, or the haproxy
+    process its HAProxyManager actor runs), from the GCS's actor table (Ray's state API needs the dashboard, which
+    the bench does not start)."""
     from ray._private.state import actors
 
     names = {f"ServeReplica:{app}:Ingress": "Ingress", f"ServeReplica:{app}:VectorIO": "VectorIO",
-             "ProxyActor": "proxy"}
-    return {names[a["ActorClassName"]]: a["Pid"] for a in actors(actor_state_name="ALIVE").values()
+             "ProxyActor": "proxy", "HAProxyManager": "haproxy-manager"}
+    pids = {names[a["ActorClassName"]]: a["Pid"] for a in actors(actor_state_name="ALIVE").values()
             if a["ActorClassName"] in names}
+    if "haproxy-manager" in pids:
+        pids["proxy"] = _haproxy_pid(pids.pop("haproxy-manager"))
+    return pids
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -162,8 +175,10 @@ def measure(args) -> dict:
 
     import serve as serve_pkg
     from benchmarks.sysinfo import hardware, software
+    from serve.data_plane import use_data_plane
 
     port = _free_port()
+    data_plane = use_data_plane(args.data_plane)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -184,7 +199,8 @@ def measure(args) -> dict:
         if pg is not None:
             pg.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return {"label": args.label, "size_mib": args.size_mib, "serve_from": str(Path(serve_pkg.__file__).parent),
+    return {"label": args.label, "data_plane": data_plane, "size_mib": args.size_mib,
+            "serve_from": str(Path(serve_pkg.__file__).parent),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "hardware": hardware(),
             "software": software(), "load_average": os.getloadavg(), "command": " ".join(sys.argv),
             "results": results}
@@ -238,6 +254,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--backends", default="local,sqlite,postgresql")
     ap.add_argument("--label", default="this checkout")
+    ap.add_argument("--data-plane", choices=["haproxy", "serve_proxy"], default="haproxy",
+                    help="Serve's HTTP entry (serve/data_plane.py)")
     ap.add_argument("--json", type=Path, help="write the measurements here")
     ap.add_argument("--report", nargs="+", type=Path, help="only print a report of these JSON files")
     ap.add_argument("--out", type=Path, help="write the markdown report here")

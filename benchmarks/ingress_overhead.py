@@ -346,16 +346,19 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], concurrency: list[in
             base = results.get("uvicorn", {}).get(str(c))
             added = f"{s['p50_ms'] - base['p50_ms']:+.2f}" if base and path != "handle" else "-"
             errs = ", ".join(f"{k} {v}" for k, v in s["error_types"].items()) or "0"
-            lines.append(f"| {path} | {c} | {s['req_per_s']:.1f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {added} "
-                         f"| {errs} |")
+            reps = s.get("repeats", [])
+            rps, p50 = f"{s['req_per_s']:.1f}", f"{s['p50_ms']:.2f}"
+            if len(reps) > 1:  # median (min-max over the repetitions)
+                rps += f" ({min(x['req_per_s'] for x in reps):.0f}-{max(x['req_per_s'] for x in reps):.0f})"
+                p50 += f" ({min(x['p50_ms'] for x in reps):.1f}-{max(x['p50_ms'] for x in reps):.1f})"
+            lines.append(f"| {path} | {c} | {rps} | {p50} | {s['p99_ms']:.2f} | {added} | {errs} |")
     lines.append("\n`handle` is an in-process DeploymentHandle call (no HTTP), so it has no uvicorn baseline; the "
                  "HTTP client shares this machine's cores with the servers.\n")
     return "\n".join(lines)
 
 
-def run(a: argparse.Namespace, log=print) -> dict[str, Any]:
+def _one_round(a: argparse.Namespace, log, errors: dict[str, str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    errors: dict[str, str] = {}
     for kind in ("uvicorn", "app-no-ray"):
         try:
             results[kind] = asyncio.run(measure_uvicorn(kind, a, log))
@@ -368,8 +371,29 @@ def run(a: argparse.Namespace, log=print) -> dict[str, Any]:
         except Exception as e:
             errors[f"graph[{plane}]"] = f"{type(e).__name__}: {e}"
             log(f"{plane}: failed: {errors[f'graph[{plane}]']}")
+    return results
+
+
+def _median_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repetition with the median req/s, with every repetition's req/s and p50 beside it (the spread)."""
+    ranked = sorted(cells, key=lambda c: c["req_per_s"])
+    mid = dict(ranked[len(ranked) // 2])
+    mid["repeats"] = [{"req_per_s": c["req_per_s"], "p50_ms": c["p50_ms"]} for c in cells]
+    return mid
+
+
+def run(a: argparse.Namespace, log=print) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    rounds = []
+    for r in range(a.repeats):
+        log(f"repetition {r + 1} of {a.repeats}")
+        rounds.append(_one_round(a, log, errors))
+    results = {path: {c: _median_cell([rnd[path][c] for rnd in rounds if c in rnd.get(path, {})])
+                      for c in cells}
+               for path, cells in rounds[0].items()}
     return {"config": {"concurrency": a.concurrency, "duration_s": a.duration, "stream": a.stream,
-                       "warmup": a.warmup, "ray_cpus": a.ray_cpus, "data_planes": a.data_planes},
+                       "warmup": a.warmup, "ray_cpus": a.ray_cpus, "data_planes": a.data_planes,
+                       "repeats": a.repeats, "load_average_after": os.getloadavg()},
             "hardware": sysinfo.hardware(), "software": sysinfo.software(), "results": results, "errors": errors}
 
 
@@ -382,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="streamed responses (SSE) instead of one JSON body")
     p.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
     p.add_argument("--skip-ray", action="store_true", help="only the uvicorn paths")
+    p.add_argument("--repeats", type=int, default=1, help="repetitions of every path; cells show the median")
     p.add_argument("--data-planes", type=lambda s: s.split(","), default=["haproxy", "serve_proxy"],
                    help="Serve data planes to measure the Ray paths on, one local Ray each (serve/data_plane.py)")
     p.add_argument("--out-dir", type=Path, default=None)

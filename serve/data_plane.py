@@ -8,8 +8,9 @@
 Ray reads this switch from its processes' environment when they start (`RAY_SERVE_ENABLE_HA_PROXY`), so it is set
 in this process before it starts a local Ray (`stackserve run`, `stackserve batch`, the tests, the benchmarks);
 a cluster started with `ray start` takes it from cluster.yaml's start commands. HAProxy's stats and metrics
-listeners default to fixed ports on all interfaces (8404, 9101); a local Ray gets free ports instead so two
-servers on one machine do not collide. Where the graph runs, `active_data_plane()` reads what Serve really runs.
+listeners and Serve's fallback proxy default to fixed ports (8404, 9101, 8500, 9500); a local Ray gets free ports
+instead so two servers on one machine do not collide. Where the graph runs, `active_data_plane()` reads what Serve
+really runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ HAPROXY_SWITCH = "RAY_SERVE_ENABLE_HA_PROXY"
 # stream older than that at each reload (a 240-token stream on a loaded 2-core box takes longer), so streams get
 # the same hour as HAProxy's client timeout. cluster.yaml sets the same values.
 HAPROXY_ENV = {HAPROXY_SWITCH: "1", "RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S": "3600"}
-_PORT_SETTINGS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+# listeners Serve opens on fixed ports in this mode: HAProxy's stats and metrics, and the fallback Serve proxy that
+# HAProxy sends requests to while an application has no Ingress replica
+PORT_SETTINGS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                  "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def use_data_plane(plane: DataPlane) -> DataPlane:
     os.environ[HAPROXY_SWITCH] = "1"
     for name, value in HAPROXY_ENV.items():
         os.environ.setdefault(name, value)
-    for name in _PORT_SETTINGS:
+    for name in PORT_SETTINGS:
         os.environ.setdefault(name, str(_free_port()))
     return plane
 

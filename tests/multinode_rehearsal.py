@@ -86,7 +86,6 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors
 
     from serve.config import parse_config
     from serve.data_plane import use_data_plane
@@ -101,9 +100,11 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
         "num_cpus": 1, "resources": {"head_node": 100}, "include_dashboard": True,
         "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port, **data_dir("head")})
     try:
-        for worker in WORKERS:
-            cluster.add_node(num_cpus=1, num_gpus=1, resources={f"accelerator_type:{GPU_TYPE}": 1, worker: 10},
-                             **data_dir(worker))
+        def add_worker(worker: str, data: str):
+            return cluster.add_node(num_cpus=1, num_gpus=1, resources={f"accelerator_type:{GPU_TYPE}": 1, worker: 10},
+                                    **data_dir(data))
+
+        worker_nodes = {worker: add_worker(worker, worker) for worker in WORKERS}
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="WARNING",
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
@@ -114,8 +115,10 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
         serve_file = Path(work_dir) / "serve.yaml"
         serve_file.write_text(yaml.safe_dump(serve_deploy_config(cfg, app_name=APP), sort_keys=False))
         serve_cli = Path(sys.executable).parent / "serve"
-        subprocess.run([str(serve_cli), "deploy", str(serve_file), "-a", f"http://127.0.0.1:{dashboard_port}"],
-                       check=True, timeout=120, capture_output=True)
+        deploy = subprocess.run([str(serve_cli), "deploy", str(serve_file), "-a",
+                                 f"http://127.0.0.1:{dashboard_port}"], timeout=120, capture_output=True, text=True)
+        if deploy.returncode:
+            raise RuntimeError(f"serve deploy failed: {deploy.stderr[-3000:]}")
         _wait_running(serve)
 
         base = f"http://127.0.0.1:{http_port}/v1"
@@ -129,12 +132,13 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
         started = time.monotonic()
         state = stateful_round_trip(base) if database_url else {}
         state_s = round(time.monotonic() - started, 1)
+        placed_before = _placement()
+        if database_url:  # worker a, which ingested the upload, dies; a replacement node (its own, empty disk) joins
+            cluster.remove_node(worker_nodes[WORKERS[0]])
+            replacement = add_worker(WORKERS[0], f"{WORKERS[0]}-replacement")
+            state["after_node_loss"] = after_node_loss(base, state["upload"], replacement.node_id)
 
-        nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
-        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-        placed: dict[str, list[str]] = {}
-        for a in actors:
-            placed.setdefault(a.class_name, []).append(a.node_id)
+        placed, nodes = placed_before
         return {
             "head_node_id": cluster.head_node.node_id,
             "gpu_node_ids": sorted(n for n, res in nodes.items() if res.get("GPU", 0) >= 1),
@@ -158,6 +162,45 @@ def main(tiny_model_dir: str, model_cache_dir: str, work_dir: str, database_url:
             cluster.shutdown()
 
 
+def _placement() -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """Each alive actor class's nodes, and each alive node's resources."""
+    import ray
+    from ray.util.state import list_actors
+
+    placed: dict[str, list[str]] = {}
+    for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+        placed.setdefault(a.class_name, []).append(a.node_id)
+    return placed, {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+
+
+def after_node_loss(base: str, upload: dict, new_node_id: str) -> dict:
+    """Once Serve has replaced the VectorIO replica that died with worker a: the uploaded file still downloads
+    identical, the store still finds it, and a new upload is attached on the replacement node."""
+    import hashlib
+
+    import httpx
+
+    deadline = time.monotonic() + DEADLINE_S
+    replaced = False
+    while time.monotonic() < deadline and not replaced:
+        time.sleep(1)
+        replaced = new_node_id in _placement()[0].get(f"ServeReplica:{APP}:VectorIO", [])
+    with httpx.Client(base_url=base, timeout=120) as http:
+        content = http.get(f"/files/{upload['file_id']}/content").content
+        store = upload["store_id"]
+        hits = http.post(f"/vector_stores/{store}/search", json={"query": "Which animal regrows its limbs?"})
+        f = http.post("/files", files={"file": ("again.txt", DOCUMENT)}, data={"purpose": "assistants"}).json()
+        attached = http.post(f"/vector_stores/{store}/files", json={"file_id": f["id"]}).json()
+        while attached["status"] == "in_progress" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            attached = http.get(f"/vector_stores/{store}/files/{f['id']}").json()
+    return {"replaced": replaced, "vector_io_replica_nodes": _placement()[0].get(f"ServeReplica:{APP}:VectorIO"),
+            "downloaded_identical": hashlib.sha256(content).digest() == hashlib.sha256(DOCUMENT).digest(),
+            "search_status": hits.status_code,
+            "search_file_ids": [d["file_id"] for d in hits.json().get("data", [])] if hits.is_success else [],
+            "new_attach_status": attached["status"], "new_attach_error": attached.get("last_error")}
+
+
 def stateful_round_trip(base: str) -> dict:
     """Upload -> attach (VectorIO, worker a) -> search -> download; a batch (Batches, worker b) -> its output."""
     import hashlib
@@ -179,7 +222,8 @@ def stateful_round_trip(base: str) -> dict:
                 .digest() for name, fid, data in (("text", f["id"], DOCUMENT), ("binary", blob["id"], BINARY))}
         out["upload"] = {"bytes": blob["bytes"], "attach_status": attached["status"],
                          "attach_error": attached.get("last_error"), "downloaded_identical": same,
-                         "search_file_ids": [d["file_id"] for d in hits.json()["data"]], "file_id": f["id"]}
+                         "search_file_ids": [d["file_id"] for d in hits.json()["data"]], "file_id": f["id"],
+                         "store_id": store["id"]}
         line = {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
                 "body": {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}}
         batch_in = http.post("/files", files={"file": ("in.jsonl", json.dumps(line).encode() + b"\n")},

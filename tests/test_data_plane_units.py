@@ -10,7 +10,7 @@ from serve.config.server import ServerConfig
 
 @pytest.fixture
 def env(monkeypatch):
-    for name in (*data_plane.HAPROXY_ENV, *data_plane._PORT_SETTINGS):
+    for name in (*data_plane.HAPROXY_ENV, *data_plane.PORT_SETTINGS):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -23,8 +23,8 @@ def test_haproxy_is_the_default_and_gets_private_ports(env):
     assert data_plane.use_data_plane("haproxy") == "haproxy"
     assert os.environ[data_plane.HAPROXY_SWITCH] == "1"
     assert os.environ["RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S"] == "3600"  # a reload must not cut running streams
-    ports = [int(os.environ[n]) for n in data_plane._PORT_SETTINGS]
-    assert len(set(ports)) == 2 and 8404 not in ports and 9101 not in ports
+    ports = [int(os.environ[n]) for n in data_plane.PORT_SETTINGS]
+    assert len(set(ports)) == len(ports) == 4 and not {8404, 9101, 8500, 9500} & set(ports)
 
 
 def test_ports_set_by_the_operator_are_kept(env):

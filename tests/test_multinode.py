@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from serve.data_plane import PORT_SETTINGS
+
 pytestmark = pytest.mark.graph
 
 SCRIPT = Path(__file__).with_name("multinode_rehearsal.py")
@@ -32,11 +34,11 @@ def rehearsal(request, tiny_model_dir, model_cache_dir, tmp_path_factory) -> dic
     # RAY_TMPDIR: the cluster's sessions and its address file stay private, so no other process's ray.init()
     # can find this cluster (or a stale address of it).  A short path: Ray's unix sockets live under it.
     with tempfile.TemporaryDirectory(prefix="ssr-", dir="/tmp", ignore_cleanup_errors=True) as ray_tmp:
-        # the session Ray's HAProxy ports stay its own: the rehearsal picks free ones (serve/data_plane.py)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_HAPROXY_")}, "RAY_TMPDIR": ray_tmp,
+        # the session Ray's fixed-port listeners stay its own: the rehearsal picks free ports (serve/data_plane.py)
+        env = {**{k: v for k, v in os.environ.items() if k not in PORT_SETTINGS}, "RAY_TMPDIR": ray_tmp,
                "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         args = [str(tiny_model_dir), str(model_cache_dir), str(work), *database]
-        proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=420,
+        proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
                               env=env, cwd=root)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -88,3 +90,13 @@ def test_a_batch_on_the_other_worker_writes_its_output_to_the_shared_store(rehea
     batch = _stateful(rehearsal)["batch"]
     assert batch["status"] == "completed", batch["errors"]
     assert [(r["custom_id"], r["response"]["status_code"]) for r in batch["output"]] == [("r1", 200)]
+
+
+def test_losing_the_node_that_ingested_a_file_loses_nothing(rehearsal):
+    """Worker a (VectorIO, which ingested the upload, and an LLM replica) is removed and a replacement node with an
+    empty disk joins: Serve restarts VectorIO there, and the file, its chunks and new attaches all still work."""
+    after = _stateful(rehearsal)["after_node_loss"]
+    assert after["replaced"], after
+    assert after["downloaded_identical"]
+    assert after["search_status"] == 200 and after["search_file_ids"][:1] == [_stateful(rehearsal)["upload"]["file_id"]]
+    assert after["new_attach_status"] == "completed", after["new_attach_error"]
