@@ -6,6 +6,7 @@ import time
 
 from ray import serve
 
+from serve import bounded_receive
 from serve.app import create_app
 from serve.config import StackConfig
 from serve.context import ServedModel, Stack, set_stack
@@ -20,6 +21,7 @@ app = create_app()
 @instrument_deployment
 class Ingress:
     def __init__(self, config: StackConfig, llm_handles: dict, embedding_handles: dict, nodes: dict):
+        bounded_receive.install()  # request bodies flow at the app's pace on Serve's direct ingress
         models = {m.model_id: ServedModel(m, llm_handles[m.model_id]) for m in config.models}
         models |= {m.model_id: ServedModel(m, embedding_handles[m.model_id], "embedding")
                    for m in config.embedding_models}
