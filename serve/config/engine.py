@@ -67,6 +67,9 @@ class MetaReferenceEngineConfig(_EngineBase):
     # a step (one forward pass) running longer fails the replica's health check, and Ray Serve replaces the
     # wedged replica
     step_timeout_s: float = Field(default=300.0, gt=0)
+    # CPU: linear layers on oneDNN with weights reordered once at load (2-4x faster matmuls measured on a 2-core
+    # box; float rounding differs from plain torch, not more); false: torch's F.linear
+    cpu_packed_linear: bool = True
 
 
 class VLLMEngineConfig(_EngineBase):

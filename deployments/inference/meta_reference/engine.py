@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from deployments.inference.engine import EngineOutput, EngineRequest, EngineStats
+from deployments.inference.meta_reference.cpu_linear import pack_linears
 from deployments.inference.meta_reference.kv_cache import PagedKVCache
 from deployments.inference.meta_reference.loader import load_checkpoint, read_hf_config
 from deployments.inference.meta_reference.model import BatchView, LlamaForCausalLM
@@ -64,9 +65,11 @@ class MetaReferenceEngine:
             # cuDNN attention builds a plan per new key length (seen on an H200: decode at half speed while the
             # context grows); the memory-efficient kernel takes our masks without that cost.
             torch.backends.cuda.enable_cudnn_sdp(False)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cpu" and cfg.cpu_packed_linear:
+            self._executor.submit(pack_linears, model, cfg.max_num_seqs).result()
         self.model = model
         self.cfg = cfg
-        self.device = torch.device(cfg.device)
         a = model.args
         self.vocab_size = a.vocab_size
         self.eos_token_ids = eos_token_ids
