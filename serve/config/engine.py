@@ -70,6 +70,9 @@ class MetaReferenceEngineConfig(_EngineBase):
     # CPU: linear layers on oneDNN with weights reordered once at load (2-4x faster matmuls measured on a 2-core
     # box; float rounding differs from plain torch, not more); false: torch's F.linear
     cpu_packed_linear: bool = True
+    # CUDA: decode steps run at bucketed batch sizes and block-table widths, each shape captured once as a CUDA
+    # graph and replayed (one launch per step); None: on when the device is CUDA; ignored on CPU
+    cuda_graphs: bool | None = None
 
 
 class VLLMEngineConfig(_EngineBase):

@@ -35,6 +35,14 @@ class Sequence:
     def all_ids(self) -> list[int]:
         return self.request.prompt_token_ids + self.output_ids
 
+    @property
+    def num_tokens(self) -> int:
+        return len(self.request.prompt_token_ids) + len(self.output_ids)
+
+    @property
+    def last_token_id(self) -> int:
+        return self.output_ids[-1] if self.output_ids else self.request.prompt_token_ids[-1]
+
 
 @dataclass
 class StepPlan:
