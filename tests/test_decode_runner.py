@@ -128,3 +128,15 @@ def test_packed_linear_engine_gives_the_plain_tokens(smollm2_dir, tokenizer):
     plain = _engine(smollm2_dir, packed=False)
     assert type(plain.model.lm_head) is nn.Linear
     assert asyncio.run(_greedy(packed, prompts)) == asyncio.run(_greedy(plain, prompts))
+
+
+def test_engine_options_belong_to_meta_reference():
+    from pydantic import ValidationError
+
+    from serve.config.engine import VLLMEngineConfig
+
+    cfg = EngineConfig(cuda_graphs=False, cpu_packed_linear=False)
+    assert cfg.cuda_graphs is False and cfg.cpu_packed_linear is False
+    assert EngineConfig().cuda_graphs is None and EngineConfig().cpu_packed_linear is True
+    with pytest.raises(ValidationError, match="cuda_graphs: only for engine type 'meta-reference'"):
+        VLLMEngineConfig(cuda_graphs=True)
