@@ -284,14 +284,20 @@ def main() -> None:
                 r = run_worker(python, eng, a, c) if Path(python).exists() else {"error": f"{python} not found"}
                 r["loadavg_1m_before"] = load
                 runs.setdefault(eng, {}).setdefault(str(c), []).append(r)
+                write_results(a.out, meta, runs)  # after every run: a cut-short session keeps what it measured
                 print(f"rep {rep + 1} {eng:5s} c={c:3d}: " + (
                     f"{r['output_tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50_ms']:.0f} ms, load {load:.1f}"
                     if "error" not in r else "FAILED " + r["error"][-300:]), flush=True)
+    print(write_results(a.out, meta, runs))
+
+
+def write_results(out: Path, meta: dict, runs: dict) -> str:
     results = {eng: {c: median_run(rs) for c, rs in by_c.items()} for eng, by_c in runs.items()}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    a.out.with_suffix(".md").write_text(markdown(results, meta))
-    print(markdown(results, meta))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    text = markdown(results, meta)
+    out.with_suffix(".md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class EngineArgs:
     kv_cache_tokens: int = 64 * 512
     kv_block_size: int = 16
     max_prefill_tokens: int = 8192
+    prefill_chunk_tokens: int | None = 512
     max_queued_requests: int = 1024
     num_threads: int | None = None
     enable_prefix_caching: bool = True

@@ -62,7 +62,10 @@ class MetaReferenceEngineConfig(_EngineBase):
 
     type: Literal["meta-reference"] = "meta-reference"
     kv_block_size: int = Field(default=16, ge=1, le=1024)
-    max_prefill_tokens: int = Field(default=4096, ge=16)
+    max_prefill_tokens: int = Field(default=4096, ge=16)  # prompt tokens a step computes while none decode
+    # while sequences decode, a step computes at most this many prompt tokens (chunks of longer prompts), so a
+    # burst of prompts does not stall the running streams; null: whole prompts, max_prefill_tokens a step
+    prefill_chunk_tokens: int | None = Field(default=512, ge=16)
     num_threads: int | None = Field(default=None, ge=1)  # torch CPU threads (default: all cores)
     # a step (one forward pass) running longer fails the replica's health check, and Ray Serve replaces the
     # wedged replica

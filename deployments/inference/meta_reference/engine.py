@@ -83,7 +83,8 @@ class MetaReferenceEngine:
         graphs = self.device.type == "cuda" and cfg.cuda_graphs is not False
         self.decoder = DecodeRunner(model, self.cache, cfg.max_num_seqs, self.max_model_len, self.device,
                                     pad=graphs, graphs=graphs)
-        self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len))
+        self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len),
+                                   cfg.prefill_chunk_tokens)
         self._stats = EngineStats(max_num_seqs=cfg.max_num_seqs, total_kv_blocks=self.cache.usable_blocks)
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
@@ -195,11 +196,7 @@ class MetaReferenceEngine:
         results = []
         with torch.inference_mode():
             if plan.prefill:
-                inputs = [s.all_ids[s.num_cached:] for s in plan.prefill]  # after the prefix-cache hit
-                self._stats.prefill_tokens += sum(len(x) for x in inputs)
-                view, tokens, last = self._batch_view(plan.prefill, inputs)
-                logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
-                results += self._sample(plan.prefill, logits, [len(x) for x in inputs])
+                results += self._prefill(plan.prefill, plan.chunks)
             if plan.decode:
                 d = plan.decode
                 logits = self.decoder.run([s.last_token_id for s in d], [s.num_cached for s in d],
@@ -209,6 +206,23 @@ class MetaReferenceEngine:
         self._stats.max_batch_size_seen = max(self._stats.max_batch_size_seen, bs)
         self._stats.steps += 1
         return results
+
+    def _prefill(self, seqs: list[Sequence], chunks: list[int]) -> list[tuple[Sequence, SampledToken]]:
+        """Compute each sequence's next `chunk` tokens (after its prefix-cache hit); those that reach the end of
+        their tokens sample one, the others (chunked prefill) go on next step."""
+        inputs = [s.all_ids[s.num_cached:s.num_cached + n] for s, n in zip(seqs, chunks, strict=True)]
+        self._stats.prefill_tokens += sum(chunks)
+        view, tokens, last = self._batch_view(seqs, inputs)
+        logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
+        done = [i for i, (s, n) in enumerate(zip(seqs, chunks, strict=True)) if s.num_cached + n == s.num_tokens]
+        for s, n in zip(seqs, chunks, strict=True):
+            if s.num_cached + n < s.num_tokens:
+                s.num_cached += n
+        if not done:
+            return []
+        if len(done) < len(seqs):
+            logits = logits[done]
+        return self._sample([seqs[i] for i in done], logits, [chunks[i] for i in done])
 
     def _sample(self, seqs: list[Sequence], logits: torch.Tensor, computed: list[int]
                 ) -> list[tuple[Sequence, SampledToken]]:
