@@ -10,10 +10,14 @@ instead of a few hundred (an 8B-shaped model decoded launch-bound at ~15 ms a st
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from deployments.inference.meta_reference.kv_cache import PagedKVCache
 from deployments.inference.meta_reference.model import BatchView, LlamaForCausalLM
+
+logger = logging.getLogger("stackserve.engine")
 
 
 def batch_buckets(max_num_seqs: int) -> list[int]:
@@ -98,7 +102,11 @@ class DecodeRunner:
         n = len(last_tokens)
         b, nb = self.shape_for(n, max(self.cache.blocks_for(p + 1) for p in positions))
         if self.graphs and (b, nb) not in self._graphs:
-            self._capture(b, nb)
+            try:
+                self._capture(b, nb)
+            except RuntimeError:  # serve on, eagerly, rather than fail every step
+                logger.exception("CUDA graph capture failed at batch %d, width %d: decoding without graphs", b, nb)
+                self.graphs = False
         self.fill(last_tokens, positions, block_rows, b, nb)
         if self.graphs:
             graph, logits = self._graphs[(b, nb)]
