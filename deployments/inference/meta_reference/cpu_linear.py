@@ -33,13 +33,14 @@ class PackedLinear(nn.Module):
 
 
 def pack_linears(model: nn.Module, batch_hint: int) -> int:
-    """Replace every `nn.Linear` of a CPU fp32/bf16 model by a `PackedLinear`, in place. Returns how many were
-    replaced (0 where oneDNN is missing or the model is elsewhere). `batch_hint`: the typical rows per call."""
+    """Replace every `nn.Linear` of a CPU fp32 model (bf16 too where oneDNN runs bf16) by a `PackedLinear`, in
+    place. Returns how many were replaced (0 where oneDNN is missing or the model is elsewhere). `batch_hint`: the
+    typical rows per call."""
     if not onednn_linear_available():
         return 0
+    dtypes = {torch.float32} | ({torch.bfloat16} if torch.ops.mkldnn._is_mkldnn_bf16_supported() else set())
     targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-               if type(child) is nn.Linear and child.weight.device.type == "cpu"
-               and child.weight.dtype in (torch.float32, torch.bfloat16)]
+               if type(child) is nn.Linear and child.weight.device.type == "cpu" and child.weight.dtype in dtypes]
     for parent, name, child in targets:
         setattr(parent, name, PackedLinear(child, batch_hint))
     return len(targets)
