@@ -77,9 +77,9 @@ def markdown(rows: dict, meta: dict) -> str:
            "", "| tree | batch | trials | step min ms | step p25 ms | step median ms | tok/s at min | after/before "
            "(min) | load 1m |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for b in meta["batches"]:
-        base = min((r["min_ms"] for r in rows["base"][str(b)] if "error" not in r), default=None)
+        base = min((r["min_ms"] for r in rows["base"].get(str(b), []) if "error" not in r), default=None)
         for tree in ("base", "ours"):
-            ok = [r for r in rows[tree][str(b)] if "error" not in r]
+            ok = [r for r in rows[tree].get(str(b), []) if "error" not in r]
             if not ok:
                 out.append(f"| {tree} | {b} | failed: see JSON | | | | | | |")
                 continue
