@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = Path("~/.cache/stackserve/models/SmolLM2-135M-Instruct.Q4_1").expanduser()
 
 
-async def worker(model_dir: Path, batch: int, steps: int) -> dict:
+async def worker(model_dir: Path, batch: int, steps: int, threads: int | None) -> dict:
     sys.path.insert(0, os.getcwd())  # the tree under test (the orchestrator runs each worker from its root)
     from deployments.inference.engine import EngineRequest
     from deployments.inference.meta_reference.engine import MetaReferenceEngine
@@ -36,8 +36,8 @@ async def worker(model_dir: Path, batch: int, steps: int) -> dict:
     from deployments.inference.sampling import SamplingParams
     from serve.config import MetaReferenceEngineConfig as EngineConfig
 
-    engine = MetaReferenceEngine.from_checkpoint(model_dir, EngineConfig(max_num_seqs=batch,
-                                                                         kv_cache_tokens=batch * 400))
+    cfg = EngineConfig(max_num_seqs=batch, kv_cache_tokens=batch * 400, num_threads=threads)
+    engine = MetaReferenceEngine.from_checkpoint(model_dir, cfg)
     rng = random.Random(0)
     for i in range(batch):
         params = SamplingParams(max_tokens=steps + 10, temperature=0.0, ignore_eos=True)
@@ -61,7 +61,7 @@ async def worker(model_dir: Path, batch: int, steps: int) -> dict:
 
 def run_trial(src: Path, a: argparse.Namespace, batch: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(a.model), "--steps",
-           str(a.steps), "--batches", str(batch)]
+           str(a.steps), "--batches", str(batch)] + (["--threads", str(a.threads)] if a.threads else [])
     load = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=src, timeout=a.timeout,
                           env={**os.environ, "PYTHONPATH": str(src)})
@@ -73,7 +73,8 @@ def run_trial(src: Path, a: argparse.Namespace, batch: int) -> dict:
 
 def markdown(rows: dict, meta: dict) -> str:
     out = [f"# Decode step, meta-reference before/after ({meta['model']}, fp32)", "",
-           f"Date {meta['date']}, commit {meta['commit']}, base {meta['baseline_src']}. Command: `{meta['command']}`",
+           f"Date {meta['date']}, commit {meta['commit']}, base {meta['baseline_src']}, torch threads "
+           f"{meta['threads'] or meta['cpus']}. Command: `{meta['command']}`",
            "", "| tree | batch | trials | step min ms | step p25 ms | step median ms | tok/s at min | after/before "
            "(min) | load 1m |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for b in meta["batches"]:
@@ -101,18 +102,20 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per engine (default: all cores; 1 avoids OpenMP stragglers on a loaded box)")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/decode_step_cpu")
     a = p.parse_args()
     if a.worker:
-        print("RESULT " + json.dumps(asyncio.run(worker(a.model, a.batches[0], a.steps))), flush=True)
+        print("RESULT " + json.dumps(asyncio.run(worker(a.model, a.batches[0], a.steps, a.threads))), flush=True)
         return
     if a.baseline_src is None:
         p.error("--baseline-src is required")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     meta = {"model": a.model.name, "batches": a.batches, "steps": a.steps, "trials": a.trials,
             "baseline_src": str(a.baseline_src), "commit": commit.stdout.strip(), "command": " ".join(sys.argv),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count()}
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(), "threads": a.threads}
     rows: dict = {"base": {}, "ours": {}}
     for trial in range(a.trials):
         for b in a.batches:
