@@ -218,7 +218,9 @@ async def main_async(a: argparse.Namespace) -> dict:
             "device": gpu, "torch": torch.__version__, "engine": sizing, "date": time.strftime("%Y-%m-%d %H:%M"),
             "bound_note": "bound = batch * copy bandwidth / weight bytes (weights read once per step; KV reads "
                           "not counted)", "eager": modes["eager"], "graphs": modes["graphs"],
-            "graphs_equal_eager": equal}
+            "graphs_equal_eager": equal,
+            "graphs_speedup": {str(e["batch"]): g["decode_tok_s"] / e["decode_tok_s"]
+                               for e, g in zip(modes["eager"]["runs"], modes["graphs"]["runs"], strict=True)}}
 
 
 def default_out(device: str) -> Path:
