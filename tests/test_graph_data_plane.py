@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import SMOLLM2
 
 pytestmark = pytest.mark.graph
 
@@ -35,7 +35,7 @@ def test_the_graph_reports_the_data_plane_it_runs(base_url):
 
 
 def test_streams_and_errors_pass_through_the_data_plane(base_url):
-    body = {"model": TINY, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+    body = {"model": SMOLLM2, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=60) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = [line for line in r.iter_lines() if line.startswith("data: ")]
