@@ -27,6 +27,7 @@ from deployments.vector_io.ann_index import (
     faiss_module,
     new_exact_index,
     search_params,
+    use_threads,
 )
 from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, BM25Index
 from deployments.vector_io.tables import chunks
@@ -182,6 +183,7 @@ class VectorStoreIndex:
                       seqs: set[int] | None = None) -> list[tuple[int, float]]:
         """Best chunks for any of the query vectors: [(seq, cosine score)], best first."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        use_threads(int(self.cfg.get("search_threads", 1)))
         with self.lock:
             if self.exact.ntotal == 0:
                 return []

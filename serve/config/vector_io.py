@@ -26,6 +26,9 @@ class IndexConfig(_Strict):
     m: int = Field(default=32, ge=4, le=128)  # hnsw: neighbours per node
     ef_construction: int = Field(default=200, ge=8)
     ef_search: int = Field(default=128, ge=8)  # hnsw: candidates per search (recall vs speed)
+    # FAISS (OpenMP) threads per search: 1, as each search holds one or a few queries (a thread team's spin-waits
+    # cost more than they gain on a small busy box)
+    search_threads: int = Field(default=1, ge=1, le=256)
     device: str = "cpu"  # "cuda" moves indexes to the GPU through faiss-gpu (HNSW stays on the CPU)
     # keyword search (BM25): the language words are stemmed in (PyStemmer) and stop words removed for (bm25s)
     keyword_language: str = "english"
