@@ -51,7 +51,7 @@ def sentence(rng: np.random.Generator, n: int = 40) -> str:
     return " ".join(rng.choice(WORDS, n)) + "."
 
 
-def start_server(port: int, data_dir: str, embed_dtype: str) -> subprocess.Popen:
+def start_server(port: int, data_dir: str, embed_dtype: str, env: dict[str, str]) -> subprocess.Popen:
     cfg = {
         "data_dir": data_dir,
         "server": {"port": port, "max_request_bytes": 64 * 1024 * 1024},
@@ -64,7 +64,8 @@ def start_server(port: int, data_dir: str, embed_dtype: str) -> subprocess.Popen
     path.write_text(json.dumps(cfg))  # JSON is YAML
     log = open(Path(data_dir) / "server.log", "w")  # a file, not a pipe: an unread pipe blocks the server
     proc = subprocess.Popen([sys.executable, "-m", "serve.cli", "run", "--config", str(path)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, **env})
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -245,7 +246,8 @@ def _embeddings_md(e: dict) -> list[str]:
 
 
 def _search_md(search: dict) -> list[str]:
-    lines = ["## Search at 100k chunks (through HTTP, query embedding included)\n",
+    n = next(iter(search.values()))["chunks"]
+    lines = [f"## Search at {n:,} chunks (through HTTP, query embedding included)\n",
              "| index | p50 ms (c=1) | p99 ms (c=1) | QPS c=8 | QPS c=16 | recall@10 vs exact | insert s | "
              "first search s | ready s | p50 ms while building | load 1m |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -291,7 +293,8 @@ def markdown(r: dict) -> str:
              f"Commit: {sw['git']['commit']}{' (dirty)' if sw['git']['dirty'] else ''}. Model: all-MiniLM-L6-v2 "
              f"(384-d), {r['embed_dtype']} on CPU. Load average (1 min) at the start: {r['load_average_1m']} "
              "(a shared box: other work ran alongside). One run of each figure.\n",
-             f"Command: `{r['command']}`\n"]
+             f"Command: `{r['command']}`" + (f" (server environment: {', '.join(r['serve_env'])})"
+                                             if r.get("serve_env") else "") + "\n"]
     if "embeddings" in r:
         lines += _embeddings_md(r["embeddings"])
     if "ingest" in r:
@@ -322,16 +325,19 @@ def main() -> None:
     p.add_argument("--million", type=int, default=1_000_000, help="ann: simulated chunks for the QPS figure (0: skip)")
     p.add_argument("--nprobe", type=int, default=64, help="ann: IVF nprobe at the simulated size")
     p.add_argument("--hnsw-1m", action="store_true", help="ann: also build HNSW at the simulated size (slow)")
+    p.add_argument("--serve-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment of the server, e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (repeatable)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/vector_io_cpu")
     a = p.parse_args()
     parts = set(a.parts.split(","))
     rng = np.random.default_rng(0)
     result: dict = {"hardware": hardware(), "software": software(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                     time.gmtime()), "load_average_1m": load_average(), "embed_dtype": a.embed_dtype,
+                    "serve_env": a.serve_env,
                     "command": " ".join(["python", "benchmarks/vector_io_bench.py", *sys.argv[1:]])}
     if parts & {"embeddings", "ingest", "search"}:
         with tempfile.TemporaryDirectory() as data_dir:
-            proc = start_server(a.port, data_dir, a.embed_dtype)
+            proc = start_server(a.port, data_dir, a.embed_dtype, dict(e.split("=", 1) for e in a.serve_env))
             base = f"http://127.0.0.1:{a.port}"
             try:
                 if "embeddings" in parts:

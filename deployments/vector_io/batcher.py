@@ -40,6 +40,7 @@ class AsyncBatcher(Generic[T, R]):
         self._queue: list[_Pending[T, R]] = []
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
+        self._calls: set[asyncio.Task] = set()
         self.batch_sizes: list[int] = []  # items per call, the latest 1000 (stats and tests)
 
     async def submit(self, items: list[T]) -> list[R]:
@@ -64,7 +65,9 @@ class AsyncBatcher(Generic[T, R]):
             if not batch:
                 self._slots.release()
                 continue
-            asyncio.get_running_loop().create_task(self._call(batch))
+            task = asyncio.get_running_loop().create_task(self._call(batch))
+            self._calls.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._calls.discard)
 
     def _queued(self) -> int:
         return sum(len(p.items) for p in self._queue)
