@@ -57,7 +57,7 @@ class AnnBuilder:
             with self._count_lock:
                 self.builds += 1
             last_seq = int(job.ids[-1])
-            data = serialize(index) if self.snapshots is not None else b""  # before install may move it to a GPU
+            data = serialize(index) if self.snapshots is not None else None  # before install may move it to a GPU
             ok = True
             if install(index, last_seq):
                 self._save(job, index, last_seq, data)
@@ -66,8 +66,8 @@ class AnnBuilder:
         finally:
             done(ok)
 
-    def _save(self, job: AnnBuildJob, index: Any, last_seq: int, data: bytes) -> None:
-        if self.snapshots is None:
+    def _save(self, job: AnnBuildJob, index: Any, last_seq: int, data: np.ndarray | None) -> None:
+        if self.snapshots is None or data is None:
             return
         meta = IndexSnapshot(store_id=job.store_id, kind=job.kind, del_version=job.del_version, last_seq=last_seq,
                              config_key=index_config_key(job.kind, job.dim, job.cfg), ntotal=int(index.ntotal))

@@ -91,12 +91,12 @@ def search_params(kind: str, cfg: dict[str, Any], k: int) -> Any:
     return None
 
 
-def serialize(index: Any) -> bytes:
-    """The CPU index as bytes (faiss.serialize_index); a GPU index is copied back to the CPU first."""
+def serialize(index: Any) -> np.ndarray:
+    """The CPU index serialized (faiss.serialize_index: uint8 array); a GPU index is copied back to the CPU first."""
     faiss = faiss_module()
     if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(faiss.downcast_index(index.index)).__name__:
         index = faiss.index_gpu_to_cpu(index)
-    return faiss.serialize_index(index).tobytes()
+    return faiss.serialize_index(index)
 
 
 def deserialize(data: bytes) -> Any:

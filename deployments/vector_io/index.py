@@ -110,10 +110,9 @@ class VectorStoreIndex:
             q = (sa.select(chunks.c.seq, chunks.c.file_id, chunks.c.text, chunks.c.embedding)
                  .where(chunks.c.vector_store_id == self.store_id, chunks.c.seq > self.last_seq)
                  .order_by(chunks.c.seq))
-            with db.connect() as c:
-                rows = list(c.execute(q))
-            for i in range(0, len(rows), 4096):
-                self._add(rows[i:i + 4096])
+            with db.connect() as c:  # in parts: 100k rows of 384-d embeddings are ~200 MB at once
+                for part in c.execute(q.execution_options(yield_per=4096)).partitions():
+                    self._add(part)
             if snapshot is not None:
                 self._adopt_snapshot(*snapshot)
             self.versions = (add_version, del_version)

@@ -12,14 +12,16 @@ A snapshot is used only for what it was built from: the same index settings (`co
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import struct
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
-from serve.storage.blobs import BlobStore
+from serve.storage.blobs import CHUNK_BYTES, BlobStore
 
 logger = logging.getLogger("stackserve.vector_io")
 
@@ -58,9 +60,14 @@ class IndexSnapshots:
     def __init__(self, blobs: BlobStore):
         self.blobs = blobs
 
-    def save(self, meta: IndexSnapshot, index_bytes: bytes) -> None:
+    def save(self, meta: IndexSnapshot, index_bytes: np.ndarray | bytes) -> None:
+        """`index_bytes`: the serialized index (faiss.serialize_index's uint8 array), streamed in 1 MiB pieces (an
+        HNSW index of 100k x 384 is ~180 MB: no second whole copy)."""
         header = meta.model_dump_json().encode()
-        self.blobs.put(snapshot_key(meta.store_id, meta.kind), [_HEADER.pack(len(header)), header, index_bytes])
+        data = memoryview(index_bytes).cast("B")
+        pieces = (data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES))
+        self.blobs.put(snapshot_key(meta.store_id, meta.kind), itertools.chain(
+            [_HEADER.pack(len(header)) + header], pieces))
 
     def load(self, store_id: str, kind: str) -> tuple[IndexSnapshot, bytes] | None:
         """The snapshot and its FAISS bytes, or None when there is none (or it cannot be read)."""
