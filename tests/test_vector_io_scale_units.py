@@ -249,6 +249,8 @@ def test_ingestion_batches_chunks_across_files(tmp_path):
             await asyncio.gather(*list(stores._tasks))
         with db.connect() as c:
             n = c.execute(sa.select(sa.func.count()).select_from(chunks)).scalar()
+        # first attaches delete no chunks: replicas' indexes (and approximate ones) are appended to, not reset
+        assert stores._store_row(store["id"]).del_version == 0
         return await stores.get_store(store["id"]), n
 
     store, n_chunks = asyncio.run(go())
