@@ -306,15 +306,30 @@ def _ann_md(ann: dict) -> list[str]:
     return lines
 
 
+def _run_line(r: dict) -> str:
+    git = r["software"]["git"]
+    env = f" (server environment: {', '.join(r['serve_env'])})" if r.get("serve_env") else ""
+    return (f"- `{r['command']}`{env}: {', '.join(p for p in PARTS if p in r)}; {r['date']}, commit "
+            f"{git['commit']}{' (dirty)' if git['dirty'] else ''}, load average (1 min) at the start "
+            f"{r['load_average_1m']}")
+
+
+def merge(paths: list[Path]) -> dict:
+    """One result of several runs' parts (a later run's part replaces an earlier one's); each run is listed."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    out = {k: v for r in runs for k, v in r.items() if k in PARTS}
+    return {**runs[0], **out, "runs": [{k: v for k, v in r.items() if k not in PARTS and k != "runs"}
+                                       | {p: True for p in PARTS if p in r} for r in runs]}
+
+
 def markdown(r: dict) -> str:
-    hw, sw = r["hardware"], r["software"]
+    hw = r["hardware"]
+    runs = r.get("runs") or [r]
     lines = ["# Vector IO benchmark: after issue 22\n",
-             f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} cores, {hw['memory_gib']} GiB. Date: {r['date']}. "
-             f"Commit: {sw['git']['commit']}{' (dirty)' if sw['git']['dirty'] else ''}. Model: all-MiniLM-L6-v2 "
-             f"(384-d), {r['embed_dtype']} on CPU. Load average (1 min) at the start: {r['load_average_1m']} "
-             "(a shared box: other work ran alongside). One run of each figure.\n",
-             f"Command: `{r['command']}`" + (f" (server environment: {', '.join(r['serve_env'])})"
-                                             if r.get("serve_env") else "") + "\n"]
+             f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} cores, {hw['memory_gib']} GiB. Model: "
+             f"all-MiniLM-L6-v2 (384-d), {r['embed_dtype']} on CPU. A shared box: other work ran alongside (load "
+             "averages below and per figure). One run of each figure.\n", "Runs:\n",
+             *[_run_line(run) for run in runs], ""]
     if "embeddings" in r:
         lines += _embeddings_md(r["embeddings"])
     if "ingest" in r:
@@ -350,8 +365,14 @@ def main() -> None:
     p.add_argument("--hnsw-1m", action="store_true", help="ann: also build HNSW at the simulated size (slow)")
     p.add_argument("--serve-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment of the server, e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (repeatable)")
+    p.add_argument("--merge", type=Path, nargs="+", help="write one result of these runs' .json files, run nothing")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/vector_io_cpu")
     a = p.parse_args()
+    if a.merge:
+        result = merge(a.merge)
+        a.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+        a.out.with_suffix(".md").write_text(markdown(result))
+        return
     parts = set(a.parts.split(","))
     rng = np.random.default_rng(0)
     result: dict = {"hardware": hardware(), "software": software(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
