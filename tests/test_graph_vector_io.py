@@ -384,3 +384,32 @@ def test_ingestion_resumes_after_every_vector_io_replica_dies(client):
     assert len(resumed) == len(client.vector_stores.files.content(fid, vector_store_id=clean.id).data) > 10
     hits = client.vector_stores.search(vs.id, query="copper lantern harbor", max_num_results=3).data
     assert hits and all(h.file_id == fid for h in hits)
+
+
+def test_a_growing_store_gets_its_approximate_index_in_the_background(client, base_url, data_dir):
+    """An hnsw store past train_min_vectors: searches answer at once (exact) while the HNSW index is built, then
+    from it; the build's snapshot lands in the blob store for the other replica (unit tests: it loads it)."""
+    from deployments.vector_io.index_snapshots import IndexSnapshots
+    from serve.storage import LocalBlobStore
+
+    store = client.vector_stores.create(name="ann", extra_body={"index": {"type": "hnsw", "train_min_vectors": 100}})
+    rng = np.random.default_rng(7)
+    words = "amber basalt cobalt delta ember fjord garnet heron iris jasper kelp lichen".split()
+    texts = [f"{i}: " + " ".join(rng.choice(words, 8)) for i in range(120)]
+    r = httpx.post(f"{base_url}/v1/vector-io/insert", timeout=120, json={
+        "vector_db_id": store.id, "chunks": [{"content": t, "metadata": {"document_id": f"d{i}"}}
+                                             for i, t in enumerate(texts)]})
+    assert r.status_code == 200, r.text
+
+    def top(query: str) -> str:
+        return client.vector_stores.search(store.id, query=query, max_num_results=1).data[0].content[0].text
+
+    assert top(texts[7]) == texts[7]  # at once: exact search while the build runs
+    snapshots = IndexSnapshots(LocalBlobStore(data_dir))
+    deadline = time.time() + 120
+    while (found := snapshots.load(store.id, "hnsw")) is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert found is not None and found[0].ntotal == 120
+    assert all(top(texts[i]) == texts[i] for i in (7, 42, 99, 7, 42, 99))  # both replicas, from HNSW
+    client.vector_stores.delete(store.id)
+    assert snapshots.load(store.id, "hnsw") is None  # deleting the store drops its snapshot (on that replica)

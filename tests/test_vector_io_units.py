@@ -123,8 +123,11 @@ def test_index_kinds_agree_on_the_nearest(tmp_path, kind):
         c.execute(sa.insert(chunks), [{"vector_store_id": "s", "file_id": f"f{i % 3}", "chunk_index": i,
                                        "text": f"t{i}", "embedding": v.tobytes(), "metadata": {}}
                                       for i, v in enumerate(vecs)])
-    idx = VectorStoreIndex("s", 16, {"type": kind, "train_min_vectors": 100, "nlist": 4, "nprobe": 4})
+    from deployments.vector_io.ann_builder import AnnBuilder
+
+    idx = VectorStoreIndex("s", 16, {"type": kind, "train_min_vectors": 100, "nlist": 4, "nprobe": 4}, AnnBuilder(None))
     idx.sync(db, 1, 0)
+    assert idx.wait_for_build(60)  # approximate indexes are built in the background
     assert idx.kind == kind
     hits = idx.vector_search(vecs[7:8], 3, None)
     assert hits[0][0] == 8 and hits[0][1] == pytest.approx(1.0, abs=1e-4)  # seq = row + 1

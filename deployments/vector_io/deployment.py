@@ -35,24 +35,36 @@ class VectorIOServer:
         from transformers import AutoTokenizer
 
         import deployments.vector_io.tables  # noqa: F401  (registers the tables)
+        from deployments.vector_io.ann_builder import AnnBuilder
+        from deployments.vector_io.batcher import BatchedEmbedder
         from deployments.vector_io.embedding_model import resolve_embedding_source
         from deployments.vector_io.files import FileService
+        from deployments.vector_io.index_snapshots import IndexSnapshots
         from deployments.vector_io.store import EmbeddingModelInfo, VectorStoreService
         from serve.storage import Database, open_blob_store
 
         self.db = Database(database_url)
         self.embedders = embedders
-        self.files = FileService(self.db, open_blob_store(blob_url, self.db), cfg.max_file_bytes)
+        blobs = open_blob_store(blob_url, self.db)
+        self.files = FileService(self.db, blobs, cfg.max_file_bytes)
         self._model_cfgs = embedding_models
         self._infos: dict[str, Any] = {}
         self._tokenizers = {m.model_id: AutoTokenizer.from_pretrained(resolve_embedding_source(m.source))
                             for m in embedding_models}
         self._info_cls = EmbeddingModelInfo
-        self.stores = VectorStoreService(self.db, self.files, self._embed, self._infos,
+        qb, ingest = cfg.query_batch, cfg.ingest
+        # chunks of several files share large embedding calls; concurrent searches' queries share calls too
+        self.chunk_embedder = BatchedEmbedder(self._embed, ingest.embed_batch_size,
+                                              max_in_flight=ingest.max_embed_calls)
+        self.query_embedder = BatchedEmbedder(self._embed, qb.max_batch_size, qb.wait_timeout_s, qb.max_in_flight)
+        self.builder = AnnBuilder(IndexSnapshots(blobs) if cfg.index_snapshots else None)
+        self.stores = VectorStoreService(self.db, self.files, self.chunk_embedder, self._infos,
                                          cfg.default_embedding_model or embedding_models[0].model_id,
-                                         cfg.index.model_dump(), lease_s=cfg.ingest_lease_timeout_s,
+                                         cfg.index.model_dump(), max_concurrent_ingests=ingest.max_concurrent_files,
+                                         lease_s=cfg.ingest_lease_timeout_s,
                                          runner=serve.get_replica_context().replica_id.unique_id,
-                                         attach_wait_s=cfg.attach_wait_s)
+                                         attach_wait_s=cfg.attach_wait_s, embed_queries=self.query_embedder,
+                                         builder=self.builder)
         self._watcher = asyncio.get_running_loop().create_task(self._watch_orphans())
 
     async def health(self) -> dict[str, str]:

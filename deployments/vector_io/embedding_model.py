@@ -32,10 +32,13 @@ def resolve_embedding_source(source: str) -> Path:
 class EmbeddingModel:
     """A loaded sentence-transformers model: normalized float32 vectors, token counts for usage."""
 
-    def __init__(self, source: str, device: str = "cpu"):
+    def __init__(self, source: str, device: str = "cpu", dtype: str = "float32"):
+        """`dtype` bfloat16: forward passes under torch autocast (weights stay float32, vectors come out float32)."""
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(resolve_embedding_source(source)), device=device)
+        self.device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.dtype = dtype
         self.dimension = int(self.model.get_embedding_dimension()
                              if hasattr(self.model, "get_embedding_dimension")
                              else self.model.get_sentence_embedding_dimension())
@@ -48,5 +51,9 @@ class EmbeddingModel:
 
     def encode(self, texts: list[str]) -> Any:
         """[len(texts), dimension] float32 numpy array, L2-normalized (inner product = cosine)."""
-        return self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=False)
+        import torch
+
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            vecs = self.model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=False)
+        return vecs.astype("float32", copy=False)

@@ -20,8 +20,6 @@ from serve.telemetry.instrument import instrument_deployment
 @instrument_deployment
 class EmbeddingsServer:
     def __init__(self, cfg: EmbeddingModelConfig):
-
-
         from deployments.device import resolve_device
         from deployments.torch_thread import torch_thread
         from deployments.vector_io.embedding_model import EmbeddingModel
@@ -29,7 +27,7 @@ class EmbeddingsServer:
         # all torch work on one thread: OpenMP teams are per calling thread (see the LLM engine)
         self._executor = torch_thread(cfg.num_threads, "embed-torch")
         device = resolve_device(cfg.device, f"embedding model {cfg.model_id}")
-        self.model = self._executor.submit(EmbeddingModel, cfg.source, device).result()
+        self.model = self._executor.submit(EmbeddingModel, cfg.source, device, cfg.dtype).result()
         self.model_id = cfg.model_id
         self.encode_batch.set_max_batch_size(cfg.max_batch_size)
         self.encode_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)

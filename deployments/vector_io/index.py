@@ -1,9 +1,15 @@
-"""In-memory search indexes of one vector store (FAISS for vectors, BM25 for keywords), rebuilt from SQL.
+"""In-memory search indexes of one vector store (FAISS for vectors, BM25 for keywords), kept hot per replica.
 
 SQL holds the truth (chunks with their embeddings). Every VectorIO replica keeps its own index per store and,
 before each use, compares the store's `add_version` / `del_version` with what it loaded: new chunks are appended
-(by increasing `seq`), deletions trigger a rebuild. So any replica sees what any other wrote, and a restart only
-costs a rebuild.
+(by increasing `seq`), deletions trigger a rebuild. So any replica sees what any other wrote.
+
+Vectors: an exact inner-product index always (IndexFlatIP), and for stores of type hnsw / ivf an approximate one
+built in the background once the store holds `train_min_vectors` chunks (ann_builder.py). Until it is ready,
+searches are exact. Once it is, it answers unfiltered searches together with a small exact "tail" of the chunks
+added after it was built; when the tail passes `rebuild_fraction` of the approximate index, a new one is built
+in the background. Filtered searches stay exact (with the allowed ids). A replica that starts on a store loads
+the approximate index's snapshot from the blob store (index_snapshots.py) instead of building it.
 """
 
 from __future__ import annotations
@@ -14,83 +20,84 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from deployments.vector_io.ann_builder import AnnBuilder, AnnBuildJob
+from deployments.vector_io.ann_index import (
+    ANN_KINDS,
+    GpuPlacement,
+    faiss_module,
+    new_exact_index,
+    search_params,
+    use_threads,
+)
 from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, BM25Index
 from deployments.vector_io.tables import chunks
 from serve.storage import Database
 
-
-def _faiss():
-    import faiss
-
-    return faiss
+DEFAULT_REBUILD_FRACTION = 0.2
 
 
 class VectorStoreIndex:
-    def __init__(self, store_id: str, dim: int, cfg: dict[str, Any]):
+    def __init__(self, store_id: str, dim: int, cfg: dict[str, Any], builder: AnnBuilder | None = None):
+        """`builder`: runs this store's approximate-index builds and holds the snapshots (None: exact only)."""
         self.store_id = store_id
         self.dim = dim
         self.cfg = cfg
+        self.builder = builder
+        self.ann_kind = cfg.get("type") if cfg.get("type") in ANN_KINDS else None
         self.lock = threading.Lock()
+        self.generation = 0  # bumped by every reset: a build started before it is dropped
+        self._gpu = GpuPlacement(cfg)
+        self._building = False
+        self._ready = threading.Event()  # set whenever no build is running (tests and benchmarks wait on it)
+        self._ready.set()
         self._reset()
 
     def _reset(self) -> None:
-        self.index = None
-        self.kind = "flat"
+        self.generation += 1
+        self.exact = self._gpu.place(new_exact_index(self.dim), "flat")
+        self.ann: Any = None
+        self.ann_seq = 0  # the approximate index holds the chunks up to this seq; the tail those after
+        self.tail: Any = None
         self.bm25 = BM25Index(self.cfg.get("keyword_language", DEFAULT_LANGUAGE))
         self.chunk_file: dict[int, str] = {}  # chunk seq -> file id
         self.last_seq = 0
         self.versions = (-1, -1)
 
-    # ---- building -------------------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """The index unfiltered searches use now: flat until an approximate one is ready."""
+        return self.ann_kind if self.ann is not None else "flat"
 
-    def _new_index(self, vectors: np.ndarray):
-        """The FAISS index the config asks for; IVF only once there are enough vectors to train it."""
-        faiss = _faiss()
-        kind, cfg = self.cfg.get("type", "flat"), self.cfg
-        if kind == "hnsw":
-            inner = faiss.IndexHNSWFlat(self.dim, cfg.get("m", 32), faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = cfg.get("ef_construction", 200)
-        elif kind == "ivf" and len(vectors) >= cfg.get("train_min_vectors", 10000):
-            nlist = min(cfg.get("nlist", 1024), max(1, len(vectors) // 39))
-            quantizer = faiss.IndexFlatIP(self.dim)
-            inner = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            inner.train(vectors)
-        else:
-            kind, inner = "flat", faiss.IndexFlatIP(self.dim)
-        self.kind = kind
-        index = faiss.IndexIDMap2(inner)
-        on_gpu = str(cfg.get("device", "cpu")).startswith("cuda")
-        if on_gpu and kind != "hnsw" and hasattr(faiss, "StandardGpuResources"):
-            self._gpu_res = getattr(self, "_gpu_res", None) or faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(self._gpu_res, 0, index)  # faiss-gpu: same calls, on the device
-        return index
+    # ---- building -------------------------------------------------------------------------------------------
 
     def _add(self, rows: list[Any]) -> None:
         if not rows:
             return
         vecs = np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows])
         ids = np.array([r.seq for r in rows], dtype=np.int64)
-        if self.index is None or (self.kind == "flat" and self.cfg.get("type") == "ivf"
-                                  and self.index.ntotal + len(rows) >= self.cfg.get("train_min_vectors", 10000)):
-            # (re)start: first rows, or enough vectors to train the IVF index the config asks for
-            if self.index is not None:
-                old = self._all_vectors()
-                vecs_all, ids_all = np.concatenate([old[0], vecs]), np.concatenate([old[1], ids])
-            else:
-                vecs_all, ids_all = vecs, ids
-            self.index = self._new_index(vecs_all)
-            self.index.add_with_ids(vecs_all, ids_all)
-        else:
-            self.index.add_with_ids(vecs, ids)
+        self.exact.add_with_ids(vecs, ids)
+        if self.ann is not None:
+            newer = ids > self.ann_seq
+            self.tail.add_with_ids(vecs[newer], ids[newer])
         self.bm25.add([r.seq for r in rows], [r.text for r in rows])
         for r in rows:
             self.chunk_file[r.seq] = r.file_id
         self.last_seq = max(self.last_seq, int(ids.max()))
 
-    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.array(sorted(self.chunk_file), dtype=np.int64)
-        vecs = np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
-        return vecs.astype(np.float32), ids
+    def _exact_vectors(self, after_seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the exact index's vectors and ids with seq > after_seq (ids are added in increasing order)."""
+        ids = faiss_module().vector_to_array(self.exact.id_map).astype(np.int64)
+        start = int(np.searchsorted(ids, after_seq, side="right"))
+        inner = faiss_module().downcast_index(self.exact.index)
+        vecs = inner.reconstruct_n(start, len(ids) - start) if len(ids) > start else np.zeros((0, self.dim))
+        return np.asarray(vecs, dtype=np.float32), ids[start:]
+
+    def _set_ann(self, ann: Any, ann_seq: int) -> None:
+        self.ann, self.ann_seq = ann, ann_seq
+        self.tail = new_exact_index(self.dim)
+        vecs, ids = self._exact_vectors(ann_seq)
+        if len(ids):
+            self.tail.add_with_ids(vecs, ids)
 
     def sync(self, db: Database, add_version: int, del_version: int) -> None:
         """Bring the index up to the store's versions (blocking; call from a worker thread)."""
@@ -99,14 +106,67 @@ class VectorStoreIndex:
                 return
             if del_version != self.versions[1]:
                 self._reset()
+            snapshot = self._load_snapshot(del_version) if self.last_seq == 0 else None
             q = (sa.select(chunks.c.seq, chunks.c.file_id, chunks.c.text, chunks.c.embedding)
                  .where(chunks.c.vector_store_id == self.store_id, chunks.c.seq > self.last_seq)
                  .order_by(chunks.c.seq))
-            with db.connect() as c:
-                rows = list(c.execute(q))
-            for i in range(0, len(rows), 4096):
-                self._add(rows[i:i + 4096])
+            with db.connect() as c:  # in parts: 100k rows of 384-d embeddings are ~200 MB at once
+                for part in c.execute(q.execution_options(yield_per=4096)).partitions():
+                    self._add(part)
+            if snapshot is not None:
+                self._adopt_snapshot(*snapshot)
             self.versions = (add_version, del_version)
+            self._maybe_build()
+
+    def _load_snapshot(self, del_version: int) -> tuple[Any, Any] | None:
+        if self.builder is None or self.ann_kind is None:
+            return None
+        return self.builder.load(self.store_id, self.ann_kind, self.dim, self.cfg, del_version)
+
+    def _adopt_snapshot(self, meta: Any, ann: Any) -> None:
+        """Use a loaded snapshot if it holds exactly the store's chunks up to its last_seq (a store deleted and
+        created again under the same id would not)."""
+        ids = faiss_module().vector_to_array(self.exact.id_map)
+        if int(np.searchsorted(ids, meta.last_seq, side="right")) == meta.ntotal == ann.ntotal:
+            self._set_ann(self._gpu.place(ann, self.ann_kind), meta.last_seq)
+
+    def _maybe_build(self) -> None:
+        """Start a background build when the store is past the threshold and has no approximate index, or its
+        tail outgrew `rebuild_fraction` of it. Called with the lock held."""
+        if self.builder is None or self.ann_kind is None or self._building:
+            return
+        if self.exact.ntotal < int(self.cfg.get("train_min_vectors", 10000)):
+            return
+        fraction = float(self.cfg.get("rebuild_fraction", DEFAULT_REBUILD_FRACTION))
+        if self.ann is not None and self.tail.ntotal <= fraction * self.ann.ntotal:
+            return
+        vecs, ids = self._exact_vectors(0)
+        self._building = True
+        self._ready.clear()
+        generation = self.generation
+        job = AnnBuildJob(self.store_id, self.ann_kind, self.dim, self.cfg, vecs, ids, self.versions[1])
+        self.builder.submit(job, lambda ann, seq: self._install(generation, ann, seq), self._build_done)
+
+    def _install(self, generation: int, ann: Any, ann_seq: int) -> bool:
+        with self.lock:
+            if generation != self.generation:
+                return False  # chunks were deleted meanwhile: the next sync builds again
+            self._set_ann(self._gpu.place(ann, self.ann_kind), ann_seq)
+            return True
+
+    def _build_done(self, retry: bool) -> None:
+        """A build ended: `retry` (it did not fail) checks at once whether another is due (chunks were deleted or
+        the tail outgrew the new index while it was built)."""
+        with self.lock:
+            self._building = False
+            if retry:
+                self._maybe_build()
+            if not self._building:
+                self._ready.set()
+
+    def wait_for_build(self, timeout: float | None = None) -> bool:
+        """Block until no background build is running (True) or `timeout` passes (False)."""
+        return self._ready.wait(timeout)
 
     # ---- searching --------------------------------------------------------------------------------------------
 
@@ -121,27 +181,28 @@ class VectorStoreIndex:
     def vector_search(self, queries: np.ndarray, k: int, files: set[str] | None,
                       seqs: set[int] | None = None) -> list[tuple[int, float]]:
         """Best chunks for any of the query vectors: [(seq, cosine score)], best first."""
-        faiss = _faiss()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        use_threads(int(self.cfg.get("search_threads", 1)))
         with self.lock:
-            if self.index is None or self.index.ntotal == 0:
+            if self.exact.ntotal == 0:
                 return []
-            allowed_set = self._allowed(files, seqs)
-            allowed = None if allowed_set is None else np.array(sorted(allowed_set), dtype=np.int64)
-            if allowed is not None and len(allowed) == 0:
+            allowed = self._allowed(files, seqs)
+            if allowed is not None and not allowed:
                 return []
-            params = None
-            if self.kind == "ivf":
-                params = faiss.SearchParametersIVF(nprobe=self.cfg.get("nprobe", 16))
-            elif self.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(efSearch=max(self.cfg.get("ef_search", 128), k))
-            if allowed is not None:
-                params = params or faiss.SearchParameters()
-                params.sel = faiss.IDSelectorBatch(allowed)
-            kk = min(k, self.index.ntotal)
-            scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), kk, params=params)
+            if allowed is None and self.ann is not None:
+                found = [self.ann.search(queries, min(k, self.ann.ntotal),
+                                         params=search_params(self.ann_kind, self.cfg, k))]
+                if self.tail.ntotal:
+                    found.append(self.tail.search(queries, min(k, self.tail.ntotal)))
+            else:
+                params = None
+                if allowed is not None:
+                    params = faiss_module().SearchParameters()
+                    params.sel = faiss_module().IDSelectorBatch(np.array(sorted(allowed), dtype=np.int64))
+                found = [self.exact.search(queries, min(k, self.exact.ntotal), params=params)]
         best: dict[int, float] = {}
-        for row_ids, row_scores in zip(ids, scores, strict=True):
-            for i, s in zip(row_ids.tolist(), row_scores.tolist(), strict=True):
+        for scores, ids in found:
+            for i, s in zip(ids.ravel().tolist(), scores.ravel().tolist(), strict=True):
                 if i >= 0 and s > best.get(i, -np.inf):
                     best[i] = s
         return sorted(best.items(), key=lambda kv: -kv[1])[:k]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from deployments.vector_io.ann_builder import AnnBuilder
 from deployments.vector_io.bm25 import DEFAULT_LANGUAGE, check_language
 from deployments.vector_io.chunking import chunk_text, resolve_chunking
 from deployments.vector_io.extract import UnsupportedFileError, extract_text
@@ -44,7 +45,6 @@ from serve.telemetry.tracing import traced
 logger = logging.getLogger("stackserve.vector_io")
 
 Embed = Callable[[str, list[str]], Awaitable[np.ndarray]]
-EMBED_BATCH = 32
 TOUCH_EVERY_S = 60.0  # searches write a store's last_active_at at most this often per replica
 
 
@@ -67,10 +67,16 @@ def _no_store(store_id: str) -> NotFoundError:
 
 class VectorStoreService:
     def __init__(self, db: Database, files: FileService, embed: Embed, models: dict[str, EmbeddingModelInfo],
-                 default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 4,
+                 default_model: str, index_config: dict[str, Any], max_concurrent_ingests: int = 8,
                  runner: str | None = None, lease_s: float = 30.0, attach_wait_s: float = 0.0,
-                 touch_every_s: float = TOUCH_EVERY_S):
+                 touch_every_s: float = TOUCH_EVERY_S, embed_queries: Embed | None = None,
+                 builder: AnnBuilder | None = None):
+        """`embed` embeds chunks (the deployment batches them across files), `embed_queries` search queries (batched
+        across concurrent searches; default `embed`); `builder` builds approximate indexes in the background and
+        keeps their snapshots (None: stores are searched exactly)."""
         self.db = db
+        self.embed_queries = embed_queries or embed
+        self.builder = builder
         self.touch_every_s = touch_every_s
         self.attach_wait_s = attach_wait_s
         self.runner = runner or f"vector-io-{uuid.uuid4().hex[:12]}"
@@ -124,14 +130,16 @@ class VectorStoreService:
                 "created_at": row.created_at, "vector_store_id": row.vector_store_id, "status": row.status,
                 "last_error": row.last_error, "chunking_strategy": row.chunking, "attributes": row.attributes or {}}
 
-    def _bump(self, conn, store_id: str, column: str) -> bool:
-        """Increment a version counter (False if the store is gone). Writers of a store's files and chunks call
-        this first in their transaction: the row lock it takes serialises them per store on PostgreSQL as on
-        sqlite, so chunk `seq`s commit in increasing order (index sync reads `seq > last_seq` and would skip a
-        chunk committed after a higher one) and concurrent attaches of one file replace each other cleanly."""
-        return conn.execute(vector_stores.update().where(vector_stores.c.id == store_id)
-                            .values({column: getattr(vector_stores.c, column) + 1, "last_active_at": _now()})
-                            ).rowcount > 0
+    def _bump(self, conn, store_id: str, column: str | None) -> bool:
+        """Increment a version counter (None: none, only take the lock; False if the store is gone). Writers of a
+        store's files and chunks call this first in their transaction: the row lock it takes serialises them per
+        store on PostgreSQL as on sqlite, so chunk `seq`s commit in increasing order (index sync reads
+        `seq > last_seq` and would skip a chunk committed after a higher one) and concurrent attaches of one file
+        replace each other cleanly."""
+        values: dict[str, Any] = {"last_active_at": _now()}
+        if column is not None:
+            values[column] = getattr(vector_stores.c, column) + 1
+        return conn.execute(vector_stores.update().where(vector_stores.c.id == store_id).values(values)).rowcount > 0
 
     # ---- stores -----------------------------------------------------------------------------------------------
 
@@ -213,6 +221,8 @@ class VectorStoreService:
 
         await asyncio.to_thread(run)
         self.indexes.pop(store_id, None)
+        if self.builder is not None:
+            await asyncio.to_thread(self.builder.drop, store_id)
         return {"id": store_id, "object": "vector_store.deleted", "deleted": True}
 
     # ---- files in stores ------------------------------------------------------------------------------------
@@ -239,12 +249,15 @@ class VectorStoreService:
 
         def insert() -> int:
             with self.db.begin() as c:
-                if not self._bump(c, store_id, "del_version"):  # re-attaching replaces the file's old chunks
+                if not self._bump(c, store_id, None):  # the store's row lock (see _bump)
                     raise _no_store(store_id)
                 c.execute(vector_store_files.delete().where(vector_store_files.c.vector_store_id == store_id,
                                                             vector_store_files.c.file_id == req.file_id))
-                c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
-                                                chunks.c.file_id == req.file_id))
+                if c.execute(chunks.delete().where(chunks.c.vector_store_id == store_id,
+                                                   chunks.c.file_id == req.file_id)).rowcount:
+                    # re-attaching replaced the file's old chunks: indexes rebuild. A first attach deletes
+                    # nothing and leaves them (and their approximate index) as they are.
+                    self._bump(c, store_id, "del_version")
                 return c.execute(vector_store_files.insert().values(
                     vector_store_id=store_id, file_id=req.file_id, created_at=_now(), status="in_progress",
                     last_error=None, attributes=req.attributes or {}, chunking=chunking, usage_bytes=0,
@@ -332,9 +345,7 @@ class VectorStoreService:
             await asyncio.to_thread(self._finish_file, store_id, file_id, error, attachment)
 
     async def _embed_all(self, model_id: str, texts: list[str]) -> np.ndarray:
-        parts = await asyncio.gather(*[self.embed(model_id, texts[i:i + EMBED_BATCH])
-                                       for i in range(0, len(texts), EMBED_BATCH)])
-        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+        return np.asarray(await self.embed(model_id, texts), dtype=np.float32)
 
     def _insert_chunks(self, store_id: str, file_id: str, texts: list[str], vectors: np.ndarray,
                        metas: list[dict], attachment: int | None = None, chunk_ids: list[str | None] | None = None,
@@ -495,7 +506,8 @@ class VectorStoreService:
     async def _index(self, store: Any) -> VectorStoreIndex:
         index = self.indexes.get(store.id)
         if index is None or index.dim != store.embedding_dimension:
-            index = self.indexes[store.id] = VectorStoreIndex(store.id, store.embedding_dimension, store.index_config)
+            index = self.indexes[store.id] = VectorStoreIndex(store.id, store.embedding_dimension, store.index_config,
+                                                              self.builder)
         await asyncio.to_thread(index.sync, self.db, store.add_version, store.del_version)
         return index
 
@@ -533,7 +545,7 @@ class VectorStoreService:
         deep = k * 3 if mode == "hybrid" else k
         vector, keyword = [], []
         if mode in ("vector", "hybrid"):
-            qv = await self.embed(store.embedding_model, queries)
+            qv = await self.embed_queries(store.embedding_model, queries)
             vector = await asyncio.to_thread(index.vector_search, np.asarray(qv), deep, files, seqs)
         if mode in ("keyword", "hybrid"):
             keyword = await asyncio.to_thread(index.keyword_search, " ".join(queries), deep, files, seqs)
