@@ -260,3 +260,32 @@ def test_ingestion_batches_chunks_across_files(tmp_path):
     assert n_chunks == 12 * per_file and per_file > 1
     assert sum(calls) == n_chunks and max(calls) <= 64
     assert len(calls) < 12 and max(calls) > per_file  # fewer calls than files: files shared them
+
+
+def test_a_batch_call_runs_in_its_first_callers_context():
+    """Each call runs in the context of the first request it serves (its trace), not the context of whichever
+    request started the batcher."""
+    import asyncio
+    import contextvars
+
+    from deployments.vector_io.batcher import AsyncBatcher
+
+    who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="none")
+    seen: list[str] = []
+
+    async def run(items):
+        seen.append(who.get())
+        return items
+
+    async def scenario():
+        batcher = AsyncBatcher(run)
+
+        async def caller(name: str):
+            who.set(name)
+            return await batcher.submit([name])
+
+        assert await caller("first") == ["first"]
+        assert await caller("second") == ["second"]
+
+    asyncio.run(scenario())
+    assert seen == ["first", "second"]

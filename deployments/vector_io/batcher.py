@@ -10,6 +10,7 @@ batches grow with the load. `wait_timeout_s` > 0 also holds a batch open that lo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -24,6 +25,9 @@ R = TypeVar("R")
 class _Pending(Generic[T, R]):
     items: list[T]
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # the caller's context (its trace span among others): a batch's call runs in its first caller's, so the call
+    # shows in that request's trace
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class AsyncBatcher(Generic[T, R]):
@@ -65,7 +69,7 @@ class AsyncBatcher(Generic[T, R]):
             if not batch:
                 self._slots.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._call(batch))
+            task = asyncio.get_running_loop().create_task(self._call(batch), context=batch[0].context)
             self._calls.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._calls.discard)
 
