@@ -57,12 +57,11 @@ def install() -> bool:
     except ImportError:
         logger.warning("Ray Serve has no direct-ingress receive proxy here: request bodies are not bounded")
         return False
-    if getattr(replica, "ASGIDIReceiveProxy", None) is not ASGIDIReceiveProxy and not getattr(
-            replica.ASGIDIReceiveProxy, "_stackserve_bounded", False):
-        logger.warning("Ray Serve's replica does not use ASGIDIReceiveProxy: request bodies are not bounded")
-        return False
-    if not hasattr(ASGIDIReceiveProxy, "_fetch_until_disconnect"):
-        logger.warning("Ray Serve's ASGIDIReceiveProxy changed: request bodies are not bounded")
+    current = getattr(replica, "ASGIDIReceiveProxy", None)
+    if getattr(current, "_stackserve_bounded", False):  # a second Ingress replica start in this process
+        return True
+    if current is not ASGIDIReceiveProxy or not hasattr(ASGIDIReceiveProxy, "_fetch_until_disconnect"):
+        logger.warning("Ray Serve's direct-ingress receive proxy changed: request bodies are not bounded")
         return False
     bounded = _bounded_proxy_class()
     bounded._stackserve_bounded = True

@@ -32,13 +32,17 @@ def _client(n_chunks: int, read: list[int]):
     return receive
 
 
+def _reading(app_loop, n_chunks: int, read: list[int]):
+    """A bounded proxy over a client of `n_chunks` body messages, its reader started (call in Serve's loop)."""
+    proxy = bounded_receive._bounded_proxy_class()({"type": "http"}, _client(n_chunks, read), app_loop)
+    return proxy, proxy.fetch_until_disconnect_task()
+
+
 def test_the_reader_waits_for_the_app(app_loop):
-    proxy_cls = bounded_receive._bounded_proxy_class()
     read = [0]
 
     async def scenario():
-        proxy = proxy_cls({"type": "http"}, _client(200, read), app_loop)
-        task = proxy.fetch_until_disconnect_task()
+        proxy, task = _reading(app_loop, 200, read)
         await asyncio.sleep(0.5)  # the app has not read anything yet
         held = read[0]
         got = [await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(proxy(), app_loop)) for _ in range(200)]
@@ -53,12 +57,10 @@ def test_the_reader_waits_for_the_app(app_loop):
 
 
 def test_a_cancelled_request_stops_the_reader(app_loop):
-    proxy_cls = bounded_receive._bounded_proxy_class()
     read = [0]
 
     async def scenario():
-        proxy = proxy_cls({"type": "http"}, _client(100, read), app_loop)
-        task = proxy.fetch_until_disconnect_task()
+        _, task = _reading(app_loop, 100, read)
         await asyncio.sleep(0.3)
         task.cancel()  # Serve cancels the reader when the request ends
         with pytest.raises(asyncio.CancelledError):
