@@ -134,8 +134,8 @@ def measured(fn, *args) -> dict:
     return {**result, "machine": sampler.record()}
 
 
-def rates(tokens: int, wall: float, samples: list[tuple[float, int, int]], total: int) -> dict:
-    steady = steady_rate(samples, total)
+def rates(tokens: int, wall: float, samples: list[tuple[float, int, int]], total: int, in_flight: int = 1) -> dict:
+    steady = steady_rate(samples, total, in_flight)
     return {"output_tokens": tokens, "wall_s": round(wall, 2), "output_tokens_per_s": round(tokens / wall, 2),
             "steady_output_tokens_per_s": round(steady, 2) if steady is not None else None}
 
@@ -157,7 +157,7 @@ def run_online(base: str, items: list, concurrency: int) -> dict:
         tokens += r.output_tokens or 0
         samples.append((r.end, i, tokens))
     return {"concurrency": concurrency, "requests": len(out.results), "failed": len(out.results) - len(ok),
-            **rates(tokens, wall, samples, len(items))}
+            **rates(tokens, wall, samples, len(items), concurrency)}
 
 
 def run_batch_api(base: str, lines: list[dict]) -> dict:

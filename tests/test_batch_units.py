@@ -153,3 +153,15 @@ def test_steady_rate_ignores_start_up_and_tail():
     samples = [(0.0, 0, 0), (30.0, 1, 5)] + [(30.0 + k, 1 + k, 5 + 5 * k) for k in range(1, 9)] + [(60.0, 10, 50)]
     assert steady_rate(samples, 10) == pytest.approx(5.0)
     assert steady_rate(samples[:3], 10) is None
+    assert steady_rate(samples, 10, in_flight=4) == pytest.approx(5.0)
+    assert steady_rate(samples, 10, in_flight=5) is None  # 8 requests in the window, 5 could run side by side
+
+
+def test_steady_rate_is_none_when_results_arrive_together():
+    from deployments.batches.offline import Progress
+
+    # 8 requests all in flight for 11 s, their results in two blocks 0.1 s apart: no steady state to measure
+    p = Progress(8, peak_in_flight=8)
+    p.samples = [(0.0, 0, 0), (10.9, 4, 496), (11.0, 8, 992)]
+    p.completed, p.output_tokens = 8, 992
+    assert p.summary()["steady_output_tokens_per_s"] is None

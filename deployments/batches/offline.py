@@ -21,12 +21,20 @@ from deployments.batches.udf import EngineRequestsUDF
 from serve.config import EmbeddingModelConfig, ModelConfig
 
 
-def steady_rate(samples: list[tuple[float, int, int]], total: int) -> float | None:
+def steady_rate(samples: list[tuple[float, int, int]], total: int, in_flight: int = 1) -> float | None:
     """Output tokens/s between 10% and 90% of the requests done, from (seconds, requests done, output tokens)
-    samples: the engine's rate once the job is flowing, without its start-up or its tail."""
+    samples: the engine's rate once the job is flowing, without its start-up or its tail.
+
+    None when the job had no steady state to measure, and the end-to-end rate is the figure: fewer than 5 separate
+    result blocks in that window, or fewer requests done in it than twice the most in flight at once (`in_flight`).
+    Those requests may all have run side by side since the start, so dividing their tokens by the moments between
+    their blocks would count a whole run's work in a fraction of its time."""
     lo = next((s for s in samples if s[1] >= 0.1 * total), None)
     hi = next((s for s in samples if s[1] >= 0.9 * total), None)
     if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    blocks = {s[0] for s in samples if lo[0] <= s[0] <= hi[0]}
+    if len(blocks) < 5 or hi[1] - lo[1] < 2 * in_flight:
         return None
     return (hi[2] - lo[2]) / (hi[0] - lo[0])
 
@@ -52,7 +60,7 @@ class Progress:
 
     def summary(self) -> dict[str, Any]:
         wall = self.elapsed_s
-        steady = steady_rate(self.samples, self.total)
+        steady = steady_rate(self.samples, self.total, self.peak_in_flight)
         first = self.samples[1][0] if len(self.samples) > 1 else None
         return {"requests": self.total, "completed": self.completed, "failed": self.failed,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
