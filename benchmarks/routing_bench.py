@@ -1,11 +1,12 @@
-"""Cache-aware routing vs Ray Serve's default router: two replicas of SmolLM2, the multi-turn chat workload.
+"""Cache-aware routing vs Ray Serve's default router and Ray Serve LLM's: two replicas of SmolLM2, multi-turn chat.
 
-One Ray; the same graph (ingress + one LLM deployment of 2 replicas) deployed with `routing.policy` prefix_aware,
-then with power_of_two (one application at a time: four SmolLM2 replicas at once did not fit this box's memory).
-Repetition k runs the same workload (the same prompts: seed k) against each. The prompts carry no
-session key: prefix_aware must find each user's replica from the prompt alone (a `prompt_cache_key` would pin it).
-Reports output tokens/s, TTFT p50 and the share of prompt tokens the engines found cached, per rep and as medians
-with the prefix_aware / power_of_two ratio.
+One Ray; the same graph (ingress + one LLM deployment of 2 replicas) deployed with each `routing.policy` in turn:
+prefix_aware (ours), power_of_two (Serve's default) and ray_prefix_cache (Ray Serve LLM's PrefixCacheAffinityRouter),
+one application at a time (four SmolLM2 replicas at once did not fit this box's memory). Repetition k runs the same
+workload (the same prompts: seed k) against each. The prompts carry no session key: the prefix routers must find
+each user's replica from the prompt alone (a `prompt_cache_key` would pin it). Reports output tokens/s, TTFT p50
+and the share of prompt tokens the engines found cached, per rep and as medians with each policy's ratio to
+power_of_two.
 
     python benchmarks/routing_bench.py --reps 3 --output benchmarks/results/routing-<date>.md
 """
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
-POLICIES = ("prefix_aware", "power_of_two")
+POLICIES = ("prefix_aware", "power_of_two", "ray_prefix_cache")
 MODEL_CACHE = Path(os.environ.get("STACKSERVE_MODEL_CACHE", "~/.cache/stackserve/models")).expanduser()
 
 
@@ -45,7 +46,8 @@ def stack_config(policy: str, a: argparse.Namespace):
         "ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.05}},
         "models": [{
             "model_id": SMOLLM2, "source": SMOLLM2, "routing": {"policy": policy},
-            "engine": {"max_num_seqs": a.users, "max_model_len": 1024, "kv_cache_tokens": a.kv_cache_tokens},
+            "engine": {"max_num_seqs": a.users, "max_model_len": a.max_model_len,
+                       "kv_cache_tokens": a.kv_cache_tokens},
             "deployment": {"num_replicas": 2, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 0.05}},
         }],
     })
@@ -101,22 +103,23 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
     def med(policy: str, key: str) -> float:
         return statistics.median(r[key] for r in rows if r["policy"] == policy)
 
-    pa, p2 = ({k: med(p, k) for k in ("output_tps", "ttft_p50", "cached_share")} for p in POLICIES)
+    medians = {p: {k: med(p, k) for k in ("output_tps", "ttft_p50", "cached_share")} for p in a.policies}
+    base = medians.get("power_of_two")
     lines = [
-        "# Cache-aware routing: prefix_aware vs power_of_two (two LLM replicas, multi-turn chat)", "",
+        f"# Cache-aware routing: {', '.join(a.policies)} (two LLM replicas, multi-turn chat)", "",
         f"- date: {started}; wall time {wall_s / 60:.1f} min",
         f"- commit: {sw['git']['commit']} (dirty: {sw['git']['dirty']})",
         f"- hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores, {hw['memory_gib']} GiB; load average "
-        f"after the run {load_average()} (a shared box: other jobs ran at the same time)",
+        f"after the run {load_average()}",
         f"- software: python {sw['python']}, ray {sw['packages'].get('ray')}, torch {sw['packages'].get('torch')}",
         f"- graph: ingress + SmolLM2-135M-Instruct (meta-reference, fp32, CPU) on 2 replicas, max_num_seqs "
-        f"{a.users}, prefix caching on; deployed with one policy, then the other (not both at once: memory)",
+        f"{a.users}, prefix caching on, KV cache {a.kv_cache_tokens} tokens per replica; deployed with one policy at "
+        "a time (memory)",
         f"- workload: `multiturn:{a.first}:{a.turn}:{a.out}:{a.users}`: {a.users} users x {a.turns} turns, closed "
         f"loop at concurrency {a.users}; a {a.first}-token first prompt, each turn adds the previous answer "
         f"({a.out} tokens) and a {a.turn}-token question; {a.out} output tokens (ignore_eos), greedy; no session "
-        "key (prefix_aware routes on the prompt alone); 1 warm-up request per run",
-        f"- command: `python benchmarks/routing_bench.py --reps {a.reps} --users {a.users} --turns {a.turns} "
-        f"--first {a.first} --turn {a.turn} --out {a.out}`",
+        "key (the prefix routers route on the prompt alone); 1 warm-up request per run",
+        f"- command: `python benchmarks/routing_bench.py {' '.join(sys.argv[1:])}`",
         "",
         "| rep | policy | output tok/s | TTFT p50 (ms) | cached prompt tokens | failed |",
         "|---|---|---|---|---|---|",
@@ -124,18 +127,14 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
     for r in rows:
         lines.append(f"| {r['seed']} | {r['policy']} | {r['output_tps']:.1f} | {r['ttft_p50']:.0f} | "
                      f"{r['cached_share']:.0%} | {r['failed']} |")
-    lines += [
-        "",
-        "| median over reps | output tok/s | TTFT p50 (ms) | cached prompt tokens |",
-        "|---|---|---|---|",
-        f"| prefix_aware | {pa['output_tps']:.1f} | {pa['ttft_p50']:.0f} | {pa['cached_share']:.0%} |",
-        f"| power_of_two | {p2['output_tps']:.1f} | {p2['ttft_p50']:.0f} | {p2['cached_share']:.0%} |",
-        f"| ratio | {pa['output_tps'] / p2['output_tps']:.2f}x | {p2['ttft_p50'] / pa['ttft_p50']:.2f}x lower | |",
-        "",
-        "Issue 18's target: >= 1.3x output throughput or >= 2x lower TTFT p50 at the same load. Ray Serve LLM's "
-        "PrefixCacheAffinityRouter is not in this table: it reads `messages` as a list of dicts and our LLM "
-        "deployment's calls carry a typed ChatCompletionRequest (its text extraction finds no text).",
-    ]
+    lines += ["", "| median over reps | output tok/s | TTFT p50 (ms) | cached prompt tokens | tok/s vs power_of_two "
+              "| TTFT p50 vs power_of_two |", "|---|---|---|---|---|---|"]
+    for p, m in medians.items():
+        vs = (f"{m['output_tps'] / base['output_tps']:.2f}x | {base['ttft_p50'] / m['ttft_p50']:.2f}x lower"
+              if base else "- | -")
+        lines.append(f"| {p} | {m['output_tps']:.1f} | {m['ttft_p50']:.0f} | {m['cached_share']:.0%} | {vs} |")
+    lines += ["", "Issue 18's target: prefix_aware >= 1.3x power_of_two's output throughput or >= 2x lower TTFT p50 "
+              "at the same load."]
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=512, help="tokens of each user's first prompt")
     p.add_argument("--turn", type=int, default=32, help="tokens of each later question")
     p.add_argument("--out", type=int, default=16, help="output tokens per request (and per stand-in answer)")
-    p.add_argument("--kv-cache-tokens", type=int, default=6144)
+    p.add_argument("--kv-cache-tokens", type=int, default=6144, help="per replica")
+    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--policies", type=lambda v: tuple(v.split(",")), default=POLICIES,
+                   help=f"comma-separated, run in this order (default {','.join(POLICIES)})")
     p.add_argument("--max-run-s", type=float, default=300.0, help="hard bound on one run")
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--output", type=Path, default=None, help="markdown file to write")
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.time()
     base = start()
-    rows = [row for policy in POLICIES for row in runs_of(base, policy, a)]
+    rows = [row for policy in a.policies for row in runs_of(base, policy, a)]
     text = report(rows, a, started, time.time() - t0)
     print(text)
     if a.output:

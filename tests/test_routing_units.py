@@ -183,3 +183,23 @@ def test_router_options_pass_serve_validation():
 
     opts = _llm_options({"num_replicas": 2})["request_router_config"]
     assert RequestRouterConfig(**opts).request_router_kwargs["policy"] == "prefix_aware"
+
+
+def test_ray_prefix_cache_policy_is_rays_router_reading_our_typed_requests():
+    from ray.serve._private.common import RequestMetadata
+    from ray.serve.request_router import PendingRequest
+
+    from deployments.inference.ray_prefix_router import RayPrefixCacheRouter
+
+    opts = _llm_options({"num_replicas": 2}, {"policy": "ray_prefix_cache", "max_imbalance": 3})
+    assert opts["request_router_config"] == {
+        "request_router_class": "deployments.inference.ray_prefix_router:RayPrefixCacheRouter",
+        "request_router_kwargs": {"imbalanced_threshold": 3}}
+
+    def text(*args):
+        pr = PendingRequest(args=list(args), kwargs={}, metadata=RequestMetadata(request_id="r", internal_request_id="i"))
+        return RayPrefixCacheRouter._extract_text_from_request(None, pr)
+
+    assert SYSTEM in text(chat("Hi")) and "Hi" in text(chat("Hi"))  # Ray's own reader finds "" in typed messages
+    assert text(CompletionRequest(model="m", prompt="Once upon")) == "Once upon"
+    assert text() is None  # stats, health: Ray routes those on load

@@ -2,7 +2,8 @@
 
 `prefix_aware` sends a request to the replica whose prefix cache most likely holds the start of its prompt, and a
 session (prompt_cache_key, x-session-id, a Responses chain or conversation, a Llama Stack agent session) to one
-replica; `session` only does the latter; `power_of_two` is Ray Serve's default router. Without a policy, a
+replica; `session` only does the latter; `power_of_two` is Ray Serve's default router; `ray_prefix_cache` is Ray
+Serve LLM's `PrefixCacheAffinityRouter` (no sessions; deployments/inference/ray_prefix_router.py). Without a policy, a
 deployment that can run more than one replica is `prefix_aware` and one that cannot uses Serve's default (there is
 no choice to make). Either affinity yields to load once its replica holds `max_imbalance` more requests than the
 least loaded one (by default a quarter of the engine's batch, `max_num_seqs`: a replica that busy computes its
@@ -18,7 +19,8 @@ from pydantic import Field
 from serve.config.base import _Strict
 
 ROUTER_CLASS = "deployments.inference.router:AffinityRouter"
-Policy = Literal["prefix_aware", "session", "power_of_two"]
+RAY_PREFIX_ROUTER_CLASS = "deployments.inference.ray_prefix_router:RayPrefixCacheRouter"
+Policy = Literal["prefix_aware", "session", "power_of_two", "ray_prefix_cache"]
 
 
 class RoutingConfig(_Strict):
@@ -39,5 +41,8 @@ class RoutingConfig(_Strict):
         if policy == "power_of_two":
             return {}
         imbalance = self.max_imbalance if self.max_imbalance is not None else max(2, max_num_seqs // 4)
+        if policy == "ray_prefix_cache":  # Ray's router, with the same load fallback as ours
+            return {"request_router_config": {"request_router_class": RAY_PREFIX_ROUTER_CLASS,
+                                              "request_router_kwargs": {"imbalanced_threshold": imbalance}}}
         kwargs = {**self.model_dump(exclude={"policy"}), "policy": policy, "max_imbalance": imbalance}
         return {"request_router_config": {"request_router_class": ROUTER_CLASS, "request_router_kwargs": kwargs}}
