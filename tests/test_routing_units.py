@@ -197,7 +197,8 @@ def test_ray_prefix_cache_policy_is_rays_router_reading_our_typed_requests():
         "request_router_kwargs": {"imbalanced_threshold": 3}}
 
     def text(*args):
-        pr = PendingRequest(args=list(args), kwargs={}, metadata=RequestMetadata(request_id="r", internal_request_id="i"))
+        meta = RequestMetadata(request_id="r", internal_request_id="i")
+        pr = PendingRequest(args=list(args), kwargs={}, metadata=meta)
         return RayPrefixCacheRouter._extract_text_from_request(None, pr)
 
     assert SYSTEM in text(chat("Hi")) and "Hi" in text(chat("Hi"))  # Ray's own reader finds "" in typed messages
