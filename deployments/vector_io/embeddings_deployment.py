@@ -1,4 +1,9 @@
-"""The Embeddings deployment: one sentence-transformers model, dynamic batching across concurrent requests."""
+"""The Embeddings deployment: one sentence-transformers model, dynamic batching across concurrent requests.
+
+Batching is AsyncBatcher's (batcher.py): a request goes to the model at once when it is free, and the requests that
+arrive while it computes share the next call (up to `max_batch_size` texts, or after `batch_wait_timeout_s` when set).
+A lone request waits for nothing; Serve's @serve.batch held each one `batch_wait_timeout_s` for company.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.vector_io.batcher import AsyncBatcher
 from serve.config import EmbeddingModelConfig
 from serve.errors import InvalidRequestError
 from serve.protocol.vector_io import EmbeddingRequest
@@ -28,10 +34,10 @@ class EmbeddingsServer:
         self._executor = torch_thread(cfg.num_threads, "embed-torch")
         device = resolve_device(cfg.device, f"embedding model {cfg.model_id}")
         self.model = self._executor.submit(EmbeddingModel, cfg.source, device, cfg.dtype).result()
+        self._executor.submit(self.model.warm_up).result()
         self.model_id = cfg.model_id
-        self.encode_batch.set_max_batch_size(cfg.max_batch_size)
-        self.encode_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
-        self.batches_seen: list[int] = []
+        self.batcher: AsyncBatcher[str, tuple[np.ndarray, int]] = AsyncBatcher(
+            self._encode_batch, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
     async def model_info(self) -> dict[str, Any]:
         return {"embedding_dimension": self.model.dimension, "context_length": self.model.max_seq_length}
@@ -43,21 +49,18 @@ class EmbeddingsServer:
         return await run_checks()
 
     async def stats(self) -> dict[str, Any]:
-        sizes = self.batches_seen[-1000:]
-        return {"batches": len(self.batches_seen), "max_batch_texts": max(sizes, default=0)}
+        """Texts per model call, over the latest 1000 calls."""
+        return {"batches": len(self.batcher.batch_sizes), "max_batch_texts": max(self.batcher.batch_sizes, default=0)}
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def encode_batch(self, requests: list[list[str]]) -> list[tuple[np.ndarray, list[int]]]:
-        """Concurrent requests' texts go through the model in one forward pass, then are split back."""
-        texts = [t for r in requests for t in r]
-        self.batches_seen.append(len(texts))
+    async def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Vectors and token counts of `texts`; concurrent callers' texts share model calls."""
+        out = await self.batcher.submit(texts)
+        return np.stack([v for v, _ in out]), [n for _, n in out]
+
+    async def _encode_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
         loop = asyncio.get_running_loop()
         vecs, counts = await loop.run_in_executor(self._executor, self._encode, texts)
-        out, i = [], 0
-        for r in requests:
-            out.append((vecs[i:i + len(r)], counts[i:i + len(r)]))
-            i += len(r)
-        return out
+        return list(zip(vecs, counts, strict=True))
 
     def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         return self.model.encode(texts), self.model.count_tokens(texts)

@@ -56,7 +56,8 @@ class EmbeddingModelConfig(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     num_threads: int | None = Field(default=None, ge=1)
     max_batch_size: int = Field(default=64, ge=1, le=1024)
-    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=1)
+    # 0: a call goes as soon as the model is free; requests arriving meanwhile share the next one (batcher.py)
+    batch_wait_timeout_s: float = Field(default=0.0, ge=0, le=1)
     deployment: DeploymentOptions = default_deployment(num_cpus=0.5)
 
     @property
