@@ -294,7 +294,7 @@ def test_a_batch_call_runs_in_its_first_callers_context():
 # ---- the embedding model's input shapes ------------------------------------------------------------------------
 
 def test_embedding_inputs_come_in_bucketed_shapes_and_give_sentence_transformers_vectors():
-    from deployments.vector_io.embedding_model import MAX_PIECE, SEQ_BUCKET, EmbeddingModel, pieces
+    from deployments.vector_io.embedding_model import MAX_PIECE, EmbeddingModel, padded_length, pieces
 
     assert pieces(13) == [8, 4, 1] and pieces(MAX_PIECE * 2 + 3) == [MAX_PIECE, MAX_PIECE, 2, 1] and pieces(0) == []
     model = EmbeddingModel("all-MiniLM-L6-v2")
@@ -304,6 +304,7 @@ def test_embedding_inputs_come_in_bucketed_shapes_and_give_sentence_transformers
     model.model.forward = lambda feats: shapes.append(tuple(feats["input_ids"].shape)) or forward(feats)
     vecs = model.encode(texts)
     assert [b for b, _ in shapes] == [4, 2, 1]  # longest first, power-of-two pieces
-    assert all(s % SEQ_BUCKET == 0 and s <= model.max_seq_length for _, s in shapes)
+    assert [padded_length(n) for n in (1, 8, 9, 32, 33, 250)] == [8, 8, 16, 32, 64, 256]
+    assert all(s == padded_length(s) and s <= model.max_seq_length for _, s in shapes)
     expected = model.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(vecs, expected, atol=1e-5)  # padding is masked: the same vectors, in input order

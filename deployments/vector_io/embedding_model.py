@@ -29,12 +29,18 @@ def resolve_embedding_source(source: str) -> Path:
                               f"({', '.join(sorted(BUILTIN_EMBEDDINGS))})")
 
 
-# Input shapes are bucketed: sequence lengths padded up to a multiple of SEQ_BUCKET (the attention mask hides the
-# padding, so vectors are unchanged) and a batch split into power-of-two pieces of at most MAX_PIECE texts. On the
-# CPU, bfloat16 runs through oneDNN, which builds kernels for each new input shape: ~0.5 s each on a 2-core box, so
-# unbucketed queries of every length and batch size ran at 29 texts/s until their shapes had been seen, 256 after.
-SEQ_BUCKET = 32
+# Input shapes are bucketed: sequence lengths padded up to a multiple of SHORT_BUCKET up to LONG_BUCKET tokens (short
+# queries), of LONG_BUCKET beyond (the attention mask hides the padding, so vectors are unchanged), and a batch split
+# into power-of-two pieces of at most MAX_PIECE texts. On the CPU, bfloat16 runs through oneDNN, which builds kernels
+# for each new input shape: ~0.5 s each on a 2-core box, so unbucketed queries of every length and batch size ran at
+# 29 texts/s until their shapes had been seen, 256 after.
+SHORT_BUCKET, LONG_BUCKET = 8, 32
 MAX_PIECE = 64
+
+
+def padded_length(n: int) -> int:
+    step = SHORT_BUCKET if n <= LONG_BUCKET else LONG_BUCKET
+    return -(-n // step) * step
 
 
 def pieces(n: int) -> list[int]:
@@ -70,7 +76,7 @@ class EmbeddingModel:
 
     def encode(self, texts: list[str]) -> Any:
         """[len(texts), dimension] float32 numpy array, L2-normalized (inner product = cosine). Texts go through the
-        model longest first, in pieces of bucketed shape (see SEQ_BUCKET)."""
+        model longest first, in pieces of bucketed shape (see padded_length)."""
         import numpy as np
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -85,8 +91,9 @@ class EmbeddingModel:
     def _forward(self, texts: list[str]) -> Any:
         import torch
 
-        feats = self.tokenizer(texts, padding=True, pad_to_multiple_of=SEQ_BUCKET, truncation=True,
-                               max_length=self.max_seq_length, return_tensors="pt")
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        length = min(padded_length(max(len(ids) for ids in enc["input_ids"])), self.max_seq_length)
+        feats = self.tokenizer.pad(enc, padding="max_length", max_length=length, return_tensors="pt")
         feats = {k: v.to(self.device) for k, v in feats.items()}
         with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
                                                     enabled=self.dtype == "bfloat16"):
@@ -99,8 +106,9 @@ class EmbeddingModel:
         if self.dtype != "bfloat16" or self.device_type != "cpu":
             return
         word = "hello "
-        for n in range(SEQ_BUCKET, self.max_seq_length + 1, SEQ_BUCKET):
-            self._forward([word * (n - 8)])
+        lengths = sorted({padded_length(n) for n in range(1, self.max_seq_length + 1)} - {0})
+        for n in lengths:
+            self._forward([word * (min(n, self.max_seq_length) - 2)])
         for size in (2, 4, 8, 16, 32, MAX_PIECE):
             self._forward([word * 8] * size)
         self._forward([word * self.max_seq_length] * MAX_PIECE)
