@@ -45,6 +45,33 @@ def test_concurrent_submits_share_calls_and_get_their_own_results():
     assert sorted(x for c in calls for x in c) == sorted(x for i in range(12) for x in (i, i + 100))
 
 
+def test_busy_wait_holds_calls_open_only_under_concurrency():
+    calls: list[tuple[float, list[int]]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append((asyncio.get_running_loop().time(), items))
+        await asyncio.sleep(0.01)
+        return items
+
+    async def go() -> list[float]:
+        batcher = AsyncBatcher(run, max_batch_size=64, busy_wait_s=0.05)
+        lone = []
+        for i in range(3):  # one caller at a time: each call goes at once
+            t = asyncio.get_running_loop().time()
+            await batcher.submit([i])
+            lone.append(calls[-1][0] - t)
+        await asyncio.gather(batcher.submit([10]), batcher.submit([11]))  # two at once: one call, at once
+        burst = [asyncio.ensure_future(batcher.submit([20]))]  # busy now: this call is held open ...
+        await asyncio.sleep(0.02)
+        burst += [asyncio.ensure_future(batcher.submit([21 + i])) for i in range(3)]  # ... so these join it
+        await asyncio.gather(*burst)
+        return lone
+
+    lone = asyncio.run(go())
+    assert max(lone) < 0.02  # no 50 ms wait for a lone caller
+    assert [c for _, c in calls][-1] == [20, 21, 22, 23]
+
+
 def test_a_failing_batch_fails_each_of_its_callers_and_the_batcher_goes_on():
     async def run(items: list[int]) -> list[int]:
         await asyncio.sleep(0.01)

@@ -4,7 +4,9 @@ Each search needs one query embedding; sent one by one, every search pays a hand
 deployment (a few ms of Ray Serve's own CPU on a 2-core box, more than MiniLM spends on one short query). The
 batcher keeps at most `max_in_flight` calls running: while one runs, new items queue, and the next call takes all of
 them (up to `max_batch_size`). So a lone search goes out at once (no added wait at c=1) and under load the
-batches grow with the load. `wait_timeout_s` > 0 also holds a batch open that long for more items.
+batches grow with the load. `wait_timeout_s` > 0 also holds every batch open that long for more items;
+`busy_wait_s` holds it open only while the batcher is busy (its previous call carried more than one request): a lone
+caller still goes at once, and under load fewer, larger calls cost less CPU per item.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ class AsyncBatcher(Generic[T, R]):
     """`submit(items)` -> `run(all queued items)[its slice]`; `run` must return one result per item, in order."""
 
     def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], max_batch_size: int = 64,
-                 wait_timeout_s: float = 0.0, max_in_flight: int = 1):
-        if max_batch_size < 1 or max_in_flight < 1 or wait_timeout_s < 0:
-            raise ValueError("max_batch_size and max_in_flight must be >= 1, wait_timeout_s >= 0")
+                 wait_timeout_s: float = 0.0, max_in_flight: int = 1, busy_wait_s: float = 0.0):
+        if max_batch_size < 1 or max_in_flight < 1 or wait_timeout_s < 0 or busy_wait_s < 0:
+            raise ValueError("max_batch_size and max_in_flight must be >= 1, wait_timeout_s and busy_wait_s >= 0")
         self._run = run
         self.max_batch_size = max_batch_size
         self.wait_timeout_s = wait_timeout_s
+        self.busy_wait_s = busy_wait_s
+        self._last_requests = 0  # requests in the latest call
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queue: list[_Pending[T, R]] = []
         self._wakeup = asyncio.Event()
@@ -61,8 +65,9 @@ class AsyncBatcher(Generic[T, R]):
         while True:
             await self._wakeup.wait()
             await self._slots.acquire()  # a free slot first: items keep queueing while every slot is busy
-            if self.wait_timeout_s > 0 and self._queued() < self.max_batch_size:
-                await asyncio.sleep(self.wait_timeout_s)
+            wait = self.wait_timeout_s or (self.busy_wait_s if self._last_requests > 1 else 0.0)
+            if wait > 0 and self._queued() < self.max_batch_size:
+                await asyncio.sleep(wait)
             batch = self._take()
             if not self._queue:
                 self._wakeup.clear()
@@ -84,6 +89,7 @@ class AsyncBatcher(Generic[T, R]):
             p = self._queue.pop(0)
             batch.append(p)
             n += len(p.items)
+        self._last_requests = len(batch) or self._last_requests
         return batch
 
     async def _call(self, batch: list[_Pending[T, R]]) -> None:
@@ -113,10 +119,10 @@ class BatchedEmbedder:
     at most `max_batch_size` texts (a caller's longer list is split into such pieces, sent concurrently)."""
 
     def __init__(self, embed: Callable[[str, list[str]], Awaitable[np.ndarray]], max_batch_size: int,
-                 wait_timeout_s: float = 0.0, max_in_flight: int = 1):
+                 wait_timeout_s: float = 0.0, max_in_flight: int = 1, busy_wait_s: float = 0.0):
         self._embed = embed
         self.max_batch_size = max_batch_size
-        self._options = (max_batch_size, wait_timeout_s, max_in_flight)
+        self._options = (max_batch_size, wait_timeout_s, max_in_flight, busy_wait_s)
         self.batchers: dict[str, AsyncBatcher[str, np.ndarray]] = {}
 
     def _batcher(self, model_id: str) -> AsyncBatcher[str, np.ndarray]:

@@ -56,7 +56,8 @@ class VectorIOServer:
         # chunks of several files share large embedding calls; concurrent searches' queries share calls too
         self.chunk_embedder = BatchedEmbedder(self._embed, ingest.embed_batch_size,
                                               max_in_flight=ingest.max_embed_calls)
-        self.query_embedder = BatchedEmbedder(self._embed, qb.max_batch_size, qb.wait_timeout_s, qb.max_in_flight)
+        self.query_embedder = BatchedEmbedder(self._embed, qb.max_batch_size, qb.wait_timeout_s, qb.max_in_flight,
+                                              qb.busy_wait_s)
         self.builder = AnnBuilder(IndexSnapshots(blobs) if cfg.index_snapshots else None)
         self.stores = VectorStoreService(self.db, self.files, self.chunk_embedder, self._infos,
                                          cfg.default_embedding_model or embedding_models[0].model_id,

@@ -47,6 +47,8 @@ class QueryBatchConfig(_Strict):
     max_batch_size: int = Field(default=64, ge=1, le=1024)
     wait_timeout_s: float = Field(default=0.0, ge=0, le=1)  # 0: a call takes what queued while the last one ran
     max_in_flight: int = Field(default=1, ge=1, le=64)  # calls running at once
+    # while searches come concurrently (the last call carried several), hold a call open this long for more
+    busy_wait_s: float = Field(default=0.004, ge=0, le=1)
 
 
 class IngestConfig(_Strict):
