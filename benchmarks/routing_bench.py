@@ -45,9 +45,9 @@ def stack_config(policy: str, a: argparse.Namespace):
         "model_cache_dir": str(MODEL_CACHE),
         "ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.05}},
         "models": [{
-            "model_id": SMOLLM2, "source": SMOLLM2, "routing": {"policy": policy},
+            "model_id": SMOLLM2, "source": SMOLLM2, "routing": {"policy": policy, "max_imbalance": a.max_imbalance},
             "engine": {"max_num_seqs": a.users, "max_model_len": a.max_model_len,
-                       "kv_cache_tokens": a.kv_cache_tokens},
+                       "kv_cache_tokens": a.kv_cache_tokens, "num_threads": a.engine_threads},
             "deployment": {"num_replicas": 2, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 0.05}},
         }],
     })
@@ -113,8 +113,8 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
         f"after the run {load_average()}",
         f"- software: python {sw['python']}, ray {sw['packages'].get('ray')}, torch {sw['packages'].get('torch')}",
         f"- graph: ingress + SmolLM2-135M-Instruct (meta-reference, fp32, CPU) on 2 replicas, max_num_seqs "
-        f"{a.users}, prefix caching on, KV cache {a.kv_cache_tokens} tokens per replica; deployed with one policy at "
-        "a time (memory)",
+        f"{a.users}, prefix caching on, KV cache {a.kv_cache_tokens} tokens and {a.engine_threads} torch thread(s) per "
+        f"replica, routing.max_imbalance {a.max_imbalance or 'default'}; deployed with one policy at a time (memory)",
         f"- workload: `multiturn:{a.first}:{a.turn}:{a.out}:{a.users}`: {a.users} users x {a.turns} turns, closed "
         f"loop at concurrency {a.users}; a {a.first}-token first prompt, each turn adds the previous answer "
         f"({a.out} tokens) and a {a.turn}-token question; {a.out} output tokens (ignore_eos), greedy; no session "
@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=int, default=16, help="output tokens per request (and per stand-in answer)")
     p.add_argument("--kv-cache-tokens", type=int, default=6144, help="per replica")
     p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--max-imbalance", type=int, default=None,
+                   help="routing.max_imbalance of the prefix policies (default: the config's, max_num_seqs // 4)")
+    p.add_argument("--engine-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="torch threads per replica (default: half the cores each, so the two do not oversubscribe)")
     p.add_argument("--policies", type=lambda v: tuple(v.split(",")), default=POLICIES,
                    help=f"comma-separated, run in this order (default {','.join(POLICIES)})")
     p.add_argument("--max-run-s", type=float, default=300.0, help="hard bound on one run")
