@@ -171,7 +171,7 @@ def test_routing_policy_is_configurable():
     assert session["request_router_config"]["request_router_kwargs"] == {
         "policy": "session", "max_imbalance": 8, "block_chars": 256, "max_blocks_per_replica": 20000}
     kwargs = _llm_options({"num_replicas": 2})["request_router_config"]["request_router_kwargs"]
-    assert kwargs["max_imbalance"] == 4  # a quarter of the default max_num_seqs (16)
+    assert kwargs["max_imbalance"] == 16  # the default max_num_seqs
     assert "request_router_config" not in _llm_options({"num_replicas": 2}, {"policy": "power_of_two"})
     assert "request_router_config" in _llm_options({}, {"policy": "prefix_aware"})  # asked for: kept
     with pytest.raises(Exception, match="policy"):
