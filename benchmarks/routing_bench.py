@@ -8,7 +8,7 @@ each user's replica from the prompt alone (a `prompt_cache_key` would pin it). R
 and the share of prompt tokens the engines found cached, per rep and as medians with each policy's ratio to
 power_of_two.
 
-    python benchmarks/routing_bench.py --reps 3 --output benchmarks/results/routing-<date>.md
+    python benchmarks/routing_bench.py --output benchmarks/results/routing-<date>.md
 """
 
 from __future__ import annotations
@@ -141,15 +141,15 @@ def report(rows: list[dict], a: argparse.Namespace, started: str, wall_s: float)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--users", type=int, default=4)
-    p.add_argument("--turns", type=int, default=4)
-    p.add_argument("--first", type=int, default=512, help="tokens of each user's first prompt")
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--turns", type=int, default=6)
+    p.add_argument("--first", type=int, default=1024, help="tokens of each user's first prompt")
     p.add_argument("--turn", type=int, default=32, help="tokens of each later question")
     p.add_argument("--out", type=int, default=16, help="output tokens per request (and per stand-in answer)")
-    p.add_argument("--kv-cache-tokens", type=int, default=6144, help="per replica")
-    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--kv-cache-tokens", type=int, default=8192, help="per replica")
+    p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--max-imbalance", type=int, default=None,
-                   help="routing.max_imbalance of the prefix policies (default: the config's, max_num_seqs // 4)")
+                   help="routing.max_imbalance of the prefix policies (default: the config's, max_num_seqs)")
     p.add_argument("--engine-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                    help="torch threads per replica (default: half the cores each, so the two do not oversubscribe)")
     p.add_argument("--policies", type=lambda v: tuple(v.split(",")), default=POLICIES,
