@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
@@ -197,9 +198,12 @@ def test_ray_prefix_cache_policy_is_rays_router_reading_our_typed_requests():
         "request_router_kwargs": {"imbalanced_threshold": 3}}
 
     def text(*args):
-        meta = RequestMetadata(request_id="r", internal_request_id="i")
-        pr = PendingRequest(args=list(args), kwargs={}, metadata=meta)
-        return RayPrefixCacheRouter._extract_text_from_request(None, pr)
+        async def read():  # a PendingRequest holds an asyncio future: it is made on a running loop, as in Serve
+            meta = RequestMetadata(request_id="r", internal_request_id="i")
+            pr = PendingRequest(args=list(args), kwargs={}, metadata=meta)
+            return RayPrefixCacheRouter._extract_text_from_request(None, pr)
+
+        return asyncio.run(read())
 
     assert SYSTEM in text(chat("Hi")) and "Hi" in text(chat("Hi"))  # Ray's own reader finds "" in typed messages
     assert text(CompletionRequest(model="m", prompt="Once upon")) == "Once upon"
