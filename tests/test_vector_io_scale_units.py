@@ -335,3 +335,12 @@ def test_embedding_inputs_come_in_bucketed_shapes_and_give_sentence_transformers
     assert all(s == padded_length(s) and s <= model.max_seq_length for _, s in shapes)
     expected = model.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(vecs, expected, atol=1e-5)  # padding is masked: the same vectors, in input order
+
+
+def test_a_batcher_works_from_one_event_loop_after_another():
+    async def run(items: list[int]) -> list[int]:
+        return [x + 1 for x in items]
+
+    batcher = AsyncBatcher(run)  # e.g. the Embeddings class in an offline batch actor, one asyncio.run per call
+    assert asyncio.run(batcher.submit([1, 2])) == [2, 3]
+    assert asyncio.run(batcher.submit([5])) == [6]

@@ -138,7 +138,7 @@ def _remote(handle: Any, request: Any) -> Any:
 
 class EngineRequestsUDF(RequestsUDF):
     """Offline jobs: the model runs inside this actor, without Serve: an LLM as the LLM deployment's `LLMService`;
-    an embedding model as the Embeddings deployment's class (its `@serve.batch` batching works outside Serve)."""
+    an embedding model as the Embeddings deployment's class (its batcher is plain asyncio: it works outside Serve)."""
 
     def __init__(self, endpoint: str, model_config: Any, model_cache_dir: str):
         super().__init__(endpoint, {model_config.model_id: ENDPOINTS[endpoint].model_type})

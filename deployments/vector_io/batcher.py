@@ -44,16 +44,26 @@ class AsyncBatcher(Generic[T, R]):
         self.wait_timeout_s = wait_timeout_s
         self.busy_wait_s = busy_wait_s
         self._last_requests = 0  # requests in the latest call
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: list[_Pending[T, R]] = []
-        self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self._calls: set[asyncio.Task] = set()
         self.batch_sizes: list[int] = []  # items per call, the latest 1000 (stats and tests)
 
+    def _bind(self) -> None:
+        """The queue, semaphore and event belong to the loop that uses them: used from another loop (each
+        `asyncio.run` outside Serve, e.g. the offline batch CLI's actor), the batcher starts afresh there."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._queue, self._loop_task = loop, [], None
+            self._slots = asyncio.Semaphore(self._max_in_flight)
+            self._wakeup = asyncio.Event()
+
     async def submit(self, items: list[T]) -> list[R]:
         if not items:
             return []
+        self._bind()
         pending: _Pending[T, R] = _Pending(list(items))
         self._queue.append(pending)
         self._wakeup.set()
