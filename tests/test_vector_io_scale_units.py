@@ -329,8 +329,12 @@ def test_embedding_inputs_come_in_bucketed_shapes_and_give_sentence_transformers
     shapes: list[tuple[int, int]] = []
     forward = model.model.forward
     model.model.forward = lambda feats: shapes.append(tuple(feats["input_ids"].shape)) or forward(feats)
-    vecs = model.encode(texts)
+    vecs, counts = model.encode_with_counts(texts)
     assert [b for b, _ in shapes] == [4, 2, 1]  # longest first, power-of-two pieces
+    # usage counts each text as the model read it: special tokens in, truncated to max_seq_length
+    assert counts == [len(model.tokenizer(t, truncation=True, max_length=model.max_seq_length)["input_ids"])
+                      for t in texts]
+    assert counts[0] == 3 and counts[3] == model.max_seq_length
     assert [padded_length(n) for n in (1, 8, 9, 32, 33, 250)] == [8, 8, 16, 32, 64, 256]
     assert all(s == padded_length(s) and s <= model.max_seq_length for _, s in shapes)
     expected = model.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)

@@ -54,7 +54,7 @@ def pieces(n: int) -> list[int]:
 
 
 class EmbeddingModel:
-    """A loaded sentence-transformers model: normalized float32 vectors, token counts for usage."""
+    """A loaded sentence-transformers model: normalized float32 vectors, and token counts for usage."""
 
     def __init__(self, source: str, device: str = "cpu", dtype: str = "float32"):
         """`dtype` bfloat16: forward passes under torch autocast (weights stay float32, vectors come out float32)."""
@@ -70,45 +70,49 @@ class EmbeddingModel:
         self.max_seq_length = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_seq_length)
-        return [len(ids) for ids in enc["input_ids"]]
-
     def encode(self, texts: list[str]) -> Any:
-        """[len(texts), dimension] float32 numpy array, L2-normalized (inner product = cosine). Texts go through the
-        model longest first, in pieces of bucketed shape (see padded_length)."""
+        """[len(texts), dimension] float32 numpy array, L2-normalized (inner product = cosine)."""
+        return self.encode_with_counts(texts)[0]
+
+    def encode_with_counts(self, texts: list[str]) -> tuple[Any, list[int]]:
+        """The vectors (see encode) and each text's token count as the model read it (special tokens included,
+        truncated to max_seq_length: embeddings usage). Texts go through the model longest first, in pieces of
+        bucketed shape (see padded_length)."""
         import numpy as np
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        counts = [0] * len(texts)
         start = 0
         for size in pieces(len(texts)):
             idx = order[start:start + size]
-            out[idx] = self._forward([texts[i] for i in idx])
+            out[idx], lengths = self._forward([texts[i] for i in idx])
+            for i, n in zip(idx, lengths, strict=True):
+                counts[i] = n
             start += size
-        return out
+        return out, counts
 
-    def _forward(self, texts: list[str]) -> Any:
+    def _forward(self, texts: list[str]) -> tuple[Any, list[int]]:
         import torch
 
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
-        length = min(padded_length(max(len(ids) for ids in enc["input_ids"])), self.max_seq_length)
+        lengths = [len(ids) for ids in enc["input_ids"]]
+        length = min(padded_length(max(lengths)), self.max_seq_length)
         feats = self.tokenizer.pad(enc, padding="max_length", max_length=length, return_tensors="pt")
         feats = {k: v.to(self.device) for k, v in feats.items()}
         with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
                                                     enabled=self.dtype == "bfloat16"):
             vecs = self.model.forward(feats)["sentence_embedding"]
-        return torch.nn.functional.normalize(vecs.float(), dim=-1).cpu().numpy()
+        return torch.nn.functional.normalize(vecs.float(), dim=-1).cpu().numpy(), lengths
 
     def warm_up(self) -> None:
         """Runs the shapes searches and ingestion use most (one text of each length bucket, full pieces of short
         texts), so their kernels are built before the first request; only bfloat16 on the CPU builds per shape."""
         if self.dtype != "bfloat16" or self.device_type != "cpu":
             return
-        word = "hello "
-        lengths = sorted({padded_length(n) for n in range(1, self.max_seq_length + 1)} - {0})
-        for n in lengths:
-            self._forward([word * (min(n, self.max_seq_length) - 2)])
+        word = "hello "  # one token; a text of n - 2 of them is n tokens with [CLS] and [SEP]
+        for n in sorted({min(padded_length(n), self.max_seq_length) for n in range(1, self.max_seq_length + 1)}):
+            self._forward([word * (n - 2)])
         for size in (2, 4, 8, 16, 32, MAX_PIECE):
             self._forward([word * 8] * size)
         self._forward([word * self.max_seq_length] * MAX_PIECE)

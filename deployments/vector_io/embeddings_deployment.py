@@ -37,7 +37,7 @@ class EmbeddingsServer:
         self._executor.submit(self.model.warm_up).result()
         self.model_id = cfg.model_id
         self.batcher: AsyncBatcher[str, tuple[np.ndarray, int]] = AsyncBatcher(
-            self._encode_batch, cfg.max_batch_size, cfg.batch_wait_timeout_s)
+            self._run_batch, cfg.max_batch_size, cfg.batch_wait_timeout_s)
 
     async def model_info(self) -> dict[str, Any]:
         return {"embedding_dimension": self.model.dimension, "context_length": self.model.max_seq_length}
@@ -57,13 +57,11 @@ class EmbeddingsServer:
         out = await self.batcher.submit(texts)
         return np.stack([v for v, _ in out]), [n for _, n in out]
 
-    async def _encode_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    async def _run_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        """One model call for the texts of every request the batcher gathered."""
         loop = asyncio.get_running_loop()
-        vecs, counts = await loop.run_in_executor(self._executor, self._encode, texts)
+        vecs, counts = await loop.run_in_executor(self._executor, self.model.encode_with_counts, texts)
         return list(zip(vecs, counts, strict=True))
-
-    def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        return self.model.encode(texts), self.model.count_tokens(texts)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Raw vectors for internal callers (vector stores): [len(texts), dim] float32, normalized."""
