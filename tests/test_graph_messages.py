@@ -40,6 +40,12 @@ def _blocks(message) -> list[dict]:
     return [b.model_dump(exclude={"parsed_output"}) for b in message.content]
 
 
+def _prompt(usage) -> int:
+    """The whole prompt: Anthropic counts tokens read from the (engine's prefix) cache apart from `input_tokens`,
+    and any earlier test may have left this prompt's first blocks in the cache."""
+    return usage.input_tokens + usage.cache_read_input_tokens
+
+
 def test_message(smol):
     r = smol.messages.create(model=SMOLLM2, max_tokens=20, extra_body=GREEDY, messages=QUESTION)
     assert r.id.startswith("msg_") and r.type == "message" and r.role == "assistant" and r.model == SMOLLM2
@@ -56,9 +62,8 @@ def test_cache_reads_are_apart_from_input_tokens(smol):
     kw = {"model": SMOLLM2, "max_tokens": 4, "extra_body": GREEDY, "messages": QUESTION,
           "system": "You are a careful geography tutor. " * 20}
     first, second = smol.messages.create(**kw), smol.messages.create(**kw)
-    prompt = first.usage.input_tokens + first.usage.cache_read_input_tokens
     assert second.usage.cache_read_input_tokens >= 64
-    assert second.usage.input_tokens + second.usage.cache_read_input_tokens == prompt
+    assert _prompt(second.usage) == _prompt(first.usage)
 
 
 def test_stream_accumulates_to_the_message(smol):
@@ -72,12 +77,9 @@ def test_stream_accumulates_to_the_message(smol):
     assert _blocks(final) == _blocks(whole) and whole.content[0].text  # greedy: the same answer
     assert (final.stop_reason, final.stop_sequence) == (whole.stop_reason, whole.stop_sequence)
 
-    def prompt(u) -> int:  # the later calls may read the prompt's first blocks from the prefix cache
-        return u.input_tokens + u.cache_read_input_tokens
-
-    assert (prompt(final.usage), final.usage.output_tokens) == (prompt(whole.usage), whole.usage.output_tokens)
+    assert (_prompt(final.usage), final.usage.output_tokens) == (_prompt(whole.usage), whole.usage.output_tokens)
     raw = list(smol.messages.create(**kw, stream=True))
-    assert prompt(raw[0].message.usage) == prompt(whole.usage)  # known at message_start
+    assert _prompt(raw[0].message.usage) == _prompt(whole.usage)  # known at message_start
     assert [e.type for e in raw][-2:] == ["message_delta", "message_stop"]
 
 
@@ -95,7 +97,7 @@ def test_tool_round_trip_any(tiny):
     assert answer.stop_reason in ("end_turn", "max_tokens")
     assert all(b.type == "text" for b in answer.content)
     alone = tiny.messages.count_tokens(model=TINY, messages=ASK_WEATHER, tools=[WEATHER], tool_choice={"type": "none"})
-    assert answer.usage.input_tokens > alone.input_tokens  # the call and its result are in the prompt
+    assert _prompt(answer.usage) > alone.input_tokens  # the call and its result are in the prompt
 
 
 def test_named_tool_streamed(tiny):
@@ -130,7 +132,7 @@ def test_count_tokens_is_the_prompt_of_the_request(smol):
     kw = {"model": SMOLLM2, "system": [{"type": "text", "text": "You know the weather."}], "messages": ASK_WEATHER,
           "tools": [WEATHER]}
     counted = smol.messages.count_tokens(**kw)
-    used = smol.messages.create(max_tokens=1, **kw).usage.input_tokens
+    used = _prompt(smol.messages.create(max_tokens=1, **kw).usage)
     assert counted.input_tokens == used
     assert smol.messages.count_tokens(model=SMOLLM2, messages=ASK_WEATHER).input_tokens < used  # tools count
 
