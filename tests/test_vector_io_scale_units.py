@@ -318,25 +318,31 @@ def test_a_batch_call_runs_in_its_first_callers_context():
     assert seen == ["first", "second"]
 
 
-# ---- the embedding model's input shapes ------------------------------------------------------------------------
+# ---- the embedding model's forward passes ----------------------------------------------------------------------
 
-def test_embedding_inputs_come_in_bucketed_shapes_and_give_sentence_transformers_vectors():
-    from deployments.vector_io.embedding_model import MAX_PIECE, EmbeddingModel, padded_length, pieces
+def test_embedding_passes_go_longest_first_and_give_sentence_transformers_vectors(monkeypatch):
+    import torch
 
-    assert pieces(13) == [8, 4, 1] and pieces(MAX_PIECE * 2 + 3) == [MAX_PIECE, MAX_PIECE, 2, 1] and pieces(0) == []
+    from deployments.vector_io import embedding_model
+    from deployments.vector_io.embedding_model import EmbeddingModel, piece_bounds
+
+    assert piece_bounds(130) == [(0, 64), (64, 128), (128, 130)] and piece_bounds(0) == []
+    monkeypatch.setattr(embedding_model, "MAX_PIECE", 4)
     model = EmbeddingModel("all-MiniLM-L6-v2")
     texts = [" ".join(["word"] * n) for n in (1, 7, 40, 300, 3, 90, 12)]
-    shapes: list[tuple[int, int]] = []
+    passes: list[tuple[tuple[int, int], int]] = []  # (input shape, torch threads)
     forward = model.model.forward
-    model.model.forward = lambda feats: shapes.append(tuple(feats["input_ids"].shape)) or forward(feats)
+    model.model.forward = lambda feats: passes.append((tuple(feats["input_ids"].shape), torch.get_num_threads())) \
+        or forward(feats)
     vecs, counts = model.encode_with_counts(texts)
-    assert [b for b, _ in shapes] == [4, 2, 1]  # longest first, power-of-two pieces
+    # longest first, MAX_PIECE texts a pass, each padded to its longest (a multiple of 8, at most max_seq_length)
+    assert [shape for shape, _ in passes] == [(4, model.max_seq_length), (3, 16)]
+    # the small pass (48 tokens) runs on one thread, the large one on all of them
+    assert [threads for _, threads in passes] == [model.threads, 1]
     # usage counts each text as the model read it: special tokens in, truncated to max_seq_length
     assert counts == [len(model.tokenizer(t, truncation=True, max_length=model.max_seq_length)["input_ids"])
                       for t in texts]
     assert counts[0] == 3 and counts[3] == model.max_seq_length
-    assert [padded_length(n) for n in (1, 8, 9, 32, 33, 250)] == [8, 8, 16, 32, 64, 256]
-    assert all(s == padded_length(s) and s <= model.max_seq_length for _, s in shapes)
     expected = model.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(vecs, expected, atol=1e-5)  # padding is masked: the same vectors, in input order
 

@@ -29,28 +29,19 @@ def resolve_embedding_source(source: str) -> Path:
                               f"({', '.join(sorted(BUILTIN_EMBEDDINGS))})")
 
 
-# Input shapes are bucketed: sequence lengths padded up to a multiple of SHORT_BUCKET up to LONG_BUCKET tokens (short
-# queries), of LONG_BUCKET beyond (the attention mask hides the padding, so vectors are unchanged), and a batch split
-# into power-of-two pieces of at most MAX_PIECE texts. On the CPU, bfloat16 runs through oneDNN, which builds kernels
-# for each new input shape: ~0.5 s each on a 2-core box, so unbucketed queries of every length and batch size ran at
-# 29 texts/s until their shapes had been seen, 256 after.
-SHORT_BUCKET, LONG_BUCKET = 8, 32
+# A batch runs longest text first, as one forward pass per MAX_PIECE texts, each piece padded to its longest text
+# (rounded up to PAD_MULTIPLE tokens; the attention mask hides the padding, so vectors are unchanged). A pass of fewer
+# than ONE_THREAD_TOKENS tokens (a few search queries) runs on one thread: on a 2-core box a second thread cut its
+# time by a third but cost 1.3-2x the CPU, which the graph's other replicas need under load; larger passes
+# (ingestion's chunks) use all the replica's threads (64 x 256 tokens: 1.7x faster for 1.1x the CPU).
 MAX_PIECE = 64
+PAD_MULTIPLE = 8
+ONE_THREAD_TOKENS = 1024
 
 
-def padded_length(n: int) -> int:
-    step = SHORT_BUCKET if n <= LONG_BUCKET else LONG_BUCKET
-    return -(-n // step) * step
-
-
-def pieces(n: int) -> list[int]:
-    """Power-of-two sizes, largest first, that add up to n (each at most MAX_PIECE)."""
-    out = []
-    while n > 0:
-        size = min(MAX_PIECE, 1 << (n.bit_length() - 1))
-        out.append(size)
-        n -= size
-    return out
+def piece_bounds(n: int) -> list[tuple[int, int]]:
+    """[start, end) of each forward pass over n texts."""
+    return [(i, min(i + MAX_PIECE, n)) for i in range(0, n, MAX_PIECE)]
 
 
 class EmbeddingModel:
@@ -58,6 +49,7 @@ class EmbeddingModel:
 
     def __init__(self, source: str, device: str = "cpu", dtype: str = "float32"):
         """`dtype` bfloat16: forward passes under torch autocast (weights stay float32, vectors come out float32)."""
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(resolve_embedding_source(source)), device=device)
@@ -69,6 +61,7 @@ class EmbeddingModel:
                              else self.model.get_sentence_embedding_dimension())
         self.max_seq_length = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
+        self.threads = torch.get_num_threads()  # the calling (torch) thread's setting: large passes use them all
 
     def encode(self, texts: list[str]) -> Any:
         """[len(texts), dimension] float32 numpy array, L2-normalized (inner product = cosine)."""
@@ -76,20 +69,17 @@ class EmbeddingModel:
 
     def encode_with_counts(self, texts: list[str]) -> tuple[Any, list[int]]:
         """The vectors (see encode) and each text's token count as the model read it (special tokens included,
-        truncated to max_seq_length: embeddings usage). Texts go through the model longest first, in pieces of
-        bucketed shape (see padded_length)."""
+        truncated to max_seq_length: embeddings usage). Texts go through the model longest first (see MAX_PIECE)."""
         import numpy as np
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         counts = [0] * len(texts)
-        start = 0
-        for size in pieces(len(texts)):
-            idx = order[start:start + size]
+        for start, end in piece_bounds(len(texts)):
+            idx = order[start:end]
             out[idx], lengths = self._forward([texts[i] for i in idx])
             for i, n in zip(idx, lengths, strict=True):
                 counts[i] = n
-            start += size
         return out, counts
 
     def _forward(self, texts: list[str]) -> tuple[Any, list[int]]:
@@ -97,22 +87,19 @@ class EmbeddingModel:
 
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
         lengths = [len(ids) for ids in enc["input_ids"]]
-        length = min(padded_length(max(lengths)), self.max_seq_length)
-        feats = self.tokenizer.pad(enc, padding="max_length", max_length=length, return_tensors="pt")
+        feats = self.tokenizer.pad(enc, padding="longest", pad_to_multiple_of=PAD_MULTIPLE, return_tensors="pt")
         feats = {k: v.to(self.device) for k, v in feats.items()}
-        with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
-                                                    enabled=self.dtype == "bfloat16"):
-            vecs = self.model.forward(feats)["sentence_embedding"]
+        small = self.device_type == "cpu" and feats["input_ids"].numel() < ONE_THREAD_TOKENS
+        torch.set_num_threads(1 if small else self.threads)
+        try:
+            with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
+                                                        enabled=self.dtype == "bfloat16"):
+                vecs = self.model.forward(feats)["sentence_embedding"]
+        finally:
+            torch.set_num_threads(self.threads)
         return torch.nn.functional.normalize(vecs.float(), dim=-1).cpu().numpy(), lengths
 
     def warm_up(self) -> None:
-        """Runs the shapes searches and ingestion use most (one text of each length bucket, full pieces of short
-        texts), so their kernels are built before the first request; only bfloat16 on the CPU builds per shape."""
-        if self.dtype != "bfloat16" or self.device_type != "cpu":
-            return
-        word = "hello "  # one token; a text of n - 2 of them is n tokens with [CLS] and [SEP]
-        for n in sorted({min(padded_length(n), self.max_seq_length) for n in range(1, self.max_seq_length + 1)}):
-            self._forward([word * (n - 2)])
-        for size in (2, 4, 8, 16, 32, MAX_PIECE):
-            self._forward([word * 8] * size)
-        self._forward([word * self.max_seq_length] * MAX_PIECE)
+        """One small and one large pass before the first request, so neither pays for first-call setup."""
+        self._forward(["hello"])
+        self._forward(["hello " * (ONE_THREAD_TOKENS // MAX_PIECE)] * MAX_PIECE)

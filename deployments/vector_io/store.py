@@ -558,9 +558,11 @@ class VectorStoreService:
                 for cid, score in ranked if (row := rows.get(cid)) is not None]
 
     def _hit_rows(self, store_id: str, seqs: list[int]) -> dict[int, Any]:
-        """The hit chunks with their file's attributes, in one query (an inserted chunk has no file row)."""
+        """The hit chunks (without their stored embeddings) with their file's attributes, in one query (an inserted
+        chunk has no file row)."""
         attached = vector_store_files.c
-        q = (sa.select(chunks, attached.attributes.label("file_attributes"), attached.file_id.label("attached"))
+        columns = [c for c in chunks.c if c.name != "embedding"]
+        q = (sa.select(*columns, attached.attributes.label("file_attributes"), attached.file_id.label("attached"))
              .select_from(chunks.outerjoin(vector_store_files, sa.and_(
                  attached.vector_store_id == store_id, attached.file_id == chunks.c.file_id)))
              .where(chunks.c.seq.in_(seqs)))
