@@ -31,7 +31,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.sysinfo import hardware, load_average, software  # noqa: E402
+from benchmarks.sysinfo import (  # noqa: E402
+    cpu_seconds_between,
+    hardware,
+    load_average,
+    process_cpu_seconds,
+    software,
+)
 from deployments.batches.offline import steady_rate  # noqa: E402
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -95,37 +101,37 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 class LoadSampler:
-    """The 1-minute load average every few seconds, and the busiest processes now and then, during one phase:
-    on a shared 2-core box other work at nice 0 takes CPU from the engine (nice 15), so it belongs in the record."""
+    """The 1-minute load average every few seconds during one phase, and the CPU seconds each process used in it:
+    on a shared 2-core box other work takes CPU from the engine, and the paths differ in what runs beside the
+    engine (Ray Data's actors for (a) and (b), the ingress for (c)), so where the machine's CPU went belongs in the
+    record."""
 
     def __init__(self, every_s: float = 5.0):
         import threading
 
         self.loads: list[float] = []
-        self.busiest: list[list[str]] = []  # `ps` %CPU (over each process's lifetime), nice, name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
 
     def _run(self, every_s: float) -> None:
-        k = 0
         while not self._stop.wait(every_s):
             self.loads.append(os.getloadavg()[0])
-            if k % 6 == 0:
-                ps = subprocess.run(["ps", "-eo", "pcpu,ni,comm", "--sort=-pcpu"], capture_output=True, text=True)
-                self.busiest.append([" ".join(x.split()) for x in ps.stdout.splitlines()[1:6]])
-            k += 1
 
     def __enter__(self) -> LoadSampler:
+        self._cpu0, self._t0 = process_cpu_seconds(), time.perf_counter()
         self._thread.start()
         return self
 
     def __exit__(self, *_) -> None:
         self._stop.set()
         self._thread.join()
+        self._wall = time.perf_counter() - self._t0
+        self.cpu = cpu_seconds_between(self._cpu0, process_cpu_seconds())
 
     def record(self) -> dict:
         return {"mean_load_1m": round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
-                "busiest_processes": self.busiest}
+                "cpu_seconds_available": round(self._wall * (os.cpu_count() or 1), 1),
+                "cpu_seconds_by_process": self.cpu}
 
 
 def measured(fn, *args) -> dict:
@@ -226,8 +232,15 @@ def report(res: dict) -> str:
             f"{b['job_s']} s ({b['job_output_tokens_per_s']} tok/s), the first results after {b['first_result_s']} s; "
             f"at most {b['peak_in_flight']} requests were in flight in its UDF actor.",
             "Steady state: output tokens/s between 10% and 90% of the requests done (no start-up, no tail).",
-            f"Order: {res['order']}. Mean load: the 1-minute load average during the path "
-            "(the engine alone keeps it near 2; more is other work on the machine)."]
+            f"Order: {res['order']}; the server's engine was warmed up by {4 * c['concurrency']} online requests "
+            "first. Mean load: the 1-minute load average during the path (the engine alone keeps it near 2; more is "
+            "other work on the machine).", "",
+            "Where the machine's CPU went during each path (CPU seconds by process, of the cores x wall available):",
+            ""]
+    for name, r in rows:
+        m = r["machine"]
+        top = ", ".join(f"{p} {s}" for p, s in list(m["cpu_seconds_by_process"].items())[:8])
+        out.append(f"- {name}: {m['cpu_seconds_available']} available; {top}")
     return "\n".join(out) + "\n"
 
 
@@ -261,6 +274,10 @@ def main() -> int:
         server = start_server(cfg, data_dir)
         base = f"http://127.0.0.1:{a.port}"
         try:
+            # not measured: a fresh engine's first ~30 s of load cost it ~1.5x the CPU of later ones (measured
+            # 2026-12-03: 300 requests at c=32, 53 vs 34 CPU s), which would count against whichever path ran first
+            print("warm-up ...", flush=True)
+            run_online(base, items[:4 * a.concurrency], a.concurrency)
             for path in [p for p in a.order.split(",") if p != "b"]:
                 key, fn, arg = ("online", run_online, items) if path == "c" else ("batch_api", run_batch_api, lines)
                 print(f"{key} ...", flush=True)

@@ -78,3 +78,37 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def process_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU seconds used so far, user + system) of each user-space process on this machine; a Ray
+    worker's name is its process title (`ray::ServeReplica:app:LLM:...`, `ray::MapWorker(...)`), a Python program's
+    its script or module. Linux /proc; empty elsewhere. See cpu_seconds_between."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile
+            continue
+        if not argv[0]:  # a kernel thread
+            continue
+        name = argv[0].rsplit("/", 1)[-1]
+        if name.startswith("python"):
+            name = " ".join(a.rsplit("/", 1)[-1] for a in argv[:3] if a)
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (name[:60], (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_seconds_between(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                        at_least: float = 0.5) -> dict[str, float]:
+    """CPU seconds each process name used between two process_cpu_seconds() snapshots, most first (a process that
+    started in between counts whole, one that ended in between is missing; a Ray worker retitled in between counts
+    under its later name)."""
+    used: dict[str, float] = {}
+    for pid, (name, s) in after.items():
+        start = before.get(pid)
+        used[name] = used.get(name, 0.0) + s - (start[1] if start else 0.0)  # a renamed pid is the same process
+    return {n: round(s, 1) for n, s in sorted(used.items(), key=lambda x: -x[1]) if s >= at_least}

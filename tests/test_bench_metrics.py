@@ -1,4 +1,5 @@
-"""Benchmark metric math on hand-made request results: percentiles, TTFT/TPOT/ITL, throughput, goodput, errors."""
+"""Benchmark metric math on hand-made request results: percentiles, TTFT/TPOT/ITL, throughput, goodput, errors;
+and the CPU seconds by process between two snapshots (where a phase's CPU went)."""
 
 from __future__ import annotations
 
@@ -129,3 +130,23 @@ def test_send_lag_reported_for_open_loop():
     m = summarize(rs, duration_s=1.0)
     assert m["send_lag_ms"]["mean"] == pytest.approx(2.0)
     assert np.isclose(m["send_lag_ms"]["max"], 2.0)
+
+
+def test_cpu_seconds_between_snapshots_follow_each_process():
+    import os
+    import time
+
+    from benchmarks.sysinfo import cpu_seconds_between, process_cpu_seconds
+
+    before = {1: ("ray::IDLE", 5.0), 2: ("ray::MapWorker(X)", 1.0), 3: ("gone", 9.0)}
+    after = {1: ("ray::ServeReplica:app:LLM", 12.0), 2: ("ray::MapWorker(X)", 1.2), 4: ("new", 0.8)}
+    # a retitled worker counts under its new name; a new process whole; small ones and ended ones not at all
+    assert cpu_seconds_between(before, after) == {"ray::ServeReplica:app:LLM": 7.0, "new": 0.8}
+
+    start = process_cpu_seconds()
+    assert os.getpid() in start
+    t = time.process_time()
+    while time.process_time() - t < 0.3:  # burn CPU in this process
+        pass
+    mine = start[os.getpid()][0]
+    assert cpu_seconds_between(start, process_cpu_seconds(), at_least=0.0)[mine] >= 0.2
