@@ -282,8 +282,8 @@ def main() -> int:
         server = start_server(cfg, data_dir)
         base = f"http://127.0.0.1:{a.port}"
         try:
-            # not measured: a fresh engine's first ~30 s of load cost it ~1.5x the CPU of later ones (measured
-            # 2026-12-03: 300 requests at c=32, 53 vs 34 CPU s), which would count against whichever path ran first
+            # not measured: a fresh engine's first requests pay one-time costs (first batch shapes, allocations)
+            # that would count against whichever path ran first
             print("warm-up ...", flush=True)
             run_online(base, requests["warm-up"][0][:4 * a.concurrency], a.concurrency)
             for path in [p for p in a.order.split(",") if p != "b"]:
