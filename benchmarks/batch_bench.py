@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.sysinfo import (  # noqa: E402
     cpu_seconds_between,
     hardware,
@@ -94,14 +94,6 @@ def start_server(cfg: dict, data_dir: Path) -> subprocess.Popen:
             raise RuntimeError((data_dir / "server.log").read_text()[-3000:])
         time.sleep(2)
     raise TimeoutError("the server did not come up")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class LoadSampler:

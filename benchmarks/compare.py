@@ -40,6 +40,7 @@ import aiohttp  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.bench import add_common_args, config_from_args, default_out_dir, run_sweep  # noqa: E402
 from benchmarks.ingress_overhead import free_port  # noqa: E402
+from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.workloads import DEFAULT_MODEL_CACHE, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,18 +189,7 @@ class ServerProcess:
         """SIGTERM (servers shut Ray/engines down on it), then SIGKILL to the whole process group."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # our own session: also whatever it left behind
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        stop_server(self.proc, grace_s)
         if self in _RUNNING:
             _RUNNING.remove(self)
 

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ if __package__ in (None, ""):
 import httpx  # noqa: E402
 
 from benchmarks.ingress_overhead import free_port  # noqa: E402
+from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.sysinfo import hardware  # noqa: E402
 from benchmarks.workloads import DEFAULT_MODEL_CACHE  # noqa: E402
 
@@ -126,8 +126,7 @@ def measure_raw(a: argparse.Namespace) -> list[float]:
             out += http_ttft(f"http://127.0.0.1:{port}", a.requests, a.warmup)
         return out
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+        stop_server(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

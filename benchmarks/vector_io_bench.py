@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.engine_compare import percentile  # noqa: E402
+from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.sysinfo import hardware, load_average, software  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -393,8 +393,7 @@ def main() -> None:
                 if "search" in parts:
                     result["search"] = bench_search(base, data_dir, rng, a.chunks, a.queries, a.search_kinds.split(","))
             finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+                stop_server(proc)
     if "ann" in parts:
         result["ann"] = bench_ann(a.real_chunks, 500, a.million, a.nprobe, a.hnsw_1m)
     a.out.parent.mkdir(parents=True, exist_ok=True)
