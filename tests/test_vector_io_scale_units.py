@@ -328,7 +328,13 @@ def test_embedding_passes_go_longest_first_and_give_sentence_transformers_vector
 
     assert piece_bounds(130) == [(0, 64), (64, 128), (128, 130)] and piece_bounds(0) == []
     monkeypatch.setattr(embedding_model, "MAX_PIECE", 4)
-    model = EmbeddingModel("all-MiniLM-L6-v2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the model keeps the setting it was made under: 2, so one thread is a choice
+    try:
+        model = EmbeddingModel("all-MiniLM-L6-v2")
+    finally:
+        torch.set_num_threads(threads)
+    assert model.threads == 2
     texts = [" ".join(["word"] * n) for n in (1, 7, 40, 300, 3, 90, 12)]
     passes: list[tuple[tuple[int, int], int]] = []  # (input shape, torch threads)
     forward = model.model.forward
@@ -337,8 +343,9 @@ def test_embedding_passes_go_longest_first_and_give_sentence_transformers_vector
     vecs, counts = model.encode_with_counts(texts)
     # longest first, MAX_PIECE texts a pass, each padded to its longest (a multiple of 8, at most max_seq_length)
     assert [shape for shape, _ in passes] == [(4, model.max_seq_length), (3, 16)]
-    # the small pass (48 tokens) runs on one thread, the large one on all of them
-    assert [threads for _, threads in passes] == [model.threads, 1]
+    # the small pass (48 tokens) runs on one thread, the large one on all of them; each pass restores the setting
+    assert [n for _, n in passes] == [2, 1] and torch.get_num_threads() == 2
+    torch.set_num_threads(threads)
     # usage counts each text as the model read it: special tokens in, truncated to max_seq_length
     assert counts == [len(model.tokenizer(t, truncation=True, max_length=model.max_seq_length)["input_ids"])
                       for t in texts]
