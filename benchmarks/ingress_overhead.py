@@ -8,6 +8,8 @@ One canned OpenAI chat completion, served these ways, each measured at concurren
     bare-serve[PLANE]  that plain FastAPI app as a one-deployment Ray Serve app: the framework's floor
     graph[PLANE]       the full Ray Serve graph: HTTP entry -> our Ingress deployment -> a tiny deployment returning
                        the canned response (over DeploymentHandles)
+    hosted[PLANE]      the graph with the engine in the Ingress replica (`in_ingress`): HTTP entry -> our Ingress,
+                       which calls the canned engine in-process (serve/local_handle.py)
     handle             a direct DeploymentHandle call from this process to that tiny deployment: Ray's hop alone
 
 PLANE is Serve's HTTP entry (`--data-planes`, serve/data_plane.py): `haproxy` (HAProxy -> an Ingress replica that
@@ -48,6 +50,7 @@ from benchmarks import sysinfo  # noqa: E402
 from benchmarks.load import LoadGenerator, LoadSpec  # noqa: E402
 from benchmarks.scenarios import ChatScenario, RequestOptions  # noqa: E402
 from benchmarks.workloads import WorkItem  # noqa: E402
+from serve.local_handle import LocalHandle  # noqa: E402
 
 MODEL = "instant"
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,43 +93,6 @@ class InstantEngine:
     async def chat_stream(self, req: Any) -> AsyncIterator[dict[str, Any]]:
         for c in canned_chunks(req.model):
             yield c
-
-
-class _LocalStream:
-    """An async iterator with the `cancel()` of a streaming DeploymentResponseGenerator."""
-
-    def __init__(self, agen: AsyncIterator[Any]):
-        self._agen = agen
-
-    def __aiter__(self) -> _LocalStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        return await self._agen.__anext__()
-
-    def cancel(self) -> None:
-        return None
-
-
-class _LocalMethod:
-    def __init__(self, fn: Any, stream: bool):
-        self.fn, self.stream = fn, stream
-
-    def remote(self, *args: Any) -> Any:
-        return _LocalStream(self.fn(*args)) if self.stream else self.fn(*args)
-
-
-class LocalHandle:
-    """Stands in for a DeploymentHandle: `handle.chat.remote(x)`, `handle.options(stream=True).chat_stream...`."""
-
-    def __init__(self, impl: Any, stream: bool = False):
-        self._impl, self._stream = impl, stream
-
-    def options(self, stream: bool = False, **_: Any) -> LocalHandle:
-        return LocalHandle(self._impl, stream)
-
-    def __getattr__(self, name: str) -> _LocalMethod:
-        return _LocalMethod(getattr(self._impl, name), self._stream)
 
 
 def stack_config():
@@ -305,9 +271,12 @@ def measure_ray(a: argparse.Namespace, log, plane: str, with_handle: bool) -> di
         cfg = stack_config()
         ingress = Ingress.options(name="Ingress", **cfg.ingress.serve_options())
         serve.run(ingress.bind(cfg, {MODEL: instant.bind()}, {}, {}), name="ingress-bench", route_prefix="/")
+        serve.run(ingress.bind(cfg, {MODEL: LocalHandle(InstantEngine())}, {}, {}), name="ingress-hosted",
+                  route_prefix="/hosted")
         handle = serve.get_deployment_handle("Instant", app_name="ingress-bench")
         paths = {f"bare-serve[{plane}]": f"http://127.0.0.1:{port}/bare/v1",
-                 f"graph[{plane}]": f"http://127.0.0.1:{port}/v1"}
+                 f"graph[{plane}]": f"http://127.0.0.1:{port}/v1",
+                 f"hosted[{plane}]": f"http://127.0.0.1:{port}/hosted/v1"}
         out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in paths}
 
         async def cells() -> None:
@@ -337,7 +306,8 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], concurrency: list[in
     lines = [f"## Ingress overhead ({'streamed' if stream else 'non-streamed'} chat completion, instant engine)\n",
              "| path | concurrency | req/s | p50 ms | p99 ms | added p50 ms vs uvicorn | errors |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    paths = ["uvicorn", "app-no-ray", *(k for k in results if k.startswith(("bare-serve", "graph"))), "handle"]
+    ray_paths = (k for k in results if k.startswith(("bare-serve", "graph", "hosted")))
+    paths = ["uvicorn", "app-no-ray", *ray_paths, "handle"]
     for path in paths:
         for c in concurrency:
             s = results.get(path, {}).get(str(c))

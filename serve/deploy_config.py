@@ -23,11 +23,21 @@ def deployment_name(model_id: str, prefix: str = "LLM") -> str:
     return f"{prefix}:" + re.sub(r"[^A-Za-z0-9_.-]+", "--", model_id)
 
 
+def llm_deployment_name(config: StackConfig, model_id: str) -> str:
+    """The deployment whose replicas run `model_id`'s engine: its LLM deployment, or the Ingress (`in_ingress`)."""
+    hosted = config.ingress_model()
+    return "Ingress" if hosted is not None and hosted.model_id == model_id else deployment_name(model_id)
+
+
 def deployment_options(config: StackConfig) -> dict[str, dict[str, Any]]:
-    """Every deployment of the graph, ingress first, mapped to its Ray Serve options."""
-    out = {"Ingress": config.ingress.serve_options(streams=True)}  # every stream passes through it
+    """Every deployment of the graph, ingress first, mapped to its Ray Serve options. A model served `in_ingress`
+    has no deployment of its own: the Ingress runs its engine, with its options (`ModelConfig.serve_options`)."""
+    hosted = config.ingress_model()
+    out = {"Ingress": (config.ingress.serve_options(streams=True) if hosted is None  # every stream passes through it
+                       else hosted.serve_options(ingress=config.ingress))}
     for m in config.models:
-        out[deployment_name(m.model_id)] = m.serve_options()
+        if m is not hosted:
+            out[deployment_name(m.model_id)] = m.serve_options()
     for e in config.embedding_models:
         out[deployment_name(e.model_id, "Embeddings")] = e.deployment.serve_options()
     for node in NODES:

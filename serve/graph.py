@@ -23,7 +23,8 @@ def build_graph(config: StackConfig, engines: dict[str, Callable[..., Any]] | No
     models whose engine is not the one their config names (tests inject a scripted engine this way)."""
     from deployments.inference.deployment import LLMServer
     from deployments.vector_io.embeddings_deployment import EmbeddingsServer
-    from serve.ingress import Ingress
+    from serve.ingress import EngineIngress, Ingress
+    from serve.local_handle import IngressHandle
     from serve.telemetry.instrument import TelemetrySettings
 
     opts = deployment_options(config)  # names and Serve options of every deployment below
@@ -33,7 +34,11 @@ def build_graph(config: StackConfig, engines: dict[str, Callable[..., Any]] | No
     if unknown:
         raise ValueError(f"engines for models the config does not serve: {', '.join(sorted(unknown))}")
     graph = BoundGraph(llms={}, embedders={})
+    hosted = config.ingress_model()
     for m in config.models:
+        if m is hosted:  # its engine runs in the Ingress, bound last: the other deployments look it up by name
+            graph.llms[m.model_id] = IngressHandle()
+            continue
         name = deployment_name(m.model_id)
         factory = (engines or {}).get(m.model_id)
         graph.llms[m.model_id] = LLMServer.options(name=name, **opts[name]).bind(m, cache, factory,
@@ -46,6 +51,11 @@ def build_graph(config: StackConfig, engines: dict[str, Callable[..., Any]] | No
             cls = node.deployment_class()
             graph.nodes[node.name] = cls.options(name=node.name, **opts[node.name]).bind(
                 *node.args(config, graph), telemetry=telemetry)
+    if hosted is not None:
+        llms = {k: v for k, v in graph.llms.items() if k != hosted.model_id}
+        return EngineIngress.options(name="Ingress", **opts["Ingress"]).bind(
+            config, llms, graph.embedders, graph.nodes, cache, (engines or {}).get(hosted.model_id),
+            telemetry=telemetry)
     return Ingress.options(name="Ingress", **opts["Ingress"]).bind(config, graph.llms, graph.embedders, graph.nodes,
                                                                  telemetry=telemetry)
 

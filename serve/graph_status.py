@@ -1,6 +1,7 @@
 """The graph's deployments with their replicas, read from Ray Serve's controller (`serve.status()`), next to the
-scaling each one's config asks for (serve/deploy_config.py), and for each LLM deployment its engine's running and
-waiting requests (asked of the deployment). Read-only; what `/v1/stackserve/graph` returns."""
+scaling each one's config asks for (serve/deploy_config.py), and for each deployment that runs an engine (an LLM
+deployment, or the Ingress when a model is served `in_ingress`) its engine's running and waiting requests.
+Read-only; what `/v1/stackserve/graph` returns."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from serve.config import StackConfig
 from serve.data_plane import active_data_plane
-from serve.deploy_config import deployment_name, deployment_options
+from serve.deploy_config import deployment_options, llm_deployment_name
 from serve.protocol.graph_status import EngineLoad, GraphDeployment, GraphStatus, ScalingTarget
 
 
@@ -70,7 +71,8 @@ async def graph_status(stack: Any) -> GraphStatus:
     """Every deployment of this ingress's application (ingress first, as the graph builder binds them); `stack`:
     serve/context.py's Stack (its config, and the handles of the LLM deployments to ask for their load)."""
     graph = await asyncio.to_thread(_read, stack.config)  # serve.status() is a blocking call to the controller
-    llms = {deployment_name(m.config.model_id): m.handle for m in stack.models.values() if m.model_type == "llm"}
+    llms = {llm_deployment_name(stack.config, m.config.model_id): m.handle
+            for m in stack.models.values() if m.model_type == "llm"}
     asked = [d for d in graph.deployments if d.name in llms and d.running_replicas]
     timeout_s = stack.config.server.health_timeout_s
     loads = await asyncio.gather(*(_ask_stats(llms[d.name], timeout_s) for d in asked))

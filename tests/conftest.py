@@ -91,8 +91,8 @@ def graph_config(model_cache_dir: Path, tiny_model_dir: Path | None = None, api_
     plus the tiny model on meta-reference as TINY_META: several models, two engines, one graph."""
     from serve.config import parse_config
 
-    models = [{
-        "model_id": SMOLLM2, "source": SMOLLM2,
+    models = [{  # its engine in the Ingress, as in configs/local.yaml; the other models on LLM deployments of their own
+        "model_id": SMOLLM2, "source": SMOLLM2, "in_ingress": True,
         "engine": {"max_num_seqs": 16, "max_model_len": 2048, "kv_cache_tokens": 16384, "max_queued_requests": 64},
         "deployment": {"max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.5}},
     }]
@@ -382,10 +382,18 @@ def engine(request) -> EngineTarget:
     return EngineTarget("meta-reference", base, "stackserve", secure, "secure")
 
 
-def llm_stats(app: str, model_id: str) -> dict:
-    """The engine's counters, read through the LLM deployment's handle."""
+def llm_deployment(app: str, model_id: str) -> str:
+    """The deployment of `app` that runs `model_id`'s engine: its LLM deployment, or the Ingress (`in_ingress`)."""
     from ray import serve
 
     from serve.graph import deployment_name
 
-    return serve.get_deployment_handle(deployment_name(model_id), app_name=app).stats.remote().result()
+    name = deployment_name(model_id)
+    return name if name in serve.status().applications[app].deployments else "Ingress"
+
+
+def llm_stats(app: str, model_id: str) -> dict:
+    """The engine's counters, read through the handle of the deployment that runs it."""
+    from ray import serve
+
+    return serve.get_deployment_handle(llm_deployment(app, model_id), app_name=app).stats.remote().result()

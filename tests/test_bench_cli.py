@@ -85,9 +85,17 @@ def test_ratio_table():
     md = compare.ratio_table([_record("vllm", "c=1", 100.0, 50.0), _record("stackserve", "c=1", 80.0, 100.0),
                               _record("stackserve", "c=4", 80.0, 100.0)])
     row = next(line for line in md.splitlines() if line.startswith("| stackserve | fixed-128-128 | c=1"))
-    assert row.split(" | ")[3:6] == ["0.80x", "0.80x", "2.00x"]
+    assert row.split(" | ")[3:7] == ["1", "0.80x", "0.80x", "2.00x"]
     assert "c=4" not in md  # no baseline point to compare with
     assert "no results" in compare.ratio_table([_record("stackserve", "c=1", 1.0, 1.0)])
+
+
+def test_ratio_table_takes_medians_of_repetitions():
+    runs = [_record("vllm", "c=1", t, 50.0) for t in (100.0, 90.0, 110.0)]
+    runs += [_record("stackserve", "c=1", t, 100.0) for t in (80.0, 99.0, 88.0)]
+    row = next(line for line in compare.ratio_table(runs).splitlines() if line.startswith("| stackserve"))
+    # median 88 / median 100; per-repetition ratios 0.80, 1.10, 0.80
+    assert row.split(" | ")[3:5] == ["3", "0.88x (0.80-1.10)"]
 
 
 def test_compare_skips_targets_it_cannot_start(tmp_path):
@@ -110,6 +118,9 @@ def test_stackserve_vllm_target_serves_the_config_on_vllm():
     original = load_config(a.config)
     assert [m.engine.type for m in derived.models] == ["vllm"] * len(original.models)
     assert [m.engine.max_num_seqs for m in derived.models] == [m.engine.max_num_seqs for m in original.models]
+    assert derived.ingress_model() is not None  # as configs/local.yaml: the engine in the Ingress
+    composed = load_config(compare.launch("stackserve-vllm-composed", a, 1234).cmd[spec.cmd.index("--config") + 1])
+    assert composed.ingress_model() is None and [m.engine.type for m in composed.models] == ["vllm"]
 
 
 def test_compare_runs_targets_end_to_end(tmp_path, smollm2_dir, monkeypatch):

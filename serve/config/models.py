@@ -21,6 +21,10 @@ class ModelConfig(_Strict):
     engine: EngineConfig = Field(default_factory=MetaReferenceEngineConfig)
     deployment: DeploymentOptions = default_deployment(num_cpus=1)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)  # which replica a request goes to
+    # true: the engine runs inside the Ingress replicas, which answer this model's chat/completions/messages calls
+    # themselves (no Ingress -> LLM hop, no per-token relay); the Ingress then takes this model's `deployment`
+    # scaling, resources and router. One model per config at most; the others keep their own LLM deployments.
+    in_ingress: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model_id")
@@ -34,11 +38,20 @@ class ModelConfig(_Strict):
     def provider(self) -> str:
         return self.provider_id or self.engine.type
 
-    def serve_options(self) -> dict[str, Any]:
+    def serve_options(self, ingress: DeploymentOptions | None = None) -> dict[str, Any]:
         """The LLM deployment's Ray Serve options: the deployment section (with the LLM autoscaling defaults for
-        this engine), its request router and the engine's placement group."""
-        opts = self.deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
-        return {**opts, **self.routing.serve_options(self.deployment.multi_replica, self.engine.max_num_seqs),
+        this engine), its request router and the engine's placement group. `ingress`: the Ingress's own options,
+        for the Ingress replica that hosts this engine (`in_ingress`): it asks for both's CPUs and takes the
+        larger of their `max_ongoing_requests`."""
+        deployment = self.deployment
+        if ingress is not None:
+            actor = dict(deployment.ray_actor_options)
+            actor["num_cpus"] = actor.get("num_cpus", 1) + ingress.ray_actor_options.get("num_cpus", 0)
+            deployment = deployment.model_copy(update={
+                "ray_actor_options": actor,
+                "max_ongoing_requests": max(deployment.max_ongoing_requests, ingress.max_ongoing_requests)})
+        opts = deployment.serve_options(llm_max_num_seqs=self.engine.max_num_seqs)
+        return {**opts, **self.routing.serve_options(deployment.multi_replica, self.engine.max_num_seqs),
                 **self.engine.placement(opts.get("ray_actor_options", {}))}
 
 

@@ -52,6 +52,9 @@ class StackConfig(_Strict):
                 seen.add(name)
         if not seen:
             raise ValueError("the config serves no models: add `models` or `embedding_models`")
+        hosted = [m.model_id for m in self.models if m.in_ingress]
+        if len(hosted) > 1:
+            raise ValueError(f"models: in_ingress is set on {', '.join(hosted)}; the Ingress hosts one engine at most")
         if self.vector_io is not None and self.vector_io.enabled:
             if not self.embedding_models:
                 raise ValueError("vector_io needs at least one entry in embedding_models")
@@ -71,6 +74,10 @@ class StackConfig(_Strict):
             if s.provider_id == "prompt-guard" and not s.provider_shield_id:
                 raise ValueError(f"safety.shields.{i}: prompt-guard needs provider_shield_id (a classifier directory)")
         return self
+
+    def ingress_model(self) -> ModelConfig | None:
+        """The model whose engine runs in the Ingress replicas (`in_ingress`), if any."""
+        return next((m for m in self.models if m.in_ingress), None)
 
     def model_aliases(self) -> dict[str, str]:
         """alias -> model_id, over LLMs and embedding models."""

@@ -1,6 +1,6 @@
-// Graph: every deployment with its replicas and state (GET /v1/stackserve/graph), each LLM deployment's engine load
-// (running / waiting requests, as one replica reports it), and batches with their progress (GET /v1/batches),
-// refreshed every few seconds while the view is shown.
+// Graph: every deployment with its replicas and state (GET /v1/stackserve/graph), the engine load of each deployment
+// that runs an engine (running / waiting requests, as one replica reports it), and batches with their progress
+// (GET /v1/batches), refreshed every few seconds while the view is shown.
 import { api } from "./api.js";
 import { el, errorBox, guarded } from "./ui.js";
 
@@ -14,7 +14,8 @@ function target(t) {
     (t.target_ongoing_requests ? ` (target ${t.target_ongoing_requests} ongoing)` : "");
 }
 
-// Only LLM deployments report a load (their engine's batch and queue); elsewhere Serve's status has no counts.
+// Only deployments that run an engine report a load (its batch and queue): the LLM deployments, and the Ingress when a
+// model is served in_ingress; elsewhere Serve's status has no counts.
 function load(e) {
   if (!e) return el("td", { class: "load stats" }, "-");
   const kv = e.kv_cache_usage === null || e.kv_cache_usage === undefined ? ""

@@ -75,7 +75,9 @@ class TracedHandle:
 def _is_handle(value: Any) -> bool:
     from ray.serve.handle import DeploymentHandle
 
-    return isinstance(value, DeploymentHandle)
+    from serve.local_handle import IngressHandle
+
+    return isinstance(value, DeploymentHandle | IngressHandle)
 
 
 def traced_handles(value: Any) -> Any:
