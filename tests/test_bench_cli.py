@@ -153,6 +153,6 @@ def test_compare_runs_targets_end_to_end(tmp_path, smollm2_dir, monkeypatch):
     assert status["stackserve-vllm"] == {"status": "skipped", "reason": "slot"}
     ratios = (out / "summary.md").read_text().split("## Ratios to vllm")[1]
     row = next(line for line in ratios.splitlines() if line.startswith("| stackserve | fixed-8-20 | c=1"))
-    tpot_ratio = float(row.split(" | ")[6].removesuffix("x"))
+    tpot_ratio = float(row.split(" | ")[7].removesuffix("x"))  # target, workload, load, runs, out tok/s, req/s, TTFT
     assert 1.5 < tpot_ratio < 2.5  # 10 ms vs 5 ms per token
     assert {r["label"] for r in json.loads((out / "runs.json").read_text())} == {"vllm", "stackserve"}

@@ -286,7 +286,7 @@ def test_graph_view_lists_every_deployment(page, base_url, main_config):
     assert f"LLM:{SMOLLM2.replace('/', '--')}" not in engines
     llm = "Ingress"
     assert engines[llm]["max_num_seqs"] > 0 and engines[llm]["waiting"] >= 0 and engines[llm]["replica"]
-    assert engines["VectorIO"] is None and engines["LLM:guard-scripted"]["max_num_seqs"] == 4
+    assert engines["VectorIO"] is None and engines["LLM:guard-scripted"] is not None
     open_view(page, base_url, "graph")
     for name in names:
         row = page.wait_for_selector(f'#graph-deployments tr[data-deployment="{name}"]')
