@@ -22,6 +22,7 @@ class LocalStream:
 
     def __init__(self, source: AsyncIterator[Any]):
         self._source = source
+        self._closing: asyncio.Task | None = None  # held: the loop keeps only a weak reference to a task
 
     def __aiter__(self) -> LocalStream:
         return self
@@ -32,8 +33,8 @@ class LocalStream:
     def cancel(self) -> None:
         """Stop the call (the engine frees the request); a no-op once it has ended."""
         close = getattr(self._source, "aclose", None)
-        if close is not None:
-            asyncio.get_running_loop().create_task(close())
+        if close is not None and self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(close())
 
 
 class _LocalMethod:

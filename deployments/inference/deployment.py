@@ -65,7 +65,7 @@ class LLMEndpoints:
     a model (`in_ingress`), and answers that model's HTTP requests through it in-process (serve/local_handle.py)."""
 
     service: LLMService
-    requests: int = 0  # chat and completion calls this replica took (where the request router sent them)
+    requests: int  # chat and completion calls this replica took (where the request router sent them)
 
     def load_engine(self, model: ModelConfig, model_cache_dir: str, engine_factory: EngineFactory | None) -> None:
         from deployments.inference.service import LLMService
