@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -47,11 +48,15 @@ from benchmarks.workloads import DEFAULT_MODEL_CACHE  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROMPT = " ".join(["The quick brown fox jumps over the lazy dog."] * 12)  # ~130 prompt tokens with the template
+_sent = itertools.count()
 PATHS = ("relayed", "ingress", "full", "quiet", "raw")
 
 
 def body() -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8, "stream": True,
+    """Each request its own prompt (a number first): a repeated one would be answered from the engines' prefix
+    caches, and TTFT would leave out the prefill that a new prompt costs."""
+    content = f"{next(_sent)} {PROMPT}"
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 8, "stream": True,
             "temperature": 0, "ignore_eos": True}
 
 
