@@ -96,8 +96,9 @@ async def handle_ttft(deployment: str, app: str, n: int, warmup: int) -> list[fl
 def measure_llm_graph(a: argparse.Namespace, path: str) -> dict[str, list[list[float]]]:
     """`relayed` or `ingress`: an LLM-only graph alone in a fresh Ray, over HTTP and over a handle, interleaved.
 
-    One graph at a time: two vLLM engines side by side slowed each other (each engine process's scheduler busy-polls
-    and both bind their OpenMP thread to the same core), which put both LLM-only paths behind the whole graph."""
+    One graph at a time: two vLLM engines side by side put both LLM-only paths behind the whole graph (each binds
+    its OpenMP thread to the same core, and vLLM's CPU scheduler process does not sleep when idle, by its own TODO in
+    vllm/utils/ompmultiprocessing.py)."""
     import ray
     from ray import serve
 
