@@ -125,22 +125,28 @@ def launch(target: str, a: argparse.Namespace, port: int) -> Launch:
     raise ValueError(f"unknown target {target!r}")
 
 
-def config_variant(config: Path, on_vllm: bool, composed: bool) -> Path:
-    """`config`, or a copy of it: `on_vllm`, its meta-reference models run on the vLLM engine, sized the same;
-    `composed`, no model runs in the Ingress (each on its own LLM deployment)."""
+def config_variant(config: Path, on_vllm: bool, composed: bool, enforce_eager: bool = False,
+                   telemetry_off: bool = False) -> Path:
+    """`config`, or a copy of it: `on_vllm`, its meta-reference models run on the vLLM engine, sized the same (and
+    without torch.compile if `enforce_eager`); `composed`, no model runs in the Ingress (each on its own LLM
+    deployment); `telemetry_off`, no tracing and no metrics."""
     import tempfile
 
     import yaml
 
-    if not (on_vllm or composed):
+    if not (on_vllm or composed or telemetry_off):
         return config
     data = yaml.safe_load(config.read_text())
     for m in data.get("models", []):
         engine = m.setdefault("engine", {})
         if on_vllm and engine.get("type", "meta-reference") == "meta-reference":
             engine["type"] = "vllm"
+            if enforce_eager:
+                engine["enforce_eager"] = True
         if composed:
             m["in_ingress"] = False
+    if telemetry_off:
+        data["telemetry"] = {**data.get("telemetry", {}), "tracing": False, "metrics": False}
     out = Path(tempfile.mkdtemp(prefix="stackserve-variant-")) / config.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out

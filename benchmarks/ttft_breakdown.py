@@ -29,7 +29,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,8 @@ if __package__ in (None, ""):
 
 import httpx  # noqa: E402
 
+from benchmarks.compare import ServerProcess, config_variant  # noqa: E402
 from benchmarks.ingress_overhead import free_port  # noqa: E402
-from benchmarks.server_process import stop_server  # noqa: E402
 from benchmarks.sysinfo import hardware  # noqa: E402
 from benchmarks.workloads import DEFAULT_MODEL_CACHE  # noqa: E402
 
@@ -128,59 +127,34 @@ def measure_llm_graph(a: argparse.Namespace, path: str) -> dict[str, list[list[f
         ray.shutdown()
 
 
-def graph_config(a: argparse.Namespace, quiet: bool) -> Path:
-    """`--config` with its meta-reference models on `--engine` (eager if asked), and telemetry off if `quiet`."""
-    import yaml
-
-    data = yaml.safe_load(a.config.read_text())
-    for m in data.get("models", []):
-        engine = m.setdefault("engine", {})
-        if engine.get("type", "meta-reference") == "meta-reference":
-            engine["type"] = a.engine
-            if a.engine == "vllm":
-                engine["enforce_eager"] = a.enforce_eager
-    if quiet:
-        data["telemetry"] = {**data.get("telemetry", {}), "tracing": False, "metrics": False}
-    out = Path(tempfile.mkdtemp(prefix="ttft-config-")) / a.config.name
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
-
-
-def serve_and_measure(a: argparse.Namespace, cmd: list[str], env: dict[str, str]) -> list[list[float]]:
-    """Start a server (its own session), wait for a 1-token chat to succeed, measure, stop it."""
+def serve_and_measure(a: argparse.Namespace, name: str, cmd: list[str], env: dict[str, str]) -> list[list[float]]:
+    """Start a server (compare's ServerProcess: its own session, its log under the system's temp directory), wait
+    for a 1-token chat to succeed, measure, stop it."""
     port = free_port()
-    proc = subprocess.Popen([*cmd, "--port", str(port)], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = Path(tempfile.mkdtemp(prefix="ttft-")) / f"{name}.log"
+    proc = ServerProcess(name, [*cmd, "--port", str(port)], env, log).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + a.startup_timeout
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"{cmd[:4]} did not start (exit {proc.returncode})")
-            try:
-                probe = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-                if httpx.post(f"{base}/v1/chat/completions", json=probe, timeout=60).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        asyncio.run(proc.wait_ready(f"{base}/v1", MODEL, a.startup_timeout))
         return [http_ttft(base, a.requests, a.warmup) for _ in range(a.rounds)]
     finally:
-        stop_server(proc)
+        proc.stop()
 
 
 def measure_full(a: argparse.Namespace, quiet: bool) -> list[list[float]]:
-    cmd = [sys.executable, "-m", "serve.cli", "run", "--config", str(graph_config(a, quiet)), "--host", "127.0.0.1"]
+    """`--config` with its meta-reference models on `--engine`, and telemetry off if `quiet`."""
+    config = config_variant(a.config, on_vllm=a.engine == "vllm", composed=False, enforce_eager=a.enforce_eager,
+                            telemetry_off=quiet)
+    cmd = [sys.executable, "-m", "serve.cli", "run", "--config", str(config), "--host", "127.0.0.1"]
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"RAY_ADDRESS": "local", "PYTHONPATH": pythonpath}
-    return serve_and_measure(a, cmd, env)
+    return serve_and_measure(a, "quiet" if quiet else "full", cmd, {"RAY_ADDRESS": "local", "PYTHONPATH": pythonpath})
 
 
 def measure_raw(a: argparse.Namespace) -> list[list[float]]:
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(a.model_dir),
            "--served-model-name", MODEL, "--host", "127.0.0.1", "--dtype", "float32", "--max-model-len", "2048",
            "--max-num-seqs", "32", "--disable-uvicorn-access-log"] + (["--enforce-eager"] if a.enforce_eager else [])
-    return serve_and_measure(a, cmd, {"VLLM_CPU_KVCACHE_SPACE": "1"})
+    return serve_and_measure(a, "raw", cmd, {"VLLM_CPU_KVCACHE_SPACE": "1"})
 
 
 def report(a: argparse.Namespace, rounds: dict[str, list[list[float]]]) -> tuple[dict[str, float], str]:
