@@ -42,6 +42,16 @@ def _package_file(package: str, filename: str) -> Path:
     return path
 
 
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move a finished conversion into the cache atomically: a half-written cache is never picked up. Where another
+    process (a second replica, a second test session) converted it first, theirs is kept."""
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:
+        if not (out_dir / "config.json").exists():
+            raise
+
+
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Dequantize a GGUF checkpoint through transformers and save it as safetensors + tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
@@ -59,7 +69,7 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     try:
         fresh.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out_dir)  # atomic: a half-written cache is never picked up
+        _publish(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
