@@ -46,6 +46,7 @@ class LoopbackServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # a request still in flight (a tool that naps) is not waited for
         self.thread.join(timeout=10)
 
 
